@@ -1,0 +1,95 @@
+// RapidJSON helpers: parsing with a clear error, typed field access that reports which field
+// is missing or of the wrong type, and a compact writer. Header-only.
+// Thread safety: pure functions over caller-owned values.
+#pragma once
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace ingestfs::json {
+
+using Document = rapidjson::Document;
+using Value = rapidjson::Value;
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// Largest string a parsed response may hold in one field; bigger is treated as hostile.
+inline constexpr size_t kMaxStringField = 64 * 1024;
+
+inline StatusOr<Document> Parse(std::string_view text, std::string_view what) {
+  Document doc;
+  doc.Parse<rapidjson::kParseStopWhenDoneFlag>(text.data(), text.size());
+  if (doc.HasParseError()) {
+    return Status(Code::kInvalidArgument,
+                  std::string(what) + " is not valid JSON (" + rapidjson::GetParseError_En(doc.GetParseError()) +
+                      " at offset " + std::to_string(doc.GetErrorOffset()) + ")");
+  }
+  return doc;
+}
+
+inline const Value* Find(const Value& obj, const char* field) {
+  if (!obj.IsObject()) return nullptr;
+  auto it = obj.FindMember(field);
+  return it == obj.MemberEnd() ? nullptr : &it->value;
+}
+
+inline StatusOr<std::string> GetString(const Value& obj, const char* field,
+                                       size_t max_len = kMaxStringField) {
+  const Value* v = Find(obj, field);
+  if (v == nullptr) return Status(Code::kInvalidArgument, std::string("field '") + field + "' is missing");
+  if (!v->IsString()) return Status(Code::kInvalidArgument, std::string("field '") + field + "' is not a string");
+  if (v->GetStringLength() > max_len) {
+    return Status(Code::kInvalidArgument, std::string("field '") + field + "' is longer than " +
+                                               std::to_string(max_len) + " bytes");
+  }
+  return std::string(v->GetString(), v->GetStringLength());
+}
+
+// Missing or null -> nullopt; present but not a string -> error.
+inline StatusOr<std::optional<std::string>> GetOptionalString(const Value& obj, const char* field,
+                                                              size_t max_len = kMaxStringField) {
+  const Value* v = Find(obj, field);
+  if (v == nullptr || v->IsNull()) return std::optional<std::string>();
+  ASSIGN_OR_RETURN(std::string s, GetString(obj, field, max_len));
+  return std::optional<std::string>(std::move(s));
+}
+
+inline StatusOr<int64_t> GetInt(const Value& obj, const char* field) {
+  const Value* v = Find(obj, field);
+  if (v == nullptr) return Status(Code::kInvalidArgument, std::string("field '") + field + "' is missing");
+  if (!v->IsInt64()) return Status(Code::kInvalidArgument, std::string("field '") + field + "' is not an integer");
+  return v->GetInt64();
+}
+
+inline std::string ToString(const Value& v) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  v.Accept(w);
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+inline void String(Writer& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+inline void Key(Writer& w, std::string_view s) {
+  w.Key(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+inline void KeyString(Writer& w, std::string_view k, std::string_view v) {
+  Key(w, k);
+  String(w, v);
+}
+inline void KeyInt(Writer& w, std::string_view k, int64_t v) {
+  Key(w, k);
+  w.Int64(v);
+}
+inline std::string Done(const rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
+
+}  // namespace ingestfs::json

@@ -1,0 +1,39 @@
+// Small string helpers shared by every module. Thread-safe (pure functions).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace ingestfs {
+
+// RFC 3986 percent-encoding as AWS SigV4 wants it: unreserved characters (A-Z a-z 0-9 - _ . ~)
+// stay, everything else becomes %XX (uppercase). '/' stays when keep_slash is true.
+std::string UriEncode(std::string_view s, bool keep_slash);
+// Percent-decoding; '+' is kept as '+'. Fails on a malformed escape.
+StatusOr<std::string> UriDecode(std::string_view s);
+
+// A URL with its query string (and userinfo) cut, for logs and error messages: presigned URLs
+// are secrets. "http://h/b/k?X-Amz-Signature=..." -> "http://h/b/k?…".
+std::string RedactUrl(std::string_view url);
+// Keeps the first 4 characters of a secret: "abcd…".
+std::string RedactSecret(std::string_view secret);
+
+std::string_view Trim(std::string_view s);
+std::vector<std::string> Split(std::string_view s, char sep);
+std::string ToLower(std::string_view s);
+bool StartsWith(std::string_view s, std::string_view prefix);
+bool EndsWith(std::string_view s, std::string_view suffix);
+
+// Parses "123", "8M", "8MiB", "1G", "512k" (binary units). Negative or malformed -> error.
+StatusOr<uint64_t> ParseSize(std::string_view text);
+// Parses a plain non-negative decimal integer that fits in int64 (no sign, no spaces).
+std::optional<int64_t> ParseInt(std::string_view text);
+// Parses a non-negative decimal fraction such as "0.2" or "1".
+std::optional<double> ParseRate(std::string_view text);
+
+}  // namespace ingestfs

@@ -1,0 +1,55 @@
+#include "server/app.h"
+
+#include "common/file_util.h"
+#include "server/routes.h"
+
+namespace ingestfs::server {
+
+App::App(ServerOptions opts) { ctx_.opts = std::move(opts); }
+
+App::~App() {
+  if (processor_) processor_->Stop();
+}
+
+Status App::Start(std::vector<std::string>* warnings) {
+  const ServerOptions& o = ctx_.opts;
+  RETURN_IF_ERROR(MakeDirs(o.data_dir));
+  ASSIGN_OR_RETURN(meta_, MetaStore::Open(o.data_dir, warnings));
+  objects_ = std::make_unique<ObjectStore>(o.data_dir);
+  RETURN_IF_ERROR(objects_->Init());
+  ctx_.meta = meta_.get();
+  ctx_.objects = objects_.get();
+  ctx_.creds = SigV4Credentials{o.access_key, o.secret_key, o.region, "s3"};
+
+  int threads = o.threads;
+  http_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http_.set_keep_alive_max_count(100000);
+  http_.set_keep_alive_timeout(30);
+  http_.set_read_timeout(60, 0);
+  http_.set_write_timeout(60, 0);
+  port_ = o.listen_port == 0 ? http_.bind_to_any_port(o.listen_host)
+                             : (http_.bind_to_port(o.listen_host, o.listen_port) ? o.listen_port : -1);
+  if (port_ <= 0) {
+    return Status(Code::kUnavailable, "cannot listen on " + o.listen_host + ":" + std::to_string(o.listen_port) +
+                                          " (address in use or not available)");
+  }
+  ctx_.public_url = o.public_url.empty() ? "http://" + o.listen_host + ":" + std::to_string(port_) : o.public_url;
+  while (!ctx_.public_url.empty() && ctx_.public_url.back() == '/') ctx_.public_url.pop_back();
+  size_t host_start = ctx_.public_url.find("://");
+  ctx_.public_host = host_start == std::string::npos ? ctx_.public_url : ctx_.public_url.substr(host_start + 3);
+
+  access_log_ = std::make_unique<AccessLog>(o.access_log);
+  router_ = std::make_unique<Router>(http_, o.auth, o.faults, *access_log_);
+  processor_ = std::make_unique<Processor>(ctx_);
+  ctx_.processor = processor_.get();
+  RegisterIngestApi(*router_, ctx_);
+  RegisterDataPlane(*router_, ctx_);  // after the API: its catch-all pattern must match last
+  processor_->Start(2);
+  return Status::Ok();
+}
+
+bool App::Run() { return http_.listen_after_bind(); }
+
+void App::Stop() { http_.stop(); }
+
+}  // namespace ingestfs::server

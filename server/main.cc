@@ -1,0 +1,212 @@
+// ingestfs-server: the reference platform (see --help and man/ingestfs-server.1).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "server/app.h"
+
+namespace {
+
+using ingestfs::server::ServerOptions;
+
+constexpr char kUsage[] = R"(Usage: ingestfs-server --data DIR --token TOKEN [options]
+
+The ingestfs reference platform: the `ingest` control API under /api and an S3-compatible
+data plane (path-style, SigV4 presigned URLs) on one loopback address.
+
+Required:
+  --data DIR                  where datasets, files, jobs and objects are kept (created if missing)
+  --token TOKEN               a bearer token clients may use (repeatable), or
+  --token-file FILE           one token per line ('#' starts a comment)
+
+Listening:
+  --listen HOST:PORT          address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
+  --public-url URL            data-plane base URL written into presigned URLs
+                              (default http://HOST:PORT of the listener)
+  --threads N                 HTTP worker threads (default 64)
+
+Platform choices:
+  --part-size SIZE            multipart part size (default 8MiB; 5MiB to 5GiB)
+  --multipart-threshold SIZE  files above this are multipart, others one PUT (default 8MiB)
+  --url-ttl SECONDS           lifetime of presigned URLs (default 3600)
+  --processing-delay SECONDS  time a job spends in `processing` after complete (default 0)
+  --readonly-token TOKEN      a token that may only read (writes answer 403; repeatable)
+
+S3 credentials of the data plane (what a stock S3 SDK would be configured with):
+  --access-key KEY            default ingestfs-local
+  --secret-key SECRET         default ingestfs-local-secret
+  --region REGION             default us-east-1
+  --bucket NAME               default ingest ('api' is reserved)
+
+Observing and fault injection (off by default):
+  --access-log FILE           one JSON object per request: time, method, path (no query), status, bytes_in
+  --fail-rate R               answer a share R (0..1) of requests with 500 or 503
+  --drop-rate R               cut a share R of responses mid-body and close the connection
+  --delay-ms N                delay every data-plane request by N milliseconds
+  --max-bytes-per-sec SIZE    throttle data-plane bodies (server-wide), e.g. 10MiB
+  --log-level LEVEL           debug, info (default), warning, error
+
+  -h, --help                  this text
+  --version                   the version
+
+When ready it prints one line, "listening on http://HOST:PORT", to stdout.
+SIGTERM or SIGINT stop it cleanly; everything it stored survives a restart.
+)";
+
+int Fail(const std::string& msg) {
+  std::cerr << "ingestfs-server: " << msg << "\n(see ingestfs-server --help)\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ServerOptions o;
+  std::string listen = "127.0.0.1:8080";
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    bool has_inline = false;
+    if (arg.rfind("--", 0) == 0) {
+      size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        value = arg.substr(eq + 1);
+        arg = arg.substr(0, eq);
+        has_inline = true;
+      }
+    }
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--version") {
+      std::cout << "ingestfs-server " << INGESTFS_VERSION << "\n";
+      return 0;
+    }
+    auto next = [&](std::string* out) -> bool {
+      if (has_inline) {
+        *out = value;
+        return true;
+      }
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    std::string v;
+    if (arg.rfind("--", 0) != 0) return Fail("unexpected argument '" + arg + "'");
+    if (!next(&v)) return Fail(arg + " needs a value");
+    auto size_arg = [&](uint64_t* out) -> bool {
+      auto s = ingestfs::ParseSize(v);
+      if (!s.ok()) return false;
+      *out = *s;
+      return true;
+    };
+    auto rate_arg = [&](double* out) -> bool {
+      auto r = ingestfs::ParseRate(v);
+      if (!r || *r > 1) return false;
+      *out = *r;
+      return true;
+    };
+    if (arg == "--listen") listen = v;
+    else if (arg == "--data") o.data_dir = v;
+    else if (arg == "--token") o.auth.tokens.insert(v);
+    else if (arg == "--readonly-token") o.auth.readonly_tokens.insert(v);
+    else if (arg == "--token-file") {
+      auto text = ingestfs::ReadFileToString(v);
+      if (!text.ok()) return Fail("--token-file: " + text.status().message());
+      for (const std::string& line : ingestfs::Split(*text, '\n')) {
+        std::string t(ingestfs::Trim(line));
+        if (!t.empty() && t[0] != '#') o.auth.tokens.insert(t);
+      }
+    } else if (arg == "--access-key") o.access_key = v;
+    else if (arg == "--secret-key") o.secret_key = v;
+    else if (arg == "--region") o.region = v;
+    else if (arg == "--bucket") o.bucket = v;
+    else if (arg == "--public-url") o.public_url = v;
+    else if (arg == "--access-log") o.access_log = v;
+    else if (arg == "--part-size") {
+      if (!size_arg(&o.part_size)) return Fail("--part-size: '" + v + "' is not a size");
+    } else if (arg == "--multipart-threshold") {
+      if (!size_arg(&o.multipart_threshold)) return Fail("--multipart-threshold: '" + v + "' is not a size");
+    } else if (arg == "--max-bytes-per-sec") {
+      if (!size_arg(&o.faults.max_bytes_per_sec)) return Fail("--max-bytes-per-sec: '" + v + "' is not a size");
+    } else if (arg == "--url-ttl") {
+      auto n = ingestfs::ParseInt(v);
+      if (!n || *n < 1 || *n > 604800) return Fail("--url-ttl: '" + v + "' must be 1 to 604800 seconds");
+      o.url_ttl = static_cast<long>(*n);
+    } else if (arg == "--processing-delay") {
+      auto r = ingestfs::ParseRate(v);
+      if (!r || *r > 86400) return Fail("--processing-delay: '" + v + "' must be 0 to 86400 seconds");
+      o.processing_delay_ms = static_cast<int>(*r * 1000);
+    } else if (arg == "--fail-rate") {
+      if (!rate_arg(&o.faults.fail_rate)) return Fail("--fail-rate: '" + v + "' must be a number from 0 to 1");
+    } else if (arg == "--drop-rate") {
+      if (!rate_arg(&o.faults.drop_rate)) return Fail("--drop-rate: '" + v + "' must be a number from 0 to 1");
+    } else if (arg == "--delay-ms") {
+      auto n = ingestfs::ParseInt(v);
+      if (!n || *n > 600000) return Fail("--delay-ms: '" + v + "' must be 0 to 600000");
+      o.faults.delay_ms = static_cast<int>(*n);
+    } else if (arg == "--threads") {
+      auto n = ingestfs::ParseInt(v);
+      if (!n || *n < 1 || *n > 1024) return Fail("--threads: '" + v + "' must be 1 to 1024");
+      o.threads = static_cast<int>(*n);
+    } else if (arg == "--log-level") {
+      if (v == "debug") ingestfs::SetLogLevel(ingestfs::LogLevel::kDebug);
+      else if (v == "info") ingestfs::SetLogLevel(ingestfs::LogLevel::kInfo);
+      else if (v == "warning") ingestfs::SetLogLevel(ingestfs::LogLevel::kWarning);
+      else if (v == "error") ingestfs::SetLogLevel(ingestfs::LogLevel::kError);
+      else return Fail("--log-level: '" + v + "' is not one of debug, info, warning, error");
+    } else {
+      return Fail("unknown option " + arg);
+    }
+  }
+  if (o.data_dir.empty()) return Fail("--data DIR is required");
+  if (o.auth.tokens.empty() && o.auth.readonly_tokens.empty()) return Fail("no token: give --token or --token-file");
+  size_t colon = listen.rfind(':');
+  auto port = colon == std::string::npos ? std::nullopt : ingestfs::ParseInt(listen.substr(colon + 1));
+  if (!port || *port > 65535 || colon == 0) return Fail("--listen: '" + listen + "' is not HOST:PORT");
+  o.listen_host = listen.substr(0, colon);
+  o.listen_port = static_cast<int>(*port);
+  if (o.part_size < (5ULL << 20) || o.part_size > (5ULL << 30)) return Fail("--part-size must be 5MiB to 5GiB");
+  if (o.bucket == "api" || o.bucket.empty() || o.bucket.find('/') != std::string::npos) {
+    return Fail("--bucket: '" + o.bucket + "' is not allowed ('api' is reserved)");
+  }
+
+  // Signals are taken by one thread with sigwait; every other thread blocks them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ingestfs::server::App app(o);
+  std::vector<std::string> warnings;
+  ingestfs::Status st = app.Start(&warnings);
+  for (const std::string& w : warnings) LOG_WARN("%s", w.c_str());
+  if (!st.ok()) {
+    std::cerr << "ingestfs-server: " << st.message() << "\n";
+    return 1;
+  }
+  std::thread signal_thread([&app, sigs] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    LOG_INFO("signal %d: stopping", sig);
+    app.Stop();
+  });
+  std::printf("listening on http://%s:%d\n", o.listen_host.c_str(), app.port());
+  std::fflush(stdout);
+  bool ok = app.Run();
+  // Wake the signal thread if the listener ended on its own.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,421 @@
+#include "server/meta_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "common/crypto.h"
+#include "common/time_util.h"
+
+namespace ingestfs::server {
+
+namespace {
+
+constexpr char kLogName[] = "meta.log";
+
+const char* const kJobStatusNames[] = {"awaiting_upload", "pending", "processing", "completed", "failed"};
+
+std::optional<JobStatus> JobStatusFromName(std::string_view s) {
+  for (int i = 0; i < 5; ++i) {
+    if (s == kJobStatusNames[i]) return static_cast<JobStatus>(i);
+  }
+  return std::nullopt;
+}
+
+std::string Crc(std::string_view s) {
+  uLong c = crc32(0L, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size()));
+  char buf[9];
+  std::snprintf(buf, sizeof(buf), "%08lx", c & 0xffffffffUL);
+  return buf;
+}
+
+void WriteDataset(json::Writer& w, const Dataset& d) {
+  w.StartObject();
+  json::KeyString(w, "t", "dataset");
+  json::KeyString(w, "id", d.id);
+  json::KeyString(w, "name", d.name);
+  json::KeyString(w, "created_at", d.created_at);
+  w.EndObject();
+}
+
+void WriteFileFields(json::Writer& w, const FileRecord& f) {
+  json::KeyString(w, "dataset_id", f.dataset_id);
+  json::KeyString(w, "filename", f.filename);
+  json::KeyInt(w, "size", static_cast<int64_t>(f.size));
+  json::KeyString(w, "sha256", f.sha256);
+  json::KeyString(w, "etag", f.etag);
+  json::KeyString(w, "updated_at", f.updated_at);
+  json::KeyInt(w, "version", f.version);
+  json::KeyString(w, "s3_key", f.s3_key);
+}
+
+void WriteJobFields(json::Writer& w, const Job& j) {
+  json::KeyString(w, "job_id", j.job_id);
+  json::KeyString(w, "dataset_id", j.dataset_id);
+  json::KeyString(w, "filename", j.filename);
+  json::KeyString(w, "content_type", j.content_type);
+  json::KeyInt(w, "size", static_cast<int64_t>(j.size));
+  json::KeyString(w, "status", JobStatusName(j.status));
+  json::KeyString(w, "message", j.message);
+  json::KeyString(w, "staging_key", j.staging_key);
+  json::KeyString(w, "upload_id", j.upload_id);
+  json::KeyInt(w, "part_size", static_cast<int64_t>(j.part_size));
+  json::KeyInt(w, "num_parts", j.num_parts);
+  json::Key(w, "reupload");
+  w.Bool(j.reupload);
+  json::KeyString(w, "sha256", j.sha256);
+  json::KeyString(w, "created_at", j.created_at);
+  json::KeyString(w, "updated_at", j.updated_at);
+}
+
+std::string JobRecord(const Job& j) {
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  w.StartObject();
+  json::KeyString(w, "t", "job");
+  WriteJobFields(w, j);
+  w.EndObject();
+  return json::Done(buf);
+}
+
+std::string UploadRecord(const MultipartUpload& u) {
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  w.StartObject();
+  json::KeyString(w, "t", "mpu");
+  json::KeyString(w, "upload_id", u.upload_id);
+  json::KeyString(w, "bucket", u.bucket);
+  json::KeyString(w, "key", u.key);
+  json::KeyString(w, "created_at", u.created_at);
+  w.EndObject();
+  return json::Done(buf);
+}
+
+std::string Str(const json::Value& v, const char* f) {
+  const json::Value* x = json::Find(v, f);
+  return x != nullptr && x->IsString() ? std::string(x->GetString(), x->GetStringLength()) : std::string();
+}
+int64_t Int(const json::Value& v, const char* f) {
+  const json::Value* x = json::Find(v, f);
+  return x != nullptr && x->IsInt64() ? x->GetInt64() : 0;
+}
+
+FileRecord ReadFile(const json::Value& v) {
+  FileRecord f;
+  f.dataset_id = Str(v, "dataset_id");
+  f.filename = Str(v, "filename");
+  f.size = static_cast<uint64_t>(Int(v, "size"));
+  f.sha256 = Str(v, "sha256");
+  f.etag = Str(v, "etag");
+  f.updated_at = Str(v, "updated_at");
+  f.version = Int(v, "version");
+  f.s3_key = Str(v, "s3_key");
+  return f;
+}
+
+Job ReadJob(const json::Value& v) {
+  Job j;
+  j.job_id = Str(v, "job_id");
+  j.dataset_id = Str(v, "dataset_id");
+  j.filename = Str(v, "filename");
+  j.content_type = Str(v, "content_type");
+  j.size = static_cast<uint64_t>(Int(v, "size"));
+  j.status = JobStatusFromName(Str(v, "status")).value_or(JobStatus::kFailed);
+  j.message = Str(v, "message");
+  j.staging_key = Str(v, "staging_key");
+  j.upload_id = Str(v, "upload_id");
+  j.part_size = static_cast<uint64_t>(Int(v, "part_size"));
+  j.num_parts = static_cast<uint32_t>(Int(v, "num_parts"));
+  const json::Value* r = json::Find(v, "reupload");
+  j.reupload = r != nullptr && r->IsBool() && r->GetBool();
+  j.sha256 = Str(v, "sha256");
+  j.created_at = Str(v, "created_at");
+  j.updated_at = Str(v, "updated_at");
+  return j;
+}
+
+std::string Now() { return Iso8601Utc(std::time(nullptr)); }
+
+}  // namespace
+
+const char* JobStatusName(JobStatus s) { return kJobStatusNames[static_cast<int>(s)]; }
+
+StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, std::vector<std::string>* warnings) {
+  RETURN_IF_ERROR(MakeDirs(dir));
+  std::unique_ptr<MetaStore> store(new MetaStore());
+  store->dir_ = dir;
+  std::string path = dir + "/" + kLogName;
+  if (PathExists(path)) {
+    ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+    size_t pos = 0;
+    int line_no = 0;
+    while (pos < text.size()) {
+      size_t nl = text.find('\n', pos);
+      bool torn = nl == std::string::npos;
+      std::string_view line(text.data() + pos, (torn ? text.size() : nl) - pos);
+      pos = torn ? text.size() : nl + 1;
+      ++line_no;
+      bool last = pos >= text.size();
+      auto report = [&](const std::string& why) {
+        if (warnings != nullptr) {
+          warnings->push_back(path + " line " + std::to_string(line_no) + ": " + why +
+                              (last ? " (torn last record, dropped)" : " (corrupt record, skipped)"));
+        }
+      };
+      if (line.size() < 10 || line[8] != ' ') {
+        report("malformed record");
+        continue;
+      }
+      std::string_view body = line.substr(9);
+      if (Crc(body) != line.substr(0, 8)) {
+        report("checksum mismatch");
+        continue;
+      }
+      auto doc = json::Parse(body, "record");
+      if (!doc.ok() || !doc->IsObject()) {
+        report("unreadable JSON");
+        continue;
+      }
+      store->Apply(*doc);
+    }
+  }
+  // Compact: publish the live state as the new log, atomically.
+  {
+    std::lock_guard<std::mutex> lock(store->mu_);
+    RETURN_IF_ERROR(WriteFileAtomic(path, store->SnapshotLocked()));
+    store->log_fd_ = UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+    if (!store->log_fd_.valid()) return Status::FromErrno(errno, "open " + path);
+  }
+  return store;
+}
+
+std::string MetaStore::SnapshotLocked() const {
+  std::string out;
+  auto add = [&](const std::string& rec) { out += Crc(rec) + " " + rec + "\n"; };
+  for (const std::string& id : dataset_order_) {
+    rapidjson::StringBuffer buf;
+    json::Writer w(buf);
+    WriteDataset(w, datasets_.at(id));
+    add(json::Done(buf));
+  }
+  for (const auto& [ds, files] : files_) {
+    for (const auto& [name, f] : files) {
+      rapidjson::StringBuffer buf;
+      json::Writer w(buf);
+      w.StartObject();
+      json::KeyString(w, "t", "file");
+      WriteFileFields(w, f);
+      w.EndObject();
+      add(json::Done(buf));
+    }
+  }
+  for (const auto& [id, j] : jobs_) add(JobRecord(j));
+  for (const auto& [id, u] : uploads_) add(UploadRecord(u));
+  return out;
+}
+
+void MetaStore::Apply(const json::Value& r) {
+  std::string t = Str(r, "t");
+  if (t == "dataset") {
+    Dataset d{Str(r, "id"), Str(r, "name"), Str(r, "created_at")};
+    if (datasets_.count(d.id) == 0) dataset_order_.push_back(d.id);
+    dataset_by_name_[d.name] = d.id;
+    datasets_[d.id] = d;
+  } else if (t == "file") {
+    FileRecord f = ReadFile(r);
+    files_[f.dataset_id][f.filename] = f;
+  } else if (t == "job") {
+    Job j = ReadJob(r);
+    jobs_[j.job_id] = j;
+  } else if (t == "publish") {
+    const json::Value* f = json::Find(r, "file");
+    const json::Value* j = json::Find(r, "job");
+    if (f != nullptr && j != nullptr) {
+      FileRecord fr = ReadFile(*f);
+      files_[fr.dataset_id][fr.filename] = fr;
+      Job jr = ReadJob(*j);
+      jobs_[jr.job_id] = jr;
+    }
+  } else if (t == "mpu") {
+    MultipartUpload u{Str(r, "upload_id"), Str(r, "bucket"), Str(r, "key"), Str(r, "created_at")};
+    uploads_[u.upload_id] = u;
+  } else if (t == "mpu_del") {
+    uploads_.erase(Str(r, "upload_id"));
+  }
+}
+
+Status MetaStore::Append(const std::string& record_json) {
+  std::string line = Crc(record_json) + " " + record_json + "\n";
+  RETURN_IF_ERROR(WriteAll(log_fd_.get(), line.data(), line.size(), dir_ + "/" + kLogName));
+  if (::fdatasync(log_fd_.get()) != 0) return Status::FromErrno(errno, "fdatasync " + dir_ + "/" + kLogName);
+  return Status::Ok();
+}
+
+StatusOr<Dataset> MetaStore::CreateDataset(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (dataset_by_name_.count(name) != 0) {
+    return Status(Code::kAlreadyExists, "Dataset '" + name + "' already exists");
+  }
+  Dataset d{RandomUuid(), name, Now()};
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  WriteDataset(w, d);
+  std::string rec = json::Done(buf);
+  RETURN_IF_ERROR(Append(rec));
+  auto doc = json::Parse(rec, "record");
+  Apply(*doc);
+  return d;
+}
+
+std::optional<Dataset> MetaStore::GetDataset(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = datasets_.find(id);
+  if (it == datasets_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<Dataset> MetaStore::FindDatasetByName(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = dataset_by_name_.find(name);
+  if (it == dataset_by_name_.end()) return std::nullopt;
+  return datasets_.at(it->second);
+}
+
+std::vector<Dataset> MetaStore::ListDatasets(Page page, int64_t* total) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  *total = static_cast<int64_t>(dataset_order_.size());
+  std::vector<Dataset> out;
+  for (int64_t i = page.offset; i < *total && i < page.offset + page.limit; ++i) {
+    out.push_back(datasets_.at(dataset_order_[static_cast<size_t>(i)]));
+  }
+  return out;
+}
+
+std::optional<FileRecord> MetaStore::GetFile(const std::string& dataset_id, const std::string& filename) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto ds = files_.find(dataset_id);
+  if (ds == files_.end()) return std::nullopt;
+  auto it = ds->second.find(filename);
+  if (it == ds->second.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<FileRecord> MetaStore::ListFiles(const std::string& dataset_id, Page page, int64_t* total) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<FileRecord> out;
+  *total = 0;
+  auto ds = files_.find(dataset_id);
+  if (ds == files_.end()) return out;
+  *total = static_cast<int64_t>(ds->second.size());
+  int64_t i = 0;
+  for (const auto& [name, f] : ds->second) {
+    if (i >= page.offset + page.limit) break;
+    if (i++ >= page.offset) out.push_back(f);
+  }
+  return out;
+}
+
+Status MetaStore::PutJob(const Job& job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Append(JobRecord(job)));
+  jobs_[job.job_id] = job;
+  return Status::Ok();
+}
+
+std::optional<Job> MetaStore::GetJob(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<Job> MetaStore::JobsIn(JobStatus status) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Job> out;
+  for (const auto& [id, j] : jobs_) {
+    if (j.status == status) out.push_back(j);
+  }
+  return out;
+}
+
+StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from, JobStatus to,
+                                       const std::string& message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return Status(Code::kNotFound, "Job not found");
+  if (it->second.status != from) {
+    return Status(Code::kFailedPrecondition, JobStatusName(it->second.status));
+  }
+  Job before = it->second;
+  Job after = before;
+  after.status = to;
+  after.message = message;
+  after.updated_at = Now();
+  RETURN_IF_ERROR(Append(JobRecord(after)));
+  it->second = after;
+  return before;
+}
+
+StatusOr<FileRecord> MetaStore::PublishJob(const std::string& job_id, FileRecord file) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return Status(Code::kNotFound, "Job not found");
+  auto& ds = files_[file.dataset_id];
+  auto existing = ds.find(file.filename);
+  file.version = existing == ds.end() ? 1 : existing->second.version + 1;
+  file.updated_at = Now();
+  Job job = it->second;
+  job.status = JobStatus::kCompleted;
+  job.message = "Upload verified and stored";
+  job.sha256 = file.sha256;
+  job.updated_at = file.updated_at;
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  w.StartObject();
+  json::KeyString(w, "t", "publish");
+  json::Key(w, "file");
+  w.StartObject();
+  WriteFileFields(w, file);
+  w.EndObject();
+  json::Key(w, "job");
+  w.StartObject();
+  WriteJobFields(w, job);
+  w.EndObject();
+  w.EndObject();
+  RETURN_IF_ERROR(Append(json::Done(buf)));
+  ds[file.filename] = file;
+  it->second = job;
+  return file;
+}
+
+Status MetaStore::PutUpload(const MultipartUpload& u) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Append(UploadRecord(u)));
+  uploads_[u.upload_id] = u;
+  return Status::Ok();
+}
+
+Status MetaStore::DeleteUpload(const std::string& upload_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  w.StartObject();
+  json::KeyString(w, "t", "mpu_del");
+  json::KeyString(w, "upload_id", upload_id);
+  w.EndObject();
+  RETURN_IF_ERROR(Append(json::Done(buf)));
+  uploads_.erase(upload_id);
+  return Status::Ok();
+}
+
+std::optional<MultipartUpload> MetaStore::GetUpload(const std::string& upload_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = uploads_.find(upload_id);
+  if (it == uploads_.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace ingestfs::server

@@ -1,0 +1,126 @@
+// MetaStore: the reference server's catalogue (datasets, files and their versions, upload jobs,
+// multipart uploads), kept in memory and made durable by an append-only log.
+//
+// Log format (data-dir/meta.log): one record a line, "<crc32 as 8 hex> <json>\n", appended and
+// fdatasync'ed before the mutation is visible. Replay skips a torn last line and reports (and
+// skips) a corrupt line elsewhere instead of crashing. On open the log is compacted: the live
+// state is written to a temp file, fsynced and renamed over the log.
+//
+// Thread safety: every public method is thread-safe (one mutex, never held across file I/O
+// other than the log append).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "common/json.h"
+#include "common/status.h"
+
+namespace ingestfs::server {
+
+struct Dataset {
+  std::string id;
+  std::string name;
+  std::string created_at;
+};
+
+struct FileRecord {
+  std::string dataset_id;
+  std::string filename;
+  uint64_t size = 0;
+  std::string sha256;
+  std::string etag;  // quoted, as S3 returns it
+  std::string updated_at;
+  int64_t version = 0;
+  std::string s3_key;
+};
+
+enum class JobStatus { kAwaitingUpload, kPending, kProcessing, kCompleted, kFailed };
+const char* JobStatusName(JobStatus s);
+
+struct Job {
+  std::string job_id;
+  std::string dataset_id;
+  std::string filename;
+  std::string content_type;
+  uint64_t size = 0;
+  JobStatus status = JobStatus::kAwaitingUpload;
+  std::string message;
+  std::string staging_key;  // where the client's bytes go
+  std::string upload_id;    // S3 multipart upload id; empty for a single PUT
+  uint64_t part_size = 0;
+  uint32_t num_parts = 1;
+  bool reupload = false;
+  std::string sha256;  // set when completed
+  std::string created_at;
+  std::string updated_at;
+};
+
+struct MultipartUpload {
+  std::string upload_id;
+  std::string bucket;
+  std::string key;
+  std::string created_at;
+};
+
+struct Page {
+  int64_t offset = 0;
+  int64_t limit = 100;
+};
+
+class MetaStore {
+ public:
+  // Opens (creating if needed) the store in `dir`; replays and compacts the log.
+  // `warnings` receives one line per skipped record.
+  static StatusOr<std::unique_ptr<MetaStore>> Open(const std::string& dir, std::vector<std::string>* warnings);
+
+  // Datasets.
+  StatusOr<Dataset> CreateDataset(const std::string& name);  // kAlreadyExists when taken
+  std::optional<Dataset> GetDataset(const std::string& id) const;
+  std::optional<Dataset> FindDatasetByName(const std::string& name) const;
+  std::vector<Dataset> ListDatasets(Page page, int64_t* total) const;
+
+  // Files.
+  std::optional<FileRecord> GetFile(const std::string& dataset_id, const std::string& filename) const;
+  std::vector<FileRecord> ListFiles(const std::string& dataset_id, Page page, int64_t* total) const;
+
+  // Jobs.
+  Status PutJob(const Job& job);
+  std::optional<Job> GetJob(const std::string& job_id) const;
+  std::vector<Job> JobsIn(JobStatus status) const;
+  // Moves a job from `from` to `to` atomically; returns the job as it was before, or
+  // kFailedPrecondition (with the job's current status in the message) when it was not in `from`.
+  StatusOr<Job> TransitionJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message);
+  // Publishes a job's file: the file's version grows by one and the job becomes completed, in
+  // one log record.
+  StatusOr<FileRecord> PublishJob(const std::string& job_id, FileRecord file);
+
+  // Multipart uploads.
+  Status PutUpload(const MultipartUpload& upload);
+  Status DeleteUpload(const std::string& upload_id);
+  std::optional<MultipartUpload> GetUpload(const std::string& upload_id) const;
+
+ private:
+  MetaStore() = default;
+  void Apply(const json::Value& record);  // REQUIRES: mu_ held or single-threaded replay
+  Status Append(const std::string& record_json);  // REQUIRES: mu_ held
+  std::string SnapshotLocked() const;
+
+  std::string dir_;
+  mutable std::mutex mu_;
+  UniqueFd log_fd_;                                         // GUARDED_BY(mu_)
+  std::vector<std::string> dataset_order_;                  // GUARDED_BY(mu_)
+  std::map<std::string, Dataset> datasets_;                 // GUARDED_BY(mu_), by id
+  std::map<std::string, std::string> dataset_by_name_;      // GUARDED_BY(mu_)
+  std::map<std::string, std::map<std::string, FileRecord>> files_;  // GUARDED_BY(mu_)
+  std::map<std::string, Job> jobs_;                         // GUARDED_BY(mu_)
+  std::map<std::string, MultipartUpload> uploads_;          // GUARDED_BY(mu_)
+};
+
+}  // namespace ingestfs::server

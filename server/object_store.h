@@ -1,0 +1,93 @@
+// ObjectStore: the reference server's blob storage on local disk, S3-shaped.
+//
+// Layout under the data dir:
+//   objects/<bucket>/<hh>/<sha256(key)>        object bytes      (+ ".meta": {"key","size","etag"})
+//   uploads/<upload_id>/<part_number>          multipart parts   (+ ".meta": {"size","etag"})
+//   tmp/                                       bodies being received; emptied at start
+// Keys never become paths (they are hashed), so a hostile key cannot escape the data dir.
+// Every publish is temp file + fsync + rename + directory fsync.
+// Thread safety: all methods are thread-safe; concurrent writers of one key: last rename wins.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/crypto.h"
+#include "common/file_util.h"
+#include "common/status.h"
+
+namespace ingestfs::server {
+
+struct BlobInfo {
+  std::string path;  // where the bytes are
+  uint64_t size = 0;
+  std::string etag;  // quoted
+};
+
+// Receives one request body into a temp file, hashing it (MD5) on the way.
+class BlobWriter {
+ public:
+  BlobWriter(std::string tmp_path, UniqueFd fd) : tmp_path_(std::move(tmp_path)), fd_(std::move(fd)) {}
+  ~BlobWriter();
+  Status Append(const char* data, size_t len);
+  uint64_t size() const { return size_; }
+  // Finishes hashing and fsyncs; returns the raw MD5.
+  StatusOr<std::string> Finish();
+  const std::string& tmp_path() const { return tmp_path_; }
+  void Disown() { owned_ = false; }
+
+ private:
+  std::string tmp_path_;
+  UniqueFd fd_;
+  Digest md5_{Digest::Kind::kMd5};
+  uint64_t size_ = 0;
+  bool owned_ = true;
+};
+
+struct Assembled {
+  uint64_t size = 0;
+  std::string sha256_hex;
+  std::string etag;  // quoted; md5 for one source, "md5(md5s)-N" for N parts
+};
+
+class ObjectStore {
+ public:
+  explicit ObjectStore(std::string root) : root_(std::move(root)) {}
+  Status Init();
+
+  StatusOr<std::unique_ptr<BlobWriter>> NewWriter();
+  // Publishes a finished writer as an object or as a part. `md5` is BlobWriter::Finish()'s.
+  Status CommitObject(BlobWriter& w, const std::string& md5, const std::string& bucket, const std::string& key);
+  Status CommitPart(BlobWriter& w, const std::string& md5, const std::string& upload_id, int part_number);
+
+  std::optional<BlobInfo> StatObject(const std::string& bucket, const std::string& key) const;
+  std::optional<BlobInfo> StatPart(const std::string& upload_id, int part_number) const;
+  Status DeleteObject(const std::string& bucket, const std::string& key);
+  Status CreateUploadDir(const std::string& upload_id);
+  Status DeleteUploadDir(const std::string& upload_id);
+
+  // Concatenates `sources` (in order) into object (bucket, key), durably, computing SHA-256.
+  // `part_etags` (quoted hex MD5s, one per part) give the multipart ETag "md5(md5s)-N"; empty
+  // means a single PUT, whose ETag is the MD5 of the whole.
+  StatusOr<Assembled> Assemble(const std::vector<BlobInfo>& sources, const std::vector<std::string>& part_etags,
+                               const std::string& bucket, const std::string& key);
+
+ private:
+  std::string ObjectPath(const std::string& bucket, const std::string& key) const;
+  std::string PartPath(const std::string& upload_id, int part_number) const;
+  static Status WriteMeta(const std::string& data_path, uint64_t size, const std::string& etag,
+                          const std::string& key);
+  static std::optional<BlobInfo> ReadMeta(const std::string& data_path);
+
+  std::string root_;
+};
+
+// S3's ETag for a single PUT: the quoted hex MD5.
+std::string QuotedEtag(const std::string& raw_md5);
+// Strips quotes and lowercases, so that "ABC" and abc compare equal.
+std::string NormalizeEtag(std::string_view etag);
+
+}  // namespace ingestfs::server

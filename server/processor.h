@@ -1,0 +1,46 @@
+// Processor: what the platform does after `complete`. Worker threads take pending jobs, move
+// them to `processing`, wait the configured processing delay, assemble the parts (or take the
+// single object), check sizes, compute SHA-256, publish the object durably under the file's
+// final key, and mark the job `completed` with the new file version in one log record; any
+// failure marks the job `failed` with a message. Jobs found pending or processing at start
+// (a restart) are queued again.
+// Thread safety: Enqueue is thread-safe; Start/Stop from the owning thread.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/context.h"
+
+namespace ingestfs::server {
+
+class Processor {
+ public:
+  explicit Processor(ServerContext& ctx) : ctx_(ctx) {}
+  ~Processor() { Stop(); }
+  void Start(int workers);
+  void Stop();
+  void Enqueue(const std::string& job_id);
+
+  // The final key of a file in a dataset.
+  static std::string FinalKey(const std::string& dataset_id, const std::string& filename) {
+    return "datasets/" + dataset_id + "/" + filename;
+  }
+
+ private:
+  void Loop();
+  void Process(const std::string& job_id);
+
+  ServerContext& ctx_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;          // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace ingestfs::server
