@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of ingestfs from Debian packages.
+# Idempotent and quiet: when everything is present it only checks and returns.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libfuse3-dev fuse3
+  libcurl4-openssl-dev curl
+  rapidjson-dev libssl-dev zlib1g-dev
+  libcpp-httplib-dev
+  libgtest-dev libgmock-dev
+  python3 python3-boto3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

@@ -1,0 +1,520 @@
+// ingestfs-server over real HTTP on 127.0.0.1: every endpoint of the `ingest` dialect, its
+// documented errors, the S3 data plane, restarts, concurrency and fault injection.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/strings.h"
+#include "tests/support/http.h"
+
+namespace ingestfs::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string Str(const json::Value& v, const char* f) {
+  auto s = json::GetString(v, f);
+  return s.ok() ? *s : std::string("<missing " + std::string(f) + ">");
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.ok()) << "server did not start"; }
+  ServerProcess server_;
+  Api api_{server_.api(), ServerProcess::kToken};
+};
+
+// The listing entry for `name`, or a null value.
+json::Document FileEntry(const Api& api, const std::string& ds, const std::string& name) {
+  json::Document files = api.Files(ds);
+  json::Document out;
+  if (!files.IsObject()) return out;
+  for (const auto& item : files["items"].GetArray()) {
+    if (Str(item, "filename") == name) out.CopyFrom(item, out.GetAllocator());
+  }
+  return out;
+}
+
+std::string Download(const Api& api, const std::string& ds, const std::string& name, const std::string& range = "") {
+  HttpResult r = api.Call("GET", "/datasets/" + ds + "/files/download?filename=" + UriEncode(name, false));
+  auto doc = json::Parse(r.body, "download");
+  if (r.status != 200 || !doc.ok()) return "<no url: " + r.body + ">";
+  HttpRequest get;
+  get.url = Str(*doc, "url");
+  if (!range.empty()) get.headers = {"Range: bytes=" + range};
+  HttpResult g = Http(get);
+  return g.body;
+}
+
+TEST_F(ServerTest, DatasetsCreateGetListAndPage) {
+  std::vector<std::string> ids;
+  for (const char* name : {"run-1", "run-2", "run-3"}) {
+    ids.push_back(api_.CreateDataset(name));
+    ASSERT_FALSE(ids.back().empty());
+  }
+  HttpResult dup = api_.Call("POST", "/datasets", R"({"name":"run-2"})");
+  EXPECT_EQ(dup.status, 409);
+  EXPECT_NE(dup.body.find("already exists"), std::string::npos);
+
+  HttpResult page = api_.Call("GET", "/datasets?limit=2&offset=1");
+  ASSERT_EQ(page.status, 200);
+  auto doc = json::Parse(page.body, "list");
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ((*doc)["total"].GetInt(), 3);
+  ASSERT_EQ((*doc)["items"].Size(), 2u);
+  EXPECT_EQ(Str((*doc)["items"][0], "name"), "run-2");
+  EXPECT_EQ(Str((*doc)["items"][1], "name"), "run-3");
+
+  HttpResult one = api_.Call("GET", "/datasets/" + ids[0]);
+  ASSERT_EQ(one.status, 200);
+  auto ds = json::Parse(one.body, "dataset");
+  EXPECT_EQ(Str(*ds, "name"), "run-1");
+  EXPECT_EQ(Str(*ds, "id"), ids[0]);
+  EXPECT_FALSE(Str(*ds, "created_at").empty());
+  EXPECT_EQ(api_.Call("GET", "/datasets/no-such-id").status, 404);
+}
+
+TEST_F(ServerTest, ValidationErrorsHaveFastApiShape) {
+  struct Case {
+    std::string method, path, body, loc_last, type;
+  } cases[] = {
+      {"POST", "/datasets", R"({"name":"a/b"})", "name", "value_error"},
+      {"POST", "/datasets", R"({"nom":"x"})", "name", "missing"},
+      {"POST", "/datasets", R"({"name":5})", "name", "string_type"},
+      {"POST", "/datasets", R"(not json)", "0", "json_invalid"},
+      {"GET", "/datasets?limit=1001", "", "limit", "less_than_equal"},
+      {"GET", "/datasets?limit=abc", "", "limit", "int_parsing"},
+      {"GET", "/datasets?offset=-1", "", "offset", "greater_than_equal"},
+      {"POST", "/ingest/upload/presigned", R"({"dataset_id":"x","filename":"a/../b","file_size":1})", "filename",
+       "value_error"},
+      {"POST", "/ingest/upload/presigned", R"({"dataset_id":"x","filename":"a","file_size":-1})", "file_size",
+       "greater_than_equal"},
+      {"POST", "/ingest/upload/presigned", R"({"dataset_id":"x","filename":"a","file_size":"1"})", "file_size",
+       "int_type"},
+      {"POST", "/ingest/upload/presigned/j/complete", R"({"parts":[{"etag":1,"part_number":1}]})", "etag",
+       "string_type"},
+  };
+  for (const Case& c : cases) {
+    HttpResult r = api_.Call(c.method, c.path, c.body);
+    ASSERT_EQ(r.status, 422) << c.path << " " << c.body << " -> " << r.body;
+    auto doc = json::Parse(r.body, "422");
+    ASSERT_TRUE(doc.ok());
+    const json::Value& d = (*doc)["detail"][0];
+    EXPECT_EQ(Str(d, "type"), c.type) << r.body;
+    EXPECT_FALSE(Str(d, "msg").empty());
+    const json::Value& loc = d["loc"];
+    EXPECT_EQ(std::string(loc[loc.Size() - 1].GetString()), c.loc_last) << r.body;
+    EXPECT_TRUE(d.HasMember("input"));
+    EXPECT_TRUE(d.HasMember("ctx"));
+  }
+}
+
+TEST_F(ServerTest, AuthErrors) {
+  HttpRequest req;
+  req.url = server_.api() + "/datasets";
+  HttpResult none = Http(req);
+  EXPECT_EQ(none.status, 401);
+  EXPECT_NE(none.body.find("\"detail\""), std::string::npos);
+  req.headers = {"Authorization: Bearer wrong"};
+  EXPECT_EQ(Http(req).status, 401);
+  req.url = server_.api() + "/health";
+  req.headers = {};
+  EXPECT_EQ(Http(req).status, 200);
+}
+
+TEST(ServerAuth, ReadOnlyTokenIsForbiddenToWrite) {
+  ServerProcess server({{"--readonly-token", "viewer"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api viewer(server.api(), "viewer");
+  EXPECT_EQ(viewer.Call("GET", "/datasets").status, 200);
+  HttpResult w = viewer.Call("POST", "/datasets", R"({"name":"x"})");
+  EXPECT_EQ(w.status, 403);
+  EXPECT_NE(w.body.find("read-only"), std::string::npos);
+}
+
+TEST_F(ServerTest, UploadsAreByteExactAtEverySizeBoundary) {
+  std::string ds = api_.CreateDataset("sizes");
+  // 0 B, 1 B, exactly the single-part limit, one byte over (two parts), parts + remainder.
+  std::vector<uint64_t> sizes = {0, 1, 8 * kMiB, 8 * kMiB + 1, 3 * 8 * kMiB + 12345};
+  for (uint64_t size : sizes) {
+    std::string name = "plate1/f" + std::to_string(size) + ".bin";
+    std::string data = RandomBytes(size, size + 7);
+    json::Document job = UploadThroughApi(api_, ds, name, data);
+    ASSERT_TRUE(job.IsObject()) << "upload of " << size << " bytes failed";
+    EXPECT_EQ(Str(job, "status"), "completed") << json::ToString(job);
+    EXPECT_EQ(Str(job, "sha256"), Sha256Hex(data));
+    json::Document entry = FileEntry(api_, ds, name);
+    ASSERT_TRUE(entry.IsObject()) << name;
+    EXPECT_EQ(Str(entry, "sha256"), Sha256Hex(data)) << size;
+    EXPECT_EQ(entry["size"].GetUint64(), size);
+    EXPECT_EQ(entry["version"].GetInt(), 1);
+    EXPECT_EQ(Sha256Hex(Download(api_, ds, name)), Sha256Hex(data)) << size;
+    std::string etag = Str(entry, "etag");
+    if (size > 8 * kMiB) {
+      EXPECT_NE(etag.find('-'), std::string::npos) << etag;  // multipart ETag
+    } else {
+      EXPECT_EQ(etag, "\"" + HexEncode(Md5(data)) + "\"");
+    }
+  }
+}
+
+TEST_F(ServerTest, PresignPlansPartsFromFileSize) {
+  std::string ds = api_.CreateDataset("plan");
+  HttpResult single = api_.Presign(ds, "s", 8 * kMiB);
+  auto s = json::Parse(single.body, "presign");
+  ASSERT_EQ(single.status, 200) << single.body;
+  EXPECT_EQ((*s)["urls"].Size(), 1u);
+  EXPECT_TRUE((*s)["upload_id"].IsNull());
+  HttpResult multi = api_.Presign(ds, "m", 20 * kMiB + 1);
+  auto m = json::Parse(multi.body, "presign");
+  ASSERT_EQ(multi.status, 200);
+  EXPECT_EQ((*m)["urls"].Size(), 3u);
+  EXPECT_TRUE((*m)["upload_id"].IsString());
+  EXPECT_EQ((*m)["part_size"].GetInt64(), static_cast<int64_t>(8 * kMiB));
+  EXPECT_NE(std::string((*m)["urls"][2].GetString()).find("partNumber=3"), std::string::npos);
+  // A huge file still fits in 10,000 parts.
+  HttpResult huge = api_.Presign(ds, "h", 200ULL << 30);
+  auto h = json::Parse(huge.body, "presign");
+  ASSERT_EQ(huge.status, 200);
+  EXPECT_LE((*h)["urls"].Size(), 10000u);
+  EXPECT_GE((*h)["part_size"].GetInt64() * static_cast<int64_t>((*h)["urls"].Size()), 200LL << 30);
+  EXPECT_EQ(api_.Presign("no-such-dataset", "x", 1).status, 404);
+}
+
+TEST_F(ServerTest, OverwriteGoesThroughReuploadAndBumpsVersion) {
+  std::string ds = api_.CreateDataset("over");
+  std::string v1 = RandomBytes(1000, 1);
+  std::string v2 = RandomBytes(9 * kMiB, 2);
+  ASSERT_EQ(Str(UploadThroughApi(api_, ds, "a/x.tif", v1), "status"), "completed");
+  HttpResult again = api_.Presign(ds, "a/x.tif", 5);
+  EXPECT_EQ(again.status, 409);
+  EXPECT_NE(again.body.find("reupload"), std::string::npos);
+  EXPECT_EQ(api_.Reupload(ds, "a/missing.tif", 5).status, 404);
+  json::Document job = UploadThroughApi(api_, ds, "a/x.tif", v2, /*reupload=*/true);
+  EXPECT_EQ(Str(job, "status"), "completed");
+  json::Document entry = FileEntry(api_, ds, "a/x.tif");
+  EXPECT_EQ(entry["version"].GetInt(), 2);
+  EXPECT_EQ(Str(entry, "sha256"), Sha256Hex(v2));
+  EXPECT_EQ(Sha256Hex(Download(api_, ds, "a/x.tif")), Sha256Hex(v2));
+}
+
+TEST(ServerProcessing, NewVersionIsListedOnlyOnceTheJobCompleted) {
+  ServerProcess server({{"--processing-delay", "1.5"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api api(server.api(), ServerProcess::kToken);
+  std::string ds = api.CreateDataset("slow");
+  std::string v1 = RandomBytes(100, 1), v2 = RandomBytes(200, 2);
+  ASSERT_EQ(Str(UploadThroughApi(api, ds, "f", v1), "status"), "completed");
+  HttpResult p = api.Reupload(ds, "f", v2.size());
+  auto doc = json::Parse(p.body, "presign");
+  std::string job = Str(*doc, "job_id");
+  HttpRequest put{"PUT", (*doc)["urls"][0].GetString(), {}, v2, "", true};
+  ASSERT_EQ(Http(put).status, 200);
+  ASSERT_EQ(api.Complete(job, {}).status, 200);
+  // During processing the job says so, and the listing still shows version 1.
+  HttpResult st = api.Call("GET", "/ingest/jobs/" + job);
+  auto sd = json::Parse(st.body, "job");
+  std::string status = Str(*sd, "status");
+  EXPECT_TRUE(status == "pending" || status == "processing") << status;
+  EXPECT_TRUE((*sd)["sha256"].IsNull());
+  EXPECT_EQ(FileEntry(api, ds, "f")["version"].GetInt(), 1);
+  EXPECT_EQ(Sha256Hex(Download(api, ds, "f")), Sha256Hex(v1));
+  json::Document done = api.WaitJob(job);
+  EXPECT_EQ(Str(done, "status"), "completed");
+  EXPECT_EQ(Str(done, "filename"), "f");
+  EXPECT_EQ(done["size"].GetInt(), 200);
+  EXPECT_EQ(FileEntry(api, ds, "f")["version"].GetInt(), 2);
+}
+
+TEST_F(ServerTest, CompleteRejectsMissingOrWrongPartsAndIsIdempotent) {
+  std::string ds = api_.CreateDataset("complete");
+  std::string data = RandomBytes(17 * kMiB, 3);
+  HttpResult p = api_.Presign(ds, "big.bin", data.size());
+  auto doc = json::Parse(p.body, "presign");
+  std::string job = Str(*doc, "job_id");
+  ASSERT_EQ((*doc)["urls"].Size(), 3u);
+  std::vector<std::pair<int, std::string>> parts;
+  for (int i = 0; i < 3; ++i) {
+    HttpRequest put{"PUT", (*doc)["urls"][i].GetString(), {}, data.substr(i * 8 * kMiB, 8 * kMiB), "", true};
+    HttpResult r = Http(put);
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.headers["etag"], "\"" + HexEncode(Md5(put.body)) + "\"");
+    parts.emplace_back(i + 1, r.headers["etag"]);
+  }
+  HttpResult missing = api_.Complete(job, {parts[0], parts[1]});
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(missing.body.find("InvalidPart"), std::string::npos) << missing.body;
+  auto wrong = parts;
+  wrong[1].second = "\"00000000000000000000000000000000\"";
+  HttpResult bad = api_.Complete(job, wrong);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("InvalidPart"), std::string::npos);
+  auto swapped = parts;
+  std::swap(swapped[0], swapped[1]);
+  EXPECT_EQ(api_.Complete(job, swapped).status, 400);
+  EXPECT_EQ(api_.Complete("no-such-job", parts).status, 404);
+  HttpResult ok = api_.Complete(job, parts);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  auto okd = json::Parse(ok.body, "complete");
+  EXPECT_EQ(Str(*okd, "status"), "pending");
+  EXPECT_EQ(Str(*okd, "job_id"), job);
+  HttpResult twice = api_.Complete(job, parts);
+  EXPECT_EQ(twice.status, 409);
+  EXPECT_NE(twice.body.find("already completed"), std::string::npos);
+  EXPECT_EQ(Str(api_.WaitJob(job), "sha256"), Sha256Hex(data));
+}
+
+TEST_F(ServerTest, CompleteOfASinglePutThatNeverHappenedIs400) {
+  std::string ds = api_.CreateDataset("nothing");
+  HttpResult p = api_.Presign(ds, "f", 10);
+  auto doc = json::Parse(p.body, "presign");
+  HttpResult c = api_.Complete(Str(*doc, "job_id"), {});
+  EXPECT_EQ(c.status, 400);
+  EXPECT_NE(c.body.find("InvalidPart"), std::string::npos);
+}
+
+TEST_F(ServerTest, DataPlaneErrorsAreS3Xml) {
+  std::string ds = api_.CreateDataset("dp");
+  std::string data = RandomBytes(9 * kMiB, 4);
+  HttpResult p = api_.Presign(ds, "f.bin", data.size());
+  auto doc = json::Parse(p.body, "presign");
+  std::string url1 = (*doc)["urls"][0].GetString();
+  // Tampered signature.
+  std::string tampered = url1;
+  tampered[tampered.size() - 1] = tampered.back() == '0' ? '1' : '0';
+  HttpResult t = Http({"PUT", tampered, {}, data.substr(0, 8 * kMiB), "", true});
+  EXPECT_EQ(t.status, 403);
+  EXPECT_NE(t.body.find("<Code>SignatureDoesNotMatch</Code>"), std::string::npos) << t.body;
+  // Wrong Content-MD5.
+  HttpResult md = Http({"PUT", url1, {"Content-MD5: " + Base64Encode(Md5("other"))}, data.substr(0, 8 * kMiB), "", true});
+  EXPECT_EQ(md.status, 400);
+  EXPECT_NE(md.body.find("<Code>BadDigest</Code>"), std::string::npos) << md.body;
+  // Unknown multipart upload.
+  std::string other = url1;
+  size_t u = other.find("uploadId=");
+  ASSERT_NE(u, std::string::npos);
+  other.replace(u + 9, 4, "ffff");  // the signature then fails first, as S3 would
+  EXPECT_EQ(Http({"PUT", other, {}, "x", "", true}).status, 403);
+  // Unsigned and unknown keys.
+  EXPECT_EQ(Http({"GET", server_.base_url() + "/ingest/nothing", {}, "", "", false}).status, 403);
+  EXPECT_EQ(Http({"GET", server_.base_url() + "/otherbucket/k", {}, "", "", false}).status, 404);
+}
+
+TEST_F(ServerTest, AbortFreesTheUpload) {
+  std::string ds = api_.CreateDataset("abort");
+  std::string data = RandomBytes(9 * kMiB, 5);
+  HttpResult p = api_.Presign(ds, "f", data.size());
+  auto doc = json::Parse(p.body, "presign");
+  std::string job = Str(*doc, "job_id");
+  std::string url1 = (*doc)["urls"][0].GetString();
+  ASSERT_EQ(Http({"PUT", url1, {}, data.substr(0, 8 * kMiB), "", true}).status, 200);
+  EXPECT_EQ(api_.Call("DELETE", "/ingest/upload/presigned/" + job).status, 204);
+  HttpResult after = Http({"PUT", url1, {}, data.substr(0, 8 * kMiB), "", true});
+  EXPECT_EQ(after.status, 404);
+  EXPECT_NE(after.body.find("NoSuchUpload"), std::string::npos);
+  auto st = json::Parse(api_.Call("GET", "/ingest/jobs/" + job).body, "job");
+  EXPECT_EQ(Str(*st, "status"), "failed");
+  EXPECT_EQ(api_.Complete(job, {}).status, 409);
+  EXPECT_EQ(api_.Call("DELETE", "/ingest/upload/presigned/no-such-job").status, 404);
+  EXPECT_FALSE(FileEntry(api_, ds, "f").IsObject());
+}
+
+TEST_F(ServerTest, DownloadPresignAndRange) {
+  std::string ds = api_.CreateDataset("dl");
+  std::string data = RandomBytes(100000, 6);
+  ASSERT_EQ(Str(UploadThroughApi(api_, ds, "r.bin", data), "status"), "completed");
+  EXPECT_EQ(Download(api_, ds, "r.bin", "1000-1999"), data.substr(1000, 1000));
+  EXPECT_EQ(Download(api_, ds, "r.bin", "99990-"), data.substr(99990));
+  EXPECT_EQ(api_.Call("GET", "/datasets/" + ds + "/files/download?filename=nope").status, 404);
+  EXPECT_EQ(api_.Call("GET", "/datasets/" + ds + "/files/download").status, 422);
+}
+
+TEST(ServerExpiry, ExpiredUrlIs403RequestHasExpired) {
+  ServerProcess server({{"--url-ttl", "1"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api api(server.api(), ServerProcess::kToken);
+  std::string ds = api.CreateDataset("exp");
+  auto doc = json::Parse(api.Presign(ds, "f", 3).body, "presign");
+  std::string url = (*doc)["urls"][0].GetString();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+  HttpResult r = Http({"PUT", url, {}, "abc", "", true});
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("<Code>AccessDenied</Code><Message>Request has expired</Message>"), std::string::npos) << r.body;
+}
+
+TEST_F(ServerTest, EightConcurrentClientsAllByteExact) {
+  std::string ds = api_.CreateDataset("conc");
+  std::vector<std::string> datas;
+  for (int i = 0; i < 8; ++i) datas.push_back(RandomBytes(12 * kMiB + i * 1000, 100 + i));
+  std::vector<std::string> results(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      json::Document job = UploadThroughApi(api_, ds, "c/" + std::to_string(i), datas[i]);
+      results[i] = job.IsObject() ? Str(job, "sha256") : "failed";
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(results[i], Sha256Hex(datas[i])) << i;
+    EXPECT_EQ(Str(FileEntry(api_, ds, "c/" + std::to_string(i)), "sha256"), Sha256Hex(datas[i]));
+  }
+}
+
+TEST(ServerRestart, UploadCompletesAcrossARestartBetweenPresignAndComplete) {
+  TempDir dir;
+  std::string data = RandomBytes(17 * kMiB, 9);
+  std::string ds, job, url3;
+  std::vector<std::pair<int, std::string>> parts;
+  int port = 0;
+  {
+    ServerProcess first({{}, dir.path() + "/data", 0});
+    ASSERT_TRUE(first.ok());
+    port = first.port();
+    Api api(first.api(), ServerProcess::kToken);
+    ds = api.CreateDataset("restart");
+    auto doc = json::Parse(api.Presign(ds, "f.bin", data.size()).body, "presign");
+    job = Str(*doc, "job_id");
+    for (int i = 0; i < 2; ++i) {
+      HttpResult r = Http({"PUT", (*doc)["urls"][i].GetString(), {}, data.substr(i * 8 * kMiB, 8 * kMiB), "", true});
+      ASSERT_EQ(r.status, 200);
+      parts.emplace_back(i + 1, r.headers["etag"]);
+    }
+    url3 = (*doc)["urls"][2].GetString();
+    int status = first.Stop();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "SIGTERM should stop the server cleanly";
+  }
+  ServerProcess second({{}, dir.path() + "/data", port});
+  ASSERT_TRUE(second.ok()) << "restart on port " << port;
+  Api api(second.api(), ServerProcess::kToken);
+  // The last part goes to the URL presigned before the restart.
+  HttpResult r = Http({"PUT", url3, {}, data.substr(16 * kMiB), "", true});
+  ASSERT_EQ(r.status, 200) << r.body;
+  parts.emplace_back(3, r.headers["etag"]);
+  ASSERT_EQ(api.Complete(job, parts).status, 200);
+  EXPECT_EQ(Str(api.WaitJob(job), "status"), "completed");
+  EXPECT_EQ(Str(FileEntry(api, ds, "f.bin"), "sha256"), Sha256Hex(data));
+}
+
+TEST(ServerRestart, JobsLeftPendingAreProcessedAfterRestart) {
+  TempDir dir;
+  std::string ds, job;
+  std::string data = RandomBytes(5000, 11);
+  {
+    ServerProcess first({{"--processing-delay", "30"}, dir.path() + "/data", 0});
+    ASSERT_TRUE(first.ok());
+    Api api(first.api(), ServerProcess::kToken);
+    ds = api.CreateDataset("pending");
+    auto doc = json::Parse(api.Presign(ds, "p", data.size()).body, "presign");
+    job = Str(*doc, "job_id");
+    ASSERT_EQ(Http({"PUT", (*doc)["urls"][0].GetString(), {}, data, "", true}).status, 200);
+    ASSERT_EQ(api.Complete(job, {}).status, 200);
+    first.Kill();  // mid-processing, no clean shutdown
+  }
+  ServerProcess second({{}, dir.path() + "/data", 0});
+  ASSERT_TRUE(second.ok());
+  Api api(second.api(), ServerProcess::kToken);
+  EXPECT_EQ(Str(api.WaitJob(job), "status"), "completed");
+  EXPECT_EQ(Str(FileEntry(api, ds, "p"), "sha256"), Sha256Hex(data));
+}
+
+TEST(ServerFaults, FailRateAnswers5xxButHealthStaysUp) {
+  ServerProcess server({{"--fail-rate", "1"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api api(server.api(), ServerProcess::kToken);
+  int fives = 0;
+  for (int i = 0; i < 10; ++i) {
+    HttpResult r = api.Call("GET", "/datasets");
+    if (r.status == 500 || r.status == 503) ++fives;
+    if (r.status == 503) {
+      EXPECT_EQ(r.headers["retry-after"], "1");
+    }
+  }
+  EXPECT_EQ(fives, 10);
+  EXPECT_EQ(api.Call("GET", "/health").status, 200);
+}
+
+TEST(ServerFaults, DropRateCutsResponsesButTheEffectHappens) {
+  ServerProcess server({{"--drop-rate", "1"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api api(server.api(), ServerProcess::kToken);
+  HttpResult r = api.Call("POST", "/datasets", R"({"name":"dropped"})");
+  EXPECT_EQ(r.status, 0) << "the client must see a failed transfer";
+  EXPECT_NE(r.curl_code, 0);
+  // The dataset was created all the same: a retry gets 409.
+  EXPECT_EQ(api.Call("POST", "/datasets", R"({"name":"dropped"})").status, 0);
+  bool logged = false;
+  for (auto& [m, p, s] : server.AccessLogEntries()) logged |= (m == "POST" && p == "/api/datasets" && s == 409);
+  EXPECT_TRUE(logged);
+}
+
+TEST(ServerFaults, ThrottleAndDelaySlowTheDataPlane) {
+  ServerProcess server({{"--max-bytes-per-sec", "1MiB", "--delay-ms", "300"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api api(server.api(), ServerProcess::kToken);
+  std::string ds = api.CreateDataset("slow");
+  std::string data = RandomBytes(2 * kMiB, 12);
+  auto start = std::chrono::steady_clock::now();
+  json::Document job = UploadThroughApi(api, ds, "s", data);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(Str(job, "sha256"), Sha256Hex(data));
+  // 2 MiB at 1 MiB/s cannot take less than about a second (a functional check, not a target).
+  EXPECT_GE(secs, 1.0);
+}
+
+TEST_F(ServerTest, AccessLogNamesEndpointsWithoutQueryStrings) {
+  std::string ds = api_.CreateDataset("log");
+  ASSERT_EQ(Str(UploadThroughApi(api_, ds, "x y.bin", RandomBytes(10, 1)), "status"), "completed");
+  auto entries = server_.AccessLogEntries();
+  bool presign = false, put = false, complete = false;
+  for (auto& [m, p, s] : entries) {
+    EXPECT_EQ(p.find('?'), std::string::npos) << p;
+    EXPECT_EQ(p.find("X-Amz"), std::string::npos) << p;
+    presign |= (m == "POST" && p == "/api/ingest/upload/presigned" && s == 200);
+    put |= (m == "PUT" && p.rfind("/ingest/staging/", 0) == 0 && s == 200);
+    complete |= (m == "POST" && p.find("/complete") != std::string::npos && s == 200);
+  }
+  EXPECT_TRUE(presign && put && complete);
+}
+
+TEST_F(ServerTest, StockS3SdkInteroperates) {
+  // boto3 (Debian's python3-boto3) presigns for this endpoint; the server must accept its
+  // URLs, and botocore must compute the same signature as the server for the server's URLs.
+  std::string ds = api_.CreateDataset("sdk");
+  auto doc = json::Parse(api_.Presign(ds, "sdk/ü file.bin", 10).body, "presign");
+  std::string server_url = (*doc)["urls"][0].GetString();
+  TempDir tmp;
+  std::string out = tmp / "out.txt";
+  std::string cmd = "/usr/bin/python3 " + SourceDir() + "/tests/integration/s3_sdk_check.py --endpoint " +
+                    server_.base_url() + " --server-url '" + server_url + "' > " + out + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  std::ifstream in(out);
+  std::string line;
+  std::map<std::string, std::string> said;
+  std::string all;
+  while (std::getline(in, line)) {
+    all += line + "\n";
+    size_t sp = line.find(' ');
+    if (sp != std::string::npos) said[line.substr(0, sp)] = line.substr(sp + 1);
+  }
+  ASSERT_EQ(rc, 0) << all;
+  ASSERT_EQ(said["server-signature"].size(), 64u) << all;
+  EXPECT_EQ(said["server-signature"], said["botocore-signature"]) << all;
+  std::string data = RandomBytes(3000, 13);
+  HttpResult put = Http({"PUT", said["sdk-put"], {}, data, "", true});
+  ASSERT_EQ(put.status, 200) << put.body;
+  HttpResult get = Http({"GET", said["sdk-get"], {}, "", "", false});
+  ASSERT_EQ(get.status, 200) << get.body;
+  EXPECT_EQ(Sha256Hex(get.body), Sha256Hex(data));
+}
+
+}  // namespace
+}  // namespace ingestfs::testing

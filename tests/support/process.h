@@ -1,0 +1,63 @@
+// Test harness: child processes started by a test and ended by pid (never by name), and
+// temporary directories that are removed afterwards.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ingestfs::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed in the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A child process with its stdout on a pipe and stderr to a file.
+class Child {
+ public:
+  Child() = default;
+  ~Child() { Stop(); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  // Starts argv[0] with argv; stderr goes to `stderr_path` (empty: inherited).
+  bool Start(const std::vector<std::string>& argv, const std::string& stderr_path);
+  // Reads one line from the child's stdout, waiting at most `timeout`. Empty on timeout/EOF.
+  std::string ReadLine(std::chrono::milliseconds timeout);
+  // SIGTERM, wait up to 10 s, then SIGKILL. Returns the exit status (waitpid form), or -1.
+  int Stop();
+  // SIGKILL now and reap.
+  void Kill();
+  // Waits for the child to exit by itself; -1 on timeout.
+  int Wait(std::chrono::milliseconds timeout);
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string buffered_;
+};
+
+std::string RandomBytes(size_t n, uint64_t seed);
+std::string Sha256Hex(const std::string& data);
+std::string FileSha256Hex(const std::string& path);
+// Writes `size` pseudo-random bytes to `path` in 1 MiB blocks.
+void WriteRandomFile(const std::string& path, uint64_t size, uint64_t seed);
+std::string SourceDir();
+std::string BinDir();
+
+}  // namespace ingestfs::testing

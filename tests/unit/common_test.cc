@@ -1,0 +1,99 @@
+#include <gtest/gtest.h>
+
+#include "common/crypto.h"
+#include "common/names.h"
+#include "common/strings.h"
+#include "common/time_util.h"
+
+namespace ingestfs {
+namespace {
+
+TEST(Names, AcceptsWhatThePlatformAccepts) {
+  EXPECT_TRUE(ValidateFileName("plate1/A01.tif").ok());
+  EXPECT_TRUE(ValidateFileName("run 42/Zürich ü.csv").ok());
+  EXPECT_TRUE(ValidateFileName(std::string(255, 'a')).ok());
+  std::string deep;
+  for (int i = 0; i < 4; ++i) deep += std::string(250, 'd') + "/";
+  deep += "f";
+  EXPECT_EQ(deep.size(), 1005u);
+  EXPECT_TRUE(ValidateFileName(deep).ok());
+}
+
+TEST(Names, RejectsEachBrokenRuleWithAReason) {
+  struct Case {
+    std::string name;
+    std::string why;
+  } cases[] = {
+      {"", "empty"},
+      {"/abs", "empty segment"},
+      {"a//b", "empty segment"},
+      {"a/", "empty segment"},
+      {"a/../b", "'..'"},
+      {"./a", "'.'"},
+      {std::string("a\0b", 3), "NUL"},
+      {std::string(256, 'x'), "longer than 255"},
+      {std::string(1025, 'x'), "longer than 1024"},
+      {"bad\xff", "UTF-8"},
+      {"\xed\xa0\x80", "UTF-8"},  // surrogate
+      {"\xc0\xaf", "UTF-8"},      // overlong '/'
+  };
+  for (const Case& c : cases) {
+    Status st = ValidateFileName(c.name);
+    EXPECT_FALSE(st.ok()) << c.name;
+    EXPECT_NE(st.message().find(c.why), std::string::npos) << st.message();
+    EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  }
+  EXPECT_FALSE(ValidateDatasetName("a/b").ok());
+}
+
+TEST(Strings, UriEncodeFollowsSigV4) {
+  EXPECT_EQ(UriEncode("a b/c~d_e.f-g", true), "a%20b/c~d_e.f-g");
+  EXPECT_EQ(UriEncode("a b/c", false), "a%20b%2Fc");
+  EXPECT_EQ(UriEncode("ü+=", false), "%C3%BC%2B%3D");
+  EXPECT_EQ(*UriDecode("a%20b%2Fc+"), "a b/c+");
+  EXPECT_FALSE(UriDecode("%4").ok());
+  EXPECT_FALSE(UriDecode("%zz").ok());
+}
+
+TEST(Strings, RedactUrlCutsTheSecretPart) {
+  EXPECT_EQ(RedactUrl("http://127.0.0.1:9/ingest/k?X-Amz-Signature=abc&X-Amz-Credential=x"),
+            "http://127.0.0.1:9/ingest/k?…");
+  EXPECT_EQ(RedactUrl("https://user:pw@host/p"), "https://host/p");
+  EXPECT_EQ(RedactUrl("http://h/p"), "http://h/p");
+  EXPECT_EQ(RedactSecret("abcdefgh"), "abcd…");
+}
+
+TEST(Strings, ParseSize) {
+  EXPECT_EQ(*ParseSize("8MiB"), 8u << 20);
+  EXPECT_EQ(*ParseSize("8M"), 8u << 20);
+  EXPECT_EQ(*ParseSize("512k"), 512u << 10);
+  EXPECT_EQ(*ParseSize("1G"), 1ull << 30);
+  EXPECT_EQ(*ParseSize("123"), 123u);
+  EXPECT_FALSE(ParseSize("-1").ok());
+  EXPECT_FALSE(ParseSize("12Q").ok());
+  EXPECT_FALSE(ParseSize("").ok());
+  EXPECT_FALSE(ParseSize("99999999999999999999T").ok());
+}
+
+TEST(Crypto, KnownDigestsAndBase64) {
+  EXPECT_EQ(HexEncode(Sha256("")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(HexEncode(Md5("The quick brown fox jumps over the lazy dog")), "9e107d9d372bb6826bd81d3542a419d6");
+  EXPECT_EQ(Base64Encode(Md5("")), "1B2M2Y8AsgTpgAmY7PhCfg==");
+  EXPECT_EQ(*Base64Decode("1B2M2Y8AsgTpgAmY7PhCfg=="), Md5(""));
+  EXPECT_FALSE(Base64Decode("abc").ok());
+  EXPECT_FALSE(Base64Decode("ab!=").ok());
+  std::string u = RandomUuid();
+  EXPECT_EQ(u.size(), 36u);
+  EXPECT_EQ(u[14], '4');
+}
+
+TEST(Time, AmzDateRoundTrip) {
+  EXPECT_EQ(AmzDate(1369353600), "20130524T000000Z");
+  EXPECT_EQ(*ParseAmzDate("20130524T000000Z"), 1369353600);
+  EXPECT_FALSE(ParseAmzDate("2013-05-24").has_value());
+  EXPECT_EQ(Iso8601Utc(1369353600), "2013-05-24T00:00:00Z");
+  EXPECT_EQ(*ParseIso8601Utc("2013-05-24T00:00:00.123Z"), 1369353600);
+}
+
+}  // namespace
+}  // namespace ingestfs
