@@ -92,4 +92,23 @@ inline void KeyInt(Writer& w, std::string_view k, int64_t v) {
 }
 inline std::string Done(const rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
 
+// Runs `fill` on a fresh writer and returns the text: json::Build([&](json::Writer& w) {...}).
+template <typename F>
+std::string Build(F&& fill) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  fill(w);
+  return Done(buf);
+}
+
+// The same for one object: `fill` writes the members between '{' and '}'.
+template <typename F>
+std::string Object(F&& fill) {
+  return Build([&](Writer& w) {
+    w.StartObject();
+    fill(w);
+    w.EndObject();
+  });
+}
+
 }  // namespace ingestfs::json

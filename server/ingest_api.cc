@@ -160,33 +160,27 @@ void WriteFile(json::Writer& w, const FileRecord& f) {
 
 template <typename T, typename F>
 std::string ListJson(const std::vector<T>& items, int64_t total, F write_item) {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::Key(w, "items");
-  w.StartArray();
-  for (const T& item : items) write_item(w, item);
-  w.EndArray();
-  json::KeyInt(w, "total", total);
-  w.EndObject();
-  return json::Done(buf);
+  return json::Object([&](json::Writer& w) {
+    json::Key(w, "items");
+    w.StartArray();
+    for (const T& item : items) write_item(w, item);
+    w.EndArray();
+    json::KeyInt(w, "total", total);
+  });
 }
 
 std::string JobJson(const Job& j) {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "job_id", j.job_id);
-  json::KeyString(w, "status", JobStatusName(j.status));
-  json::KeyString(w, "message", j.message);
-  json::KeyString(w, "dataset_id", j.dataset_id);
-  json::KeyString(w, "filename", j.filename);
-  json::KeyInt(w, "size", static_cast<int64_t>(j.size));
-  json::Key(w, "sha256");
-  if (j.sha256.empty()) w.Null();
-  else json::String(w, j.sha256);
-  w.EndObject();
-  return json::Done(buf);
+  return json::Object([&](json::Writer& w) {
+    json::KeyString(w, "job_id", j.job_id);
+    json::KeyString(w, "status", JobStatusName(j.status));
+    json::KeyString(w, "message", j.message);
+    json::KeyString(w, "dataset_id", j.dataset_id);
+    json::KeyString(w, "filename", j.filename);
+    json::KeyInt(w, "size", static_cast<int64_t>(j.size));
+    json::Key(w, "sha256");
+    if (j.sha256.empty()) w.Null();
+    else json::String(w, j.sha256);
+  });
 }
 
 // Chooses single PUT or multipart for `size` (platform-api.md: part size at least 5 MiB, at

@@ -72,26 +72,20 @@ void WriteJobFields(json::Writer& w, const Job& j) {
 }
 
 std::string JobRecord(const Job& j) {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "t", "job");
-  WriteJobFields(w, j);
-  w.EndObject();
-  return json::Done(buf);
+  return json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "job");
+    WriteJobFields(w, j);
+  });
 }
 
 std::string UploadRecord(const MultipartUpload& u) {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "t", "mpu");
-  json::KeyString(w, "upload_id", u.upload_id);
-  json::KeyString(w, "bucket", u.bucket);
-  json::KeyString(w, "key", u.key);
-  json::KeyString(w, "created_at", u.created_at);
-  w.EndObject();
-  return json::Done(buf);
+  return json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "mpu");
+    json::KeyString(w, "upload_id", u.upload_id);
+    json::KeyString(w, "bucket", u.bucket);
+    json::KeyString(w, "key", u.key);
+    json::KeyString(w, "created_at", u.created_at);
+  });
 }
 
 std::string Str(const json::Value& v, const char* f) {
@@ -372,20 +366,17 @@ StatusOr<FileRecord> MetaStore::PublishJob(const std::string& job_id, FileRecord
   job.message = "Upload verified and stored";
   job.sha256 = file.sha256;
   job.updated_at = file.updated_at;
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "t", "publish");
-  json::Key(w, "file");
-  w.StartObject();
-  WriteFileFields(w, file);
-  w.EndObject();
-  json::Key(w, "job");
-  w.StartObject();
-  WriteJobFields(w, job);
-  w.EndObject();
-  w.EndObject();
-  RETURN_IF_ERROR(Append(json::Done(buf)));
+  RETURN_IF_ERROR(Append(json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "publish");
+    json::Key(w, "file");
+    w.StartObject();
+    WriteFileFields(w, file);
+    w.EndObject();
+    json::Key(w, "job");
+    w.StartObject();
+    WriteJobFields(w, job);
+    w.EndObject();
+  })));
   ds[file.filename] = file;
   it->second = job;
   return file;
@@ -400,13 +391,10 @@ Status MetaStore::PutUpload(const MultipartUpload& u) {
 
 Status MetaStore::DeleteUpload(const std::string& upload_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "t", "mpu_del");
-  json::KeyString(w, "upload_id", upload_id);
-  w.EndObject();
-  RETURN_IF_ERROR(Append(json::Done(buf)));
+  RETURN_IF_ERROR(Append(json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "mpu_del");
+    json::KeyString(w, "upload_id", upload_id);
+  })));
   uploads_.erase(upload_id);
   return Status::Ok();
 }

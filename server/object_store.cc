@@ -60,14 +60,11 @@ StatusOr<std::unique_ptr<BlobWriter>> ObjectStore::NewWriter() {
 
 Status ObjectStore::WriteMeta(const std::string& data_path, uint64_t size, const std::string& etag,
                               const std::string& key) {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "key", key);
-  json::KeyInt(w, "size", static_cast<int64_t>(size));
-  json::KeyString(w, "etag", etag);
-  w.EndObject();
-  return WriteFileAtomic(data_path + ".meta", json::Done(buf));
+  return WriteFileAtomic(data_path + ".meta", json::Object([&](json::Writer& w) {
+    json::KeyString(w, "key", key);
+    json::KeyInt(w, "size", static_cast<int64_t>(size));
+    json::KeyString(w, "etag", etag);
+  }));
 }
 
 std::optional<BlobInfo> ObjectStore::ReadMeta(const std::string& data_path) {

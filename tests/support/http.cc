@@ -149,42 +149,33 @@ std::string Api::CreateDataset(const std::string& name) const {
 }
 
 HttpResult Api::Presign(const std::string& dataset_id, const std::string& filename, uint64_t size) const {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "dataset_id", dataset_id);
-  json::KeyString(w, "filename", filename);
-  json::KeyInt(w, "file_size", static_cast<int64_t>(size));
-  json::KeyString(w, "content_type", "application/octet-stream");
-  w.EndObject();
-  return Call("POST", "/ingest/upload/presigned", json::Done(buf));
+  return Call("POST", "/ingest/upload/presigned", json::Object([&](json::Writer& w) {
+    json::KeyString(w, "dataset_id", dataset_id);
+    json::KeyString(w, "filename", filename);
+    json::KeyInt(w, "file_size", static_cast<int64_t>(size));
+    json::KeyString(w, "content_type", "application/octet-stream");
+  }));
 }
 
 HttpResult Api::Reupload(const std::string& dataset_id, const std::string& filename, uint64_t size) const {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "filename", filename);
-  json::KeyInt(w, "file_size", static_cast<int64_t>(size));
-  w.EndObject();
-  return Call("POST", "/datasets/" + dataset_id + "/reupload/presigned", json::Done(buf));
+  return Call("POST", "/datasets/" + dataset_id + "/reupload/presigned", json::Object([&](json::Writer& w) {
+    json::KeyString(w, "filename", filename);
+    json::KeyInt(w, "file_size", static_cast<int64_t>(size));
+  }));
 }
 
 HttpResult Api::Complete(const std::string& job_id, const std::vector<std::pair<int, std::string>>& parts) const {
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::Key(w, "parts");
-  w.StartArray();
-  for (const auto& [n, etag] : parts) {
-    w.StartObject();
-    json::KeyString(w, "etag", etag);
-    json::KeyInt(w, "part_number", n);
-    w.EndObject();
-  }
-  w.EndArray();
-  w.EndObject();
-  return Call("POST", "/ingest/upload/presigned/" + job_id + "/complete", json::Done(buf));
+  return Call("POST", "/ingest/upload/presigned/" + job_id + "/complete", json::Object([&](json::Writer& w) {
+    json::Key(w, "parts");
+    w.StartArray();
+    for (const auto& [n, etag] : parts) {
+      w.StartObject();
+      json::KeyString(w, "etag", etag);
+      json::KeyInt(w, "part_number", n);
+      w.EndObject();
+    }
+    w.EndArray();
+  }));
 }
 
 json::Document Api::WaitJob(const std::string& job_id) const {
