@@ -197,6 +197,29 @@ void PlanParts(const ServerOptions& opts, uint64_t size, Job* job) {
   job->num_parts = static_cast<uint32_t>((size + ps - 1) / ps);
 }
 
+// PresignedUploadResponse for `job`, with URLs signed now.
+std::string PresignAnswer(const ServerContext& ctx, const Job& job) {
+  return json::Object([&](json::Writer& w) {
+    json::KeyString(w, "job_id", job.job_id);
+    json::Key(w, "urls");
+    w.StartArray();
+    if (job.upload_id.empty()) {
+      json::String(w, ctx.PresignUrl("PUT", job.staging_key, {}));
+    } else {
+      for (uint32_t n = 1; n <= job.num_parts; ++n) {
+        json::String(w, ctx.PresignUrl("PUT", job.staging_key,
+                                       {{"partNumber", std::to_string(n)}, {"uploadId", job.upload_id}}));
+      }
+    }
+    w.EndArray();
+    json::KeyString(w, "s3_key", job.staging_key);
+    json::Key(w, "upload_id");
+    if (job.upload_id.empty()) w.Null();
+    else json::String(w, job.upload_id);
+    json::KeyInt(w, "part_size", static_cast<int64_t>(job.part_size));
+  });
+}
+
 // Shared by presign (new file) and reupload: creates the job, the multipart upload if any, and
 // answers PresignedUploadResponse.
 void StartUpload(Call& call, ServerContext& ctx, const Dataset& ds, const std::string& filename, uint64_t size,
@@ -224,29 +247,7 @@ void StartUpload(Call& call, ServerContext& ctx, const Dataset& ds, const std::s
   }
   Status st = ctx.meta->PutJob(job);
   if (!st.ok()) return ReplyDetail(call.res, 500, "could not record the job: " + st.message());
-
-  rapidjson::StringBuffer buf;
-  json::Writer w(buf);
-  w.StartObject();
-  json::KeyString(w, "job_id", job.job_id);
-  json::Key(w, "urls");
-  w.StartArray();
-  if (!multipart) {
-    json::String(w, ctx.PresignUrl("PUT", job.staging_key, {}));
-  } else {
-    for (uint32_t n = 1; n <= job.num_parts; ++n) {
-      json::String(w, ctx.PresignUrl("PUT", job.staging_key,
-                                     {{"partNumber", std::to_string(n)}, {"uploadId", job.upload_id}}));
-    }
-  }
-  w.EndArray();
-  json::KeyString(w, "s3_key", job.staging_key);
-  json::Key(w, "upload_id");
-  if (multipart) json::String(w, job.upload_id);
-  else w.Null();
-  json::KeyInt(w, "part_size", static_cast<int64_t>(job.part_size));
-  w.EndObject();
-  ReplyJson(call.res, 200, json::Done(buf));
+  ReplyJson(call.res, 200, PresignAnswer(ctx, job));
 }
 
 std::optional<Dataset> DatasetOr404(Call& call, ServerContext& ctx, const std::string& id) {
@@ -461,6 +462,19 @@ void RegisterIngestApi(Router& r, ServerContext& ctx) {
     }
     ctx.processor->Enqueue(job_id);
     ReplyJson(c.res, 200, "{\"job_id\":" + JsonQuote(job_id) + ",\"status\":\"pending\",\"message\":\"Upload received\"}");
+  });
+
+  // Not in the platform API: fresh URLs for a job still awaiting its upload (the same answer as
+  // the presign that created it), so that a client whose URLs expired, or that restarts after a
+  // crash, continues the same job instead of sending every part again. Clients fall back to a
+  // new presign where a platform lacks it.
+  r.Route("GET", "/api/ingest/upload/presigned/([^/]+)", Plane::kControl, [&ctx](Call& c) {
+    auto job = ctx.meta->GetJob(c.req.matches[1]);
+    if (!job) return ReplyDetail(c.res, 404, "Job not found");
+    if (job->status != JobStatus::kAwaitingUpload) {
+      return ReplyDetail(c.res, 409, std::string("Job is ") + JobStatusName(job->status) + "; it takes no more uploads");
+    }
+    ReplyJson(c.res, 200, PresignAnswer(ctx, *job));
   });
 
   r.Route("DELETE", "/api/ingest/upload/presigned/([^/]+)", Plane::kControl, [&ctx](Call& c) {

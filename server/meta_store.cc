@@ -2,12 +2,12 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cstdio>
 #include <ctime>
 
 #include "common/crypto.h"
+#include "common/record_log.h"
 #include "common/time_util.h"
 
 namespace ingestfs::server {
@@ -23,13 +23,6 @@ std::optional<JobStatus> JobStatusFromName(std::string_view s) {
     if (s == kJobStatusNames[i]) return static_cast<JobStatus>(i);
   }
   return std::nullopt;
-}
-
-std::string Crc(std::string_view s) {
-  uLong c = crc32(0L, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size()));
-  char buf[9];
-  std::snprintf(buf, sizeof(buf), "%08lx", c & 0xffffffffUL);
-  return buf;
 }
 
 void WriteDataset(json::Writer& w, const Dataset& d) {
@@ -142,53 +135,22 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, std
   std::unique_ptr<MetaStore> store(new MetaStore());
   store->dir_ = dir;
   std::string path = dir + "/" + kLogName;
-  if (PathExists(path)) {
-    ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-    size_t pos = 0;
-    int line_no = 0;
-    while (pos < text.size()) {
-      size_t nl = text.find('\n', pos);
-      bool torn = nl == std::string::npos;
-      std::string_view line(text.data() + pos, (torn ? text.size() : nl) - pos);
-      pos = torn ? text.size() : nl + 1;
-      ++line_no;
-      bool last = pos >= text.size();
-      auto report = [&](const std::string& why) {
-        if (warnings != nullptr) {
-          warnings->push_back(path + " line " + std::to_string(line_no) + ": " + why +
-                              (last ? " (torn last record, dropped)" : " (corrupt record, skipped)"));
-        }
-      };
-      if (line.size() < 10 || line[8] != ' ') {
-        report("malformed record");
-        continue;
-      }
-      std::string_view body = line.substr(9);
-      if (Crc(body) != line.substr(0, 8)) {
-        report("checksum mismatch");
-        continue;
-      }
-      auto doc = json::Parse(body, "record");
-      if (!doc.ok() || !doc->IsObject()) {
-        report("unreadable JSON");
-        continue;
-      }
-      store->Apply(*doc);
-    }
-  }
+  ASSIGN_OR_RETURN(ReplayResult replay, ReplayRecords(path));
+  for (const json::Document& rec : replay.records) store->Apply(rec);
+  if (warnings != nullptr) warnings->insert(warnings->end(), replay.warnings.begin(), replay.warnings.end());
   // Compact: publish the live state as the new log, atomically.
   {
     std::lock_guard<std::mutex> lock(store->mu_);
     RETURN_IF_ERROR(WriteFileAtomic(path, store->SnapshotLocked()));
-    store->log_fd_ = UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
-    if (!store->log_fd_.valid()) return Status::FromErrno(errno, "open " + path);
+    ASSIGN_OR_RETURN(RecordWriter writer, RecordWriter::Open(path));
+    store->log_ = std::make_unique<RecordWriter>(std::move(writer));
   }
   return store;
 }
 
 std::string MetaStore::SnapshotLocked() const {
   std::string out;
-  auto add = [&](const std::string& rec) { out += Crc(rec) + " " + rec + "\n"; };
+  auto add = [&](const std::string& rec) { out += FrameRecord(rec); };
   for (const std::string& id : dataset_order_) {
     rapidjson::StringBuffer buf;
     json::Writer w(buf);
@@ -241,12 +203,7 @@ void MetaStore::Apply(const json::Value& r) {
   }
 }
 
-Status MetaStore::Append(const std::string& record_json) {
-  std::string line = Crc(record_json) + " " + record_json + "\n";
-  RETURN_IF_ERROR(WriteAll(log_fd_.get(), line.data(), line.size(), dir_ + "/" + kLogName));
-  if (::fdatasync(log_fd_.get()) != 0) return Status::FromErrno(errno, "fdatasync " + dir_ + "/" + kLogName);
-  return Status::Ok();
-}
+Status MetaStore::Append(const std::string& record_json) { return log_->Append(record_json); }
 
 StatusOr<Dataset> MetaStore::CreateDataset(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);

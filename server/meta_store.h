@@ -20,6 +20,7 @@
 
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/record_log.h"
 #include "common/status.h"
 
 namespace ingestfs::server {
@@ -114,7 +115,7 @@ class MetaStore {
 
   std::string dir_;
   mutable std::mutex mu_;
-  UniqueFd log_fd_;                                         // GUARDED_BY(mu_)
+  std::unique_ptr<RecordWriter> log_;                       // GUARDED_BY(mu_)
   std::vector<std::string> dataset_order_;                  // GUARDED_BY(mu_)
   std::map<std::string, Dataset> datasets_;                 // GUARDED_BY(mu_), by id
   std::map<std::string, std::string> dataset_by_name_;      // GUARDED_BY(mu_)
