@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -47,6 +48,13 @@ class [[nodiscard]] Status {
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
   int sys_errno() const { return errno_; }
+  // A peer's "retry after" hint (HTTP Retry-After) in milliseconds, or -1.
+  int64_t retry_after_ms() const { return retry_after_ms_; }
+  Status WithRetryAfter(int64_t ms) const {
+    Status s = *this;
+    s.retry_after_ms_ = ms;
+    return s;
+  }
   // "NotFound: message" (or "OK").
   std::string ToString() const;
   // Prefixes context ("uploading plate1/A01.tif: ...") and keeps code and cause.
@@ -56,6 +64,7 @@ class [[nodiscard]] Status {
   Code code_ = Code::kOk;
   std::string message_;
   int errno_ = 0;
+  int64_t retry_after_ms_ = -1;
 };
 
 template <typename T>

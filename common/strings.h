@@ -24,6 +24,8 @@ std::string RedactUrl(std::string_view url);
 std::string RedactSecret(std::string_view secret);
 
 std::string_view Trim(std::string_view s);
+// An ETag without its quotes, lowercased: "\"ABC\"" and abc compare equal.
+std::string NormalizeEtag(std::string_view etag);
 std::vector<std::string> Split(std::string_view s, char sep);
 std::string ToLower(std::string_view s);
 bool StartsWith(std::string_view s, std::string_view prefix);

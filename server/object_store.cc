@@ -13,12 +13,6 @@ namespace ingestfs::server {
 
 std::string QuotedEtag(const std::string& raw_md5) { return "\"" + HexEncode(raw_md5) + "\""; }
 
-std::string NormalizeEtag(std::string_view etag) {
-  std::string_view t = Trim(etag);
-  if (t.size() >= 2 && t.front() == '"' && t.back() == '"') t = t.substr(1, t.size() - 2);
-  return ToLower(t);
-}
-
 BlobWriter::~BlobWriter() {
   if (owned_) ::unlink(tmp_path_.c_str());
 }

@@ -18,6 +18,7 @@
 #include "common/crypto.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace ingestfs::server {
 
@@ -87,7 +88,5 @@ class ObjectStore {
 
 // S3's ETag for a single PUT: the quoted hex MD5.
 std::string QuotedEtag(const std::string& raw_md5);
-// Strips quotes and lowercases, so that "ABC" and abc compare equal.
-std::string NormalizeEtag(std::string_view etag);
 
 }  // namespace ingestfs::server

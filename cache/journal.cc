@@ -1,0 +1,308 @@
+#include "cache/journal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <ctime>
+#include <vector>
+
+#include "common/crypto.h"
+#include "common/record_log.h"
+#include "common/strings.h"
+#include "common/time_util.h"
+
+namespace ingestfs::cache {
+
+namespace {
+
+std::string Str(const json::Value& v, const char* f) {
+  const json::Value* x = json::Find(v, f);
+  return x != nullptr && x->IsString() ? std::string(x->GetString(), x->GetStringLength()) : std::string();
+}
+
+int64_t Int(const json::Value& v, const char* f) {
+  const json::Value* x = json::Find(v, f);
+  return x != nullptr && x->IsInt64() ? x->GetInt64() : 0;
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Copies src to dst (a new file), hashing on the way, and fsyncs dst.
+StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst, uint64_t* size) {
+  UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in.valid()) return Status::FromErrno(errno, "open " + src);
+  UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out.valid()) return Status::FromErrno(errno, "create " + dst);
+  Digest sha(Digest::Kind::kSha256);
+  std::vector<char> buf(1 << 20);
+  *size = 0;
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno(errno, "read " + src);
+    }
+    if (n == 0) break;
+    sha.Update(buf.data(), static_cast<size_t>(n));
+    RETURN_IF_ERROR(WriteAll(out.get(), buf.data(), static_cast<size_t>(n), dst));
+    *size += static_cast<uint64_t>(n);
+  }
+  if (::fsync(out.get()) != 0) return Status::FromErrno(errno, "fsync " + dst);
+  return HexEncode(sha.Finish());
+}
+
+}  // namespace
+
+void ApplyRecord(const json::Value& r, Entry* e) {
+  std::string t = Str(r, "t");
+  if (t == "add") {
+    e->id = Str(r, "id");
+    e->seq = Int(r, "seq");
+    e->api = Str(r, "api");
+    e->dialect = Str(r, "dialect");
+    e->dataset = Str(r, "dataset");
+    e->name = Str(r, "name");
+    e->content_type = Str(r, "content_type");
+    e->source = Str(r, "source");
+    e->size = static_cast<uint64_t>(Int(r, "size"));
+    e->sha256 = Str(r, "sha256");
+    e->created_at = Str(r, "created_at");
+  } else if (t == "session") {
+    UploadSession s;
+    s.job_id = Str(r, "job_id");
+    s.upload_id = Str(r, "upload_id");
+    s.part_size = static_cast<uint64_t>(Int(r, "part_size"));
+    s.num_parts = static_cast<uint32_t>(Int(r, "num_parts"));
+    const json::Value* o = json::Find(r, "overwrite");
+    s.overwrite = o != nullptr && o->IsBool() && o->GetBool();
+    e->session = s;
+    e->parts.clear();
+    e->completed = false;
+  } else if (t == "part") {
+    e->parts[static_cast<uint32_t>(Int(r, "n"))] = Str(r, "etag");
+  } else if (t == "completed") {
+    e->completed = true;
+  } else if (t == "confirmed") {
+    e->confirmed = true;
+    e->remote_sha256 = Str(r, "sha256");
+    e->remote_version = Int(r, "version");
+  } else if (t == "failed") {
+    e->failed = true;
+    e->error = Str(r, "error");
+  } else if (t == "retry") {
+    e->failed = false;
+    e->error.clear();
+  }
+}
+
+StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, std::vector<std::string>* warnings) {
+  std::unique_ptr<Journal> j(new Journal());
+  j->dir_ = cache_dir;
+  RETURN_IF_ERROR(MakeDirs(cache_dir + "/journal"));
+  RETURN_IF_ERROR(MakeDirs(cache_dir + "/data"));
+  ::chmod(cache_dir.c_str(), 0700);
+  std::string lock = cache_dir + "/lock";
+  j->lock_fd_ = UniqueFd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!j->lock_fd_.valid()) return Status::FromErrno(errno, "open " + lock);
+  if (::flock(j->lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    std::string holder = ReadFileToString(lock).ok() ? std::string(Trim(*ReadFileToString(lock))) : "";
+    return Status(Code::kFailedPrecondition, "cache dir " + cache_dir + " is in use by another ingestfs process" +
+                                                 (holder.empty() ? "" : " (pid " + holder + ")"));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(j->lock_fd_.get(), 0) == 0) (void)::pwrite(j->lock_fd_.get(), pid.data(), pid.size(), 0);
+
+  auto warn = [&](const std::string& w) {
+    if (warnings != nullptr) warnings->push_back(w);
+  };
+  std::set<std::string> known;
+  for (const std::string& file : ListDir(cache_dir + "/journal")) {
+    if (!EndsWith(file, ".jnl")) continue;
+    std::string id = file.substr(0, file.size() - 4);
+    std::string path = j->JournalPath(id);
+    auto replay = ReplayRecords(path);
+    if (!replay.ok()) {
+      warn("cannot read " + path + ": " + replay.status().message());
+      continue;
+    }
+    for (const std::string& w : replay->warnings) warn(w);
+    Entry e;
+    for (const json::Document& rec : replay->records) ApplyRecord(rec, &e);
+    std::string data = cache_dir + "/data/" + id;
+    if (e.id != id) {
+      // No readable `add`: the process died while recording it, before the upload could start.
+      warn(path + ": no add record; the upload was never recorded, removing its leftovers");
+      ::unlink(path.c_str());
+      ::unlink(data.c_str());
+      continue;
+    }
+    e.data_path = data;
+    if (e.confirmed) {
+      ::unlink(data.c_str());
+      ::unlink(path.c_str());
+      continue;
+    }
+    struct stat st;
+    if (::stat(data.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != e.size) {
+      if (!e.failed) {
+        e.failed = true;
+        e.error = "the cache copy of " + e.name + " is missing or has the wrong size";
+        warn(path + ": " + e.error);
+      }
+    }
+    known.insert(id);
+    j->next_seq_ = std::max(j->next_seq_, e.seq + 1);
+    j->entries_[id] = e;
+  }
+  for (const std::string& file : ListDir(cache_dir + "/data")) {
+    if (known.count(file) == 0) {
+      warn(cache_dir + "/data/" + file + ": not in the journal (an interrupted add), removed");
+      ::unlink((cache_dir + "/data/" + file).c_str());
+    }
+  }
+  return j;
+}
+
+Journal::~Journal() = default;
+
+Status Journal::Append(const std::string& id, const std::string& record) {
+  ASSIGN_OR_RETURN(RecordWriter w, RecordWriter::Open(JournalPath(id)));
+  return w.Append(record);
+}
+
+StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
+  std::string id = RandomHex(8);
+  std::string data = dir_ + "/data/" + id;
+  std::string tmp = data + ".tmp";
+  uint64_t size = 0;
+  auto sha = CopyAndHash(source, tmp, &size);
+  if (!sha.ok()) {
+    ::unlink(tmp.c_str());
+    return sha.status().Annotate("copying " + source + " into the cache");
+  }
+  Status st = RenameDurable(tmp, data);
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  meta.id = id;
+  meta.seq = next_seq_++;
+  meta.size = size;
+  meta.sha256 = *sha;
+  meta.data_path = data;
+  meta.source = meta.source.empty() ? source : meta.source;
+  meta.created_at = Iso8601Utc(std::time(nullptr));
+  std::string rec = json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "add");
+    json::KeyString(w, "id", id);
+    json::KeyInt(w, "seq", meta.seq);
+    json::KeyString(w, "api", meta.api);
+    json::KeyString(w, "dialect", meta.dialect);
+    json::KeyString(w, "dataset", meta.dataset);
+    json::KeyString(w, "name", meta.name);
+    json::KeyString(w, "content_type", meta.content_type);
+    json::KeyString(w, "source", meta.source);
+    json::KeyInt(w, "size", static_cast<int64_t>(size));
+    json::KeyString(w, "sha256", meta.sha256);
+    json::KeyString(w, "created_at", meta.created_at);
+  });
+  st = Append(id, rec);
+  if (!st.ok()) {
+    ::unlink(data.c_str());
+    ::unlink(JournalPath(id).c_str());
+    return st.Annotate("recording " + source + " in the journal");
+  }
+  entries_[id] = meta;
+  return meta;
+}
+
+Status Journal::Update(const std::string& id, const std::string& record) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return Status(Code::kNotFound, "no journal entry " + id);
+  RETURN_IF_ERROR(Append(id, record));
+  auto doc = json::Parse(record, "record");
+  ApplyRecord(*doc, &it->second);
+  return Status::Ok();
+}
+
+Status Journal::RecordSession(const std::string& id, const UploadSession& s) {
+  return Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "session");
+    json::KeyString(w, "job_id", s.job_id);
+    json::KeyString(w, "upload_id", s.upload_id);
+    json::KeyInt(w, "part_size", static_cast<int64_t>(s.part_size));
+    json::KeyInt(w, "num_parts", s.num_parts);
+    json::Key(w, "overwrite");
+    w.Bool(s.overwrite);
+  }));
+}
+
+Status Journal::RecordPart(const std::string& id, uint32_t n, const std::string& etag) {
+  return Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "part");
+    json::KeyInt(w, "n", n);
+    json::KeyString(w, "etag", etag);
+  }));
+}
+
+Status Journal::RecordCompleted(const std::string& id) {
+  return Update(id, R"({"t":"completed"})");
+}
+
+Status Journal::RecordFailed(const std::string& id, const std::string& error) {
+  return Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "failed");
+    json::KeyString(w, "error", error);
+  }));
+}
+
+Status Journal::RecordRetry(const std::string& id) { return Update(id, R"({"t":"retry"})"); }
+
+Status Journal::RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version) {
+  RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "confirmed");
+    json::KeyString(w, "sha256", remote_sha256);
+    json::KeyInt(w, "version", remote_version);
+  })));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  ::unlink(it->second.data_path.c_str());
+  ::unlink(JournalPath(id).c_str());
+  entries_.erase(it);
+  return Status::Ok();
+}
+
+
+std::optional<Entry> Journal::Get(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<Entry> Journal::Unfinished() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Entry> out;
+  for (const auto& [id, e] : entries_) out.push_back(e);
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.seq < b.seq; });
+  return out;
+}
+
+}  // namespace ingestfs::cache

@@ -1,0 +1,110 @@
+// Journal: the durable truth about what must still be uploaded.
+//
+// Layout of a cache dir:
+//   lock                 flock'ed by the one process using the dir
+//   data/<id>            the bytes of one version of one file (the cache copy)
+//   journal/<id>.jnl     that upload's records (common/record_log framing), appended in order:
+//                          add        dataset, name, size, sha256, content type, seq, ...
+//                          session    what the platform handed out: job id, upload id, part plan
+//                          part       part N is stored, with its ETag
+//                          completed  `complete` was accepted
+//                          confirmed  the platform holds the bytes (sha256, version)
+//                          failed     a permanent error, with the reason
+//                          retry      a failed upload goes back in the queue
+// An upload's bytes are durable in data/ before its `add` record is written, and its cache copy
+// and journal file are removed only after `confirmed` is durable. Presigned URLs are never
+// journaled (they are secrets and expire); a resumed upload asks for fresh ones.
+//
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "common/json.h"
+#include "common/status.h"
+
+namespace ingestfs::cache {
+
+// What the platform handed out for one upload attempt (never URLs).
+struct UploadSession {
+  std::string job_id;
+  std::string upload_id;  // empty for a single PUT
+  uint64_t part_size = 0;
+  uint32_t num_parts = 1;
+  bool overwrite = false;  // the reupload endpoint was used
+};
+
+struct Entry {
+  std::string id;
+  int64_t seq = 0;  // arrival order: lower is older
+  std::string api;
+  std::string dialect = "ingest";
+  std::string dataset;  // name
+  std::string name;     // file name inside the dataset
+  std::string content_type = "application/octet-stream";
+  std::string source;  // where the bytes came from, for messages
+  uint64_t size = 0;
+  std::string sha256;
+  std::string created_at;
+  std::string data_path;
+
+  std::optional<UploadSession> session;
+  std::map<uint32_t, std::string> parts;  // done parts: number -> ETag
+  bool completed = false;
+  bool confirmed = false;
+  std::string remote_sha256;
+  int64_t remote_version = 0;
+  bool failed = false;
+  std::string error;
+};
+
+class Journal {
+ public:
+  // Opens (creating) `cache_dir`, takes its lock, and replays every journal file. Damaged records,
+  // missing cache copies and orphans are reported in `warnings`, never fatal and never silently
+  // dropped: an entry whose bytes are gone is kept as failed with that reason.
+  static StatusOr<std::unique_ptr<Journal>> Open(const std::string& cache_dir, std::vector<std::string>* warnings);
+  ~Journal();
+
+  // Copies `source` into the cache (SHA-256 computed on the way, fsynced, published by rename)
+  // and then records the entry. `meta` gives api, dialect, dataset, name, content type.
+  StatusOr<Entry> AddCopy(const std::string& source, Entry meta);
+
+  Status RecordSession(const std::string& id, const UploadSession& session);  // forgets done parts
+  Status RecordPart(const std::string& id, uint32_t part_number, const std::string& etag);
+  Status RecordCompleted(const std::string& id);
+  Status RecordFailed(const std::string& id, const std::string& error);
+  Status RecordRetry(const std::string& id);
+  // Records the confirmation, then removes the cache copy and the journal file.
+  Status RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version);
+
+  std::optional<Entry> Get(const std::string& id) const;
+  // Entries not yet confirmed, oldest first. Failed ones are included.
+  std::vector<Entry> Unfinished() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Journal() = default;
+  Status Append(const std::string& id, const std::string& record);  // REQUIRES: mu_ held
+  // Appends `record` to entry `id` durably, then applies it to the in-memory entry.
+  Status Update(const std::string& id, const std::string& record);
+  std::string JournalPath(const std::string& id) const { return dir_ + "/journal/" + id + ".jnl"; }
+
+  std::string dir_;
+  UniqueFd lock_fd_;
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> entries_;  // GUARDED_BY(mu_)
+  int64_t next_seq_ = 1;                  // GUARDED_BY(mu_)
+};
+
+// Applies one journal record to `e` (exposed for tests). Unknown types are ignored.
+void ApplyRecord(const json::Value& record, Entry* e);
+
+}  // namespace ingestfs::cache

@@ -1,0 +1,260 @@
+#include "upload/ingest_dialect.h"
+
+#include "common/json.h"
+#include "common/names.h"
+#include "common/strings.h"
+#include "upload/errors.h"
+
+namespace ingestfs::upload {
+
+namespace {
+constexpr int64_t kPage = 1000;
+constexpr uint64_t kMinPart = 5ULL << 20;
+constexpr uint64_t kMaxPart = 5ULL << 30;
+constexpr uint64_t kMaxParts = 10000;
+
+Status Bad(const std::string& what, const Status& st) {
+  return Status(Code::kUnavailable, "the platform's answer to " + what + " is malformed: " + st.message());
+}
+}  // namespace
+
+IngestDialect::IngestDialect(std::string api, std::string token, ClientPool& pool)
+    : api_(std::move(api)), token_(std::move(token)), pool_(pool) {
+  while (!api_.empty() && api_.back() == '/') api_.pop_back();
+}
+
+StatusOr<HttpResponse> IngestDialect::Call(const std::string& method, const std::string& path,
+                                           const std::string& body, const std::string& step) {
+  HttpRequest req;
+  req.method = method;
+  req.url = api_ + path;
+  req.headers = {"Authorization: Bearer " + token_, "Accept: application/json"};
+  if (method == "POST") req.headers.push_back("Content-Type: application/json");
+  req.body = body;
+  req.timeout_seconds = 120;
+  auto lease = pool_.Acquire();
+  auto res = lease->Do(req);
+  if (!res.ok()) return res.status().Annotate(step);
+  return res;
+}
+
+StatusOr<std::optional<std::string>> IngestDialect::FindDataset(const std::string& name) {
+  for (int64_t offset = 0;; offset += kPage) {
+    ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/datasets?limit=" + std::to_string(kPage) + "&offset=" +
+                                                      std::to_string(offset), "", "listing datasets"));
+    RETURN_IF_ERROR(StatusFromHttp(res, "listing datasets"));
+    auto doc = json::Parse(res.body, "the dataset list");
+    if (!doc.ok()) return Bad("listing datasets", doc.status());
+    const json::Value* items = json::Find(*doc, "items");
+    if (items == nullptr || !items->IsArray()) return Bad("listing datasets", Status(Code::kInvalidArgument, "no items"));
+    for (const auto& item : items->GetArray()) {
+      auto n = json::GetString(item, "name");
+      auto id = json::GetString(item, "id");
+      if (n.ok() && id.ok() && *n == name) return std::optional<std::string>(*id);
+    }
+    auto total = json::GetInt(*doc, "total");
+    if (items->Size() == 0 || !total.ok() || offset + kPage >= *total) return std::optional<std::string>();
+  }
+}
+
+StatusOr<std::string> IngestDialect::EnsureDataset(const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = dataset_ids_.find(name);
+    if (it != dataset_ids_.end()) return it->second;
+  }
+  RETURN_IF_ERROR(ValidateDatasetName(name));
+  ASSIGN_OR_RETURN(auto found, FindDataset(name));
+  if (!found) {
+    std::string body = json::Object([&](json::Writer& w) { json::KeyString(w, "name", name); });
+    ASSIGN_OR_RETURN(HttpResponse res, Call("POST", "/datasets", body, "creating dataset " + name));
+    Status st = StatusFromHttp(res, "creating dataset " + name);
+    if (st.code() == Code::kAlreadyExists) {  // created meanwhile by someone else
+      ASSIGN_OR_RETURN(found, FindDataset(name));
+      if (!found) return Status(Code::kUnavailable, "dataset " + name + " exists but is not listed yet");
+    } else {
+      RETURN_IF_ERROR(st);
+      auto doc = json::Parse(res.body, "the new dataset");
+      if (!doc.ok()) return Bad("creating dataset " + name, doc.status());
+      auto id = json::GetString(*doc, "id", 256);
+      if (!id.ok()) return Bad("creating dataset " + name, id.status());
+      found = *id;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  dataset_ids_[name] = *found;
+  return *found;
+}
+
+StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& dataset_id) {
+  std::vector<RemoteFile> out;
+  for (int64_t offset = 0;; offset += kPage) {
+    std::string step = "listing the files of dataset " + dataset_id;
+    ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/datasets/" + UriEncode(dataset_id, false) + "/files?limit=" +
+                                                      std::to_string(kPage) + "&offset=" + std::to_string(offset),
+                                            "", step));
+    RETURN_IF_ERROR(StatusFromHttp(res, step));
+    auto doc = json::Parse(res.body, "the file list");
+    if (!doc.ok()) return Bad(step, doc.status());
+    const json::Value* items = json::Find(*doc, "items");
+    if (items == nullptr || !items->IsArray()) return Bad(step, Status(Code::kInvalidArgument, "no items"));
+    for (const auto& item : items->GetArray()) {
+      auto name = json::GetString(item, "filename", 4096);
+      auto size = json::GetInt(item, "size");
+      if (!name.ok() || !size.ok() || *size < 0 || !ValidateFileName(*name).ok()) continue;  // reported by callers that show listings
+      RemoteFile f;
+      f.name = *name;
+      f.size = static_cast<uint64_t>(*size);
+      auto sha = json::GetString(item, "sha256", 128);
+      if (sha.ok()) f.sha256 = *sha;
+      auto v = json::GetInt(item, "version");
+      if (v.ok()) f.version = *v;
+      out.push_back(std::move(f));
+    }
+    auto total = json::GetInt(*doc, "total");
+    if (items->Size() == 0 || !total.ok() || offset + kPage >= *total) return out;
+  }
+}
+
+StatusOr<BeginResult> IngestDialect::ParsePresign(const std::string& body, uint64_t file_size, bool overwrite) {
+  auto doc = json::Parse(body, "the presign answer");
+  if (!doc.ok()) return doc.status();
+  if (!doc->IsObject()) return Status(Code::kInvalidArgument, "the presign answer is not an object");
+  BeginResult r;
+  ASSIGN_OR_RETURN(r.session.job_id, json::GetString(*doc, "job_id", 256));
+  if (r.session.job_id.empty()) return Status(Code::kInvalidArgument, "job_id is empty");
+  ASSIGN_OR_RETURN(auto upload_id, json::GetOptionalString(*doc, "upload_id", 1024));
+  r.session.upload_id = upload_id.value_or("");
+  ASSIGN_OR_RETURN(int64_t part_size, json::GetInt(*doc, "part_size"));
+  const json::Value* urls = json::Find(*doc, "urls");
+  if (urls == nullptr || !urls->IsArray() || urls->Size() == 0) {
+    return Status(Code::kInvalidArgument, "urls is missing or empty");
+  }
+  if (urls->Size() > kMaxParts) return Status(Code::kInvalidArgument, "more than 10,000 part URLs");
+  for (const auto& u : urls->GetArray()) {
+    if (!u.IsString() || u.GetStringLength() > 16384) return Status(Code::kInvalidArgument, "a URL is not a string");
+    std::string url(u.GetString(), u.GetStringLength());
+    if (!StartsWith(url, "http://") && !StartsWith(url, "https://")) {
+      return Status(Code::kInvalidArgument, "a part URL is not http(s): " + RedactUrl(url));
+    }
+    PartTarget t;
+    t.url = url;
+    r.targets.push_back(std::move(t));
+  }
+  uint32_t n = urls->Size();
+  if (n == 1 && r.session.upload_id.empty()) {
+    r.session.part_size = file_size;  // one PUT of the whole file
+  } else {
+    // Multipart: the server's part size, within S3's limits, and exactly enough URLs.
+    if (r.session.upload_id.empty()) return Status(Code::kInvalidArgument, "several URLs but no upload_id");
+    if (part_size < static_cast<int64_t>(kMinPart) || static_cast<uint64_t>(part_size) > kMaxPart) {
+      return Status(Code::kInvalidArgument, "part_size " + std::to_string(part_size) + " is outside 5 MiB..5 GiB");
+    }
+    uint64_t ps = static_cast<uint64_t>(part_size);
+    uint64_t want = std::max<uint64_t>(1, (file_size + ps - 1) / ps);
+    if (want != n) {
+      return Status(Code::kInvalidArgument, std::to_string(n) + " URLs for " + std::to_string(want) + " parts of " +
+                                                std::to_string(part_size) + " bytes");
+    }
+    r.session.part_size = ps;
+  }
+  r.session.num_parts = n;
+  r.session.overwrite = overwrite;
+  return r;
+}
+
+StatusOr<BeginResult> IngestDialect::Begin(const std::string& dataset_id, const cache::Entry& e, bool overwrite) {
+  std::string step = std::string(overwrite ? "reupload presign" : "presign") + " of " + e.name;
+  std::string body = json::Object([&](json::Writer& w) {
+    if (!overwrite) json::KeyString(w, "dataset_id", dataset_id);
+    json::KeyString(w, "filename", e.name);
+    json::KeyInt(w, "file_size", static_cast<int64_t>(e.size));
+    json::KeyString(w, "content_type", e.content_type);
+  });
+  std::string path = overwrite ? "/datasets/" + UriEncode(dataset_id, false) + "/reupload/presigned"
+                               : "/ingest/upload/presigned";
+  ASSIGN_OR_RETURN(HttpResponse res, Call("POST", path, body, step));
+  RETURN_IF_ERROR(StatusFromHttp(res, step));
+  auto parsed = ParsePresign(res.body, e.size, overwrite);
+  if (!parsed.ok()) return Bad(step, parsed.status());
+  return parsed;
+}
+
+StatusOr<std::vector<PartTarget>> IngestDialect::RefreshTargets(const cache::UploadSession& s) {
+  std::string step = "fresh URLs for job " + s.job_id;
+  ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/ingest/upload/presigned/" + UriEncode(s.job_id, false), "", step));
+  if (res.status == 405) return Status(Code::kNotFound, step + ": the platform cannot re-issue URLs");
+  RETURN_IF_ERROR(StatusFromHttp(res, step));
+  auto doc = json::Parse(res.body, "the refreshed URLs");
+  if (!doc.ok()) return Bad(step, doc.status());
+  const json::Value* urls = json::Find(*doc, "urls");
+  if (urls == nullptr || !urls->IsArray() || urls->Size() != s.num_parts) {
+    return Bad(step, Status(Code::kInvalidArgument, "the URL count does not match the session"));
+  }
+  std::vector<PartTarget> out;
+  for (const auto& u : urls->GetArray()) {
+    if (!u.IsString()) return Bad(step, Status(Code::kInvalidArgument, "a URL is not a string"));
+    PartTarget t;
+    t.url = u.GetString();
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Status IngestDialect::Complete(const cache::UploadSession& s, const std::map<uint32_t, std::string>& etags) {
+  std::string step = "complete of job " + s.job_id;
+  std::string body = json::Object([&](json::Writer& w) {
+    json::Key(w, "parts");
+    w.StartArray();
+    if (!s.upload_id.empty()) {
+      for (const auto& [n, etag] : etags) {
+        w.StartObject();
+        json::KeyString(w, "etag", etag);
+        json::KeyInt(w, "part_number", n);
+        w.EndObject();
+      }
+    }
+    w.EndArray();
+  });
+  ASSIGN_OR_RETURN(HttpResponse res, Call("POST", "/ingest/upload/presigned/" + UriEncode(s.job_id, false) + "/complete",
+                                          body, step));
+  Status st = StatusFromHttp(res, step);
+  // A retried complete whose first answer was lost: the platform says it is already done.
+  if (st.code() == Code::kAlreadyExists) return Status::Ok();
+  return st;
+}
+
+StatusOr<JobState> IngestDialect::ParseJob(const std::string& body) {
+  auto doc = json::Parse(body, "the job status");
+  if (!doc.ok()) return doc.status();
+  JobState j;
+  ASSIGN_OR_RETURN(j.status, json::GetString(*doc, "status", 64));
+  auto msg = json::GetOptionalString(*doc, "message", 4096);
+  if (msg.ok() && msg->has_value()) j.message = **msg;
+  auto sha = json::GetOptionalString(*doc, "sha256", 128);
+  if (sha.ok() && sha->has_value()) j.sha256 = **sha;
+  if (j.status == "completed") j.phase = JobPhase::kCompleted;
+  else if (j.status == "failed") j.phase = JobPhase::kFailed;
+  else if (j.status == "awaiting_upload" || j.status == "pending" || j.status == "processing") j.phase = JobPhase::kRunning;
+  else return Status(Code::kInvalidArgument, "unknown job status '" + j.status + "'");
+  return j;
+}
+
+StatusOr<JobState> IngestDialect::Poll(const cache::UploadSession& s) {
+  std::string step = "status of job " + s.job_id;
+  ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/ingest/jobs/" + UriEncode(s.job_id, false), "", step));
+  RETURN_IF_ERROR(StatusFromHttp(res, step));
+  auto j = ParseJob(res.body);
+  if (!j.ok()) return Bad(step, j.status());
+  return j;
+}
+
+Status IngestDialect::Abort(const cache::UploadSession& s) {
+  std::string step = "abort of job " + s.job_id;
+  ASSIGN_OR_RETURN(HttpResponse res, Call("DELETE", "/ingest/upload/presigned/" + UriEncode(s.job_id, false), "", step));
+  Status st = StatusFromHttp(res, step);
+  if (st.code() == Code::kNotFound || st.code() == Code::kAlreadyExists) return Status::Ok();
+  return st;
+}
+
+}  // namespace ingestfs::upload

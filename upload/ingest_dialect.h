@@ -1,0 +1,48 @@
+// The `ingest` dialect (platform-api.md): bearer token, datasets, presign / reupload presign with
+// every part URL at once, complete with ETags, job status.
+// Thread safety: thread-safe (HTTP clients come from the pool; the dataset cache is locked).
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "upload/dialect.h"
+
+namespace ingestfs::upload {
+
+class IngestDialect : public Dialect {
+ public:
+  // `api` is the control API base, e.g. http://127.0.0.1:8080/api.
+  IngestDialect(std::string api, std::string token, ClientPool& pool);
+  const char* name() const override { return "ingest"; }
+
+  StatusOr<std::string> EnsureDataset(const std::string& name) override;
+  StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) override;
+  StatusOr<BeginResult> Begin(const std::string& dataset_id, const cache::Entry& entry, bool overwrite) override;
+  StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& session) override;
+  Status ReportPart(const cache::UploadSession&, uint32_t, const std::map<std::string, std::string>&) override {
+    return Status::Ok();
+  }
+  Status Complete(const cache::UploadSession& session, const std::map<uint32_t, std::string>& etags) override;
+  StatusOr<JobState> Poll(const cache::UploadSession& session) override;
+  Status Abort(const cache::UploadSession& session) override;
+
+  // Parses a PresignedUploadResponse (exposed for tests). Checks every field and the part plan
+  // against `file_size`: a hostile or broken answer is an error, never a crash.
+  static StatusOr<BeginResult> ParsePresign(const std::string& body, uint64_t file_size, bool overwrite);
+  static StatusOr<JobState> ParseJob(const std::string& body);
+
+ private:
+  StatusOr<HttpResponse> Call(const std::string& method, const std::string& path, const std::string& body,
+                              const std::string& step);
+  StatusOr<std::optional<std::string>> FindDataset(const std::string& name);
+
+  std::string api_;
+  std::string token_;
+  ClientPool& pool_;
+  std::mutex mu_;
+  std::map<std::string, std::string> dataset_ids_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace ingestfs::upload

@@ -1,0 +1,55 @@
+#include "upload/retry.h"
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "upload/errors.h"
+
+namespace ingestfs::upload {
+
+std::chrono::milliseconds RetryPolicy::Backoff(int attempt, int64_t retry_after_ms, double jitter01) const {
+  int64_t base = initial.count();
+  for (int i = 1; i < attempt && base < max_backoff.count(); ++i) base *= 2;
+  base = std::min<int64_t>(base, max_backoff.count());
+  int64_t ms = static_cast<int64_t>(static_cast<double>(base) * (0.5 + 0.5 * std::clamp(jitter01, 0.0, 1.0)));
+  if (retry_after_ms >= 0) ms = std::max(ms, std::min<int64_t>(retry_after_ms, max_backoff.count() * 4));
+  return std::chrono::milliseconds(std::max<int64_t>(ms, 1));
+}
+
+Status RunWithRetry(const RetryPolicy& policy, const std::function<Status()>& attempt_fn,
+                    const std::function<void(int, const Status&)>& on_retry, int* attempts,
+                    const RetryHooks& hooks) {
+  auto now = hooks.now ? hooks.now : [] { return std::chrono::steady_clock::now(); };
+  auto jitter = hooks.jitter ? hooks.jitter : [] {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0, 1)(rng);
+  };
+  auto start = now();
+  int n = 0;
+  for (;;) {
+    ++n;
+    if (attempts != nullptr) *attempts = n;
+    Status st = attempt_fn();
+    if (st.ok() || !IsTransient(st)) return st;
+    if (policy.give_up_after.count() > 0 && now() - start >= policy.give_up_after) {
+      return st.Annotate("gave up after " + std::to_string(n) + " attempts");
+    }
+    if (hooks.cancelled && hooks.cancelled()) return st;
+    if (on_retry) on_retry(n, st);
+    auto pause = policy.Backoff(n, st.retry_after_ms(), jitter());
+    if (hooks.sleep) {
+      hooks.sleep(pause);
+    } else {
+      // Sleep in slices so a cancellation is noticed.
+      auto until = std::chrono::steady_clock::now() + pause;
+      while (std::chrono::steady_clock::now() < until) {
+        if (hooks.cancelled && hooks.cancelled()) return st;
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+            until - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));
+      }
+    }
+  }
+}
+
+}  // namespace ingestfs::upload

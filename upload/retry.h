@@ -1,0 +1,40 @@
+// RetryPolicy: capped exponential backoff with jitter, honouring a server's Retry-After.
+// The clock and the sleep are injectable so the policy is unit-tested without waiting.
+// Thread safety: a policy is immutable; Backoff draws from a thread-local generator.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+
+#include "common/status.h"
+
+namespace ingestfs::upload {
+
+struct RetryPolicy {
+  std::chrono::milliseconds initial{200};
+  std::chrono::milliseconds max_backoff{30000};
+  // Give up on transient failures of one step after this long (0: never).
+  std::chrono::milliseconds give_up_after{std::chrono::hours(1)};
+
+  // The pause before attempt `attempt` (1 = the first retry): min(max, initial * 2^(attempt-1)),
+  // scaled by a random factor in [0.5, 1]; a Retry-After hint wins when it is larger (capped at
+  // max_backoff * 4).
+  std::chrono::milliseconds Backoff(int attempt, int64_t retry_after_ms, double jitter01) const;
+};
+
+struct RetryHooks {
+  std::function<void(std::chrono::milliseconds)> sleep;  // default: std::this_thread::sleep_for
+  std::function<std::chrono::steady_clock::time_point()> now;
+  std::function<double()> jitter;  // in [0,1]
+  std::function<bool()> cancelled;  // stop waiting early (shutdown)
+};
+
+// Runs `attempt_fn` until it succeeds, fails permanently, or transient failures have lasted
+// longer than give_up_after. `on_retry` sees each transient failure (attempt count, status).
+// Returns the last status; the attempt count is written to *attempts when given.
+Status RunWithRetry(const RetryPolicy& policy, const std::function<Status()>& attempt_fn,
+                    const std::function<void(int, const Status&)>& on_retry, int* attempts = nullptr,
+                    const RetryHooks& hooks = {});
+
+}  // namespace ingestfs::upload

@@ -1,0 +1,370 @@
+#include "upload/uploader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <thread>
+#include <vector>
+
+#include "common/crypto.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "upload/errors.h"
+#include "upload/failpoint.h"
+
+namespace ingestfs::upload {
+
+namespace {
+// The session the platform lost: begin a new one.
+Status SessionLost(const std::string& why) { return Status(Code::kFailedPrecondition, why); }
+bool IsSessionLost(const Status& st) { return st.code() == Code::kFailedPrecondition; }
+}  // namespace
+
+struct Uploader::Run {
+  cache::Entry entry;
+  std::string dataset_id;
+  UniqueFd fd;
+  int attempts = 0;
+  // The current targets; guarded because workers refresh them when URLs expire.
+  std::mutex mu;
+  std::vector<PartTarget> targets;  // GUARDED_BY(mu)
+  uint64_t generation = 0;          // GUARDED_BY(mu): bumped at each refresh
+};
+
+Uploader::Uploader(Dialect& dialect, cache::Journal& journal, UploaderOptions options, ProgressSink* progress)
+    : dialect_(dialect), journal_(journal), opts_(options), progress_(progress) {
+  hooks_.cancelled = [this] { return cancelled_.load(); };
+}
+
+Status Uploader::Step(Run& run, const std::string& what, const std::function<Status()>& fn) {
+  int n = 0;
+  Status st = RunWithRetry(
+      opts_.retry, fn,
+      [&](int attempt, const Status& why) {
+        LOG_WARN("%s: %s failed (attempt %d), retrying: %s", run.entry.name.c_str(), what.c_str(), attempt,
+                 why.message().c_str());
+        if (progress_) progress_->OnRetry(run.entry.id, attempt, why);
+      },
+      &n, hooks_);
+  run.attempts += n - 1;
+  return st;
+}
+
+StatusOr<bool> Uploader::ExistsOnPlatform(const std::string& dataset_id, const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(names_mu_);
+    auto it = names_.find(dataset_id);
+    if (it != names_.end()) return it->second.count(name) > 0;
+  }
+  auto files = dialect_.ListFiles(dataset_id);
+  if (!files.ok()) return files.status();
+  std::lock_guard<std::mutex> lock(names_mu_);
+  auto& set = names_[dataset_id];
+  for (const RemoteFile& f : *files) set.insert(f.name);
+  return set.count(name) > 0;
+}
+
+void Uploader::Remember(const std::string& dataset_id, const std::string& name) {
+  std::lock_guard<std::mutex> lock(names_mu_);
+  auto it = names_.find(dataset_id);
+  if (it != names_.end()) it->second.insert(name);
+}
+
+Status Uploader::BeginSession(Run& run) {
+  bool overwrite = false;
+  RETURN_IF_ERROR(Step(run, "listing the dataset", [&] {
+    auto exists = ExistsOnPlatform(run.dataset_id, run.entry.name);
+    if (!exists.ok()) return exists.status();
+    overwrite = *exists;
+    return Status::Ok();
+  }));
+  BeginResult begun;
+  for (int flips = 0;; ++flips) {
+    if (progress_) progress_->OnPhase(run.entry.id, overwrite ? "reupload presign" : "presign");
+    Status st = Step(run, overwrite ? "reupload presign" : "presign", [&] {
+      auto r = dialect_.Begin(run.dataset_id, run.entry, overwrite);
+      if (!r.ok()) return r.status();
+      begun = std::move(r).value();
+      return Status::Ok();
+    });
+    // The listing was stale: the file exists after all (409), or is gone (404).
+    if (flips == 0 && ((!overwrite && st.code() == Code::kAlreadyExists) || (overwrite && st.code() == Code::kNotFound))) {
+      overwrite = !overwrite;
+      continue;
+    }
+    RETURN_IF_ERROR(st);
+    break;
+  }
+  RETURN_IF_ERROR(journal_.RecordSession(run.entry.id, begun.session));
+  run.entry.session = begun.session;
+  run.entry.parts.clear();
+  run.entry.completed = false;
+  {
+    std::lock_guard<std::mutex> lock(run.mu);
+    run.targets = std::move(begun.targets);
+    ++run.generation;
+  }
+  FailPoint("after_presign");
+  return Status::Ok();
+}
+
+Status Uploader::RefreshTargets(Run& run, uint64_t seen_generation) {
+  std::lock_guard<std::mutex> lock(run.mu);
+  if (run.generation != seen_generation) return Status::Ok();  // another worker already did
+  auto fresh = dialect_.RefreshTargets(*run.entry.session);
+  if (!fresh.ok()) {
+    if (fresh.status().code() == Code::kNotFound || fresh.status().code() == Code::kAlreadyExists) {
+      return SessionLost(fresh.status().message());
+    }
+    return fresh.status();
+  }
+  run.targets = std::move(fresh).value();
+  ++run.generation;
+  return Status::Ok();
+}
+
+Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag) {
+  const cache::UploadSession& s = *run.entry.session;
+  uint64_t offset = s.upload_id.empty() ? 0 : static_cast<uint64_t>(n - 1) * s.part_size;
+  uint64_t length = s.upload_id.empty() ? run.entry.size : std::min(s.part_size, run.entry.size - offset);
+  // MD5 first (Content-MD5 goes in the headers), then the body streams from the same range.
+  Digest md5(Digest::Kind::kMd5);
+  std::vector<char> buf(1 << 20);
+  for (uint64_t done = 0; done < length;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), length - done));
+    auto got = PreadAll(run.fd.get(), buf.data(), want, offset + done, run.entry.data_path);
+    if (!got.ok()) return got.status();
+    if (*got != want) return Status(Code::kDataLoss, "the cache copy of " + run.entry.name + " is shorter than recorded");
+    md5.Update(buf.data(), want);
+    done += want;
+  }
+  std::string raw_md5 = md5.Finish();
+  PartTarget target;
+  uint64_t generation;
+  {
+    std::lock_guard<std::mutex> lock(run.mu);
+    if (n - 1 >= run.targets.size()) return SessionLost("no URL for part " + std::to_string(n));
+    target = run.targets[n - 1];
+    generation = run.generation;
+  }
+  HttpRequest req;
+  req.method = target.method;
+  req.url = target.url;
+  req.headers = target.headers;
+  req.headers.push_back("Content-MD5: " + Base64Encode(raw_md5));
+  req.body_fd = run.fd.get();
+  req.body_offset = offset;
+  req.body_length = length;
+  const std::string& id = run.entry.id;
+  req.on_progress = [this, &id, n](uint64_t sent) {
+    if (progress_) progress_->OnPartProgress(id, n, sent);
+  };
+  std::string step = "part " + std::to_string(n) + "/" + std::to_string(s.num_parts) + " of " + run.entry.name;
+  thread_local std::unique_ptr<HttpClient> client;  // one connection per worker thread
+  if (!client) client = std::make_unique<HttpClient>();
+  auto res = client->Do(req);
+  if (!res.ok()) return res.status().Annotate(step);
+  bool accepted = std::find(target.success_codes.begin(), target.success_codes.end(), res->status) !=
+                  target.success_codes.end();
+  if (!accepted) {
+    Status st = StatusFromHttp(*res, step);
+    if (st.ok()) st = Status(Code::kUnavailable, step + ": HTTP " + std::to_string(res->status) + " is not a success code here");
+    if (IsExpiredUrl(st)) {
+      Status refreshed = RefreshTargets(run, generation);
+      if (!refreshed.ok()) return refreshed;
+      return Status(Code::kUnavailable, step + ": the URL expired; fresh URLs fetched");
+    }
+    return st;
+  }
+  auto it = res->headers.find("etag");
+  if (it == res->headers.end() || it->second.empty()) return Status(Code::kDataLoss, step + ": the store answered without an ETag");
+  if (NormalizeEtag(it->second) != HexEncode(raw_md5)) {
+    return Status(Code::kDataLoss, step + ": the ETag does not match the MD5 of the bytes sent");
+  }
+  Status reported = dialect_.ReportPart(s, n, res->headers);
+  if (!reported.ok()) return reported.Annotate(step);
+  *etag = it->second;
+  return Status::Ok();
+}
+
+Status Uploader::SendParts(Run& run) {
+  std::vector<uint32_t> todo;
+  for (uint32_t n = 1; n <= run.entry.session->num_parts; ++n) {
+    if (run.entry.parts.count(n) == 0) todo.push_back(n);
+  }
+  if (todo.empty()) return Status::Ok();
+  if (progress_) progress_->OnPhase(run.entry.id, "uploading");
+  std::mutex mu;
+  size_t next = 0;
+  Status first_error;
+  std::atomic<int> retries{0};
+  auto worker = [&] {
+    for (;;) {
+      uint32_t n;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!first_error.ok() || next >= todo.size()) return;
+        n = todo[next++];
+      }
+      std::string etag;
+      int attempts = 0;
+      Status st = RunWithRetry(
+          opts_.retry, [&] { return SendOnePart(run, n, &etag); },
+          [&](int attempt, const Status& why) {
+            LOG_WARN("%s: retrying (attempt %d): %s", run.entry.name.c_str(), attempt, why.message().c_str());
+            if (progress_) progress_->OnRetry(run.entry.id, attempt, why);
+          },
+          &attempts, hooks_);
+      retries += attempts - 1;
+      if (st.ok()) st = journal_.RecordPart(run.entry.id, n, etag);
+      std::lock_guard<std::mutex> lock(mu);
+      if (!st.ok()) {
+        if (first_error.ok()) first_error = st;
+        return;
+      }
+      run.entry.parts[n] = etag;
+      FailPoint("after_part", n);
+    }
+  };
+  int threads = std::max(1, std::min<int>(opts_.parallel, static_cast<int>(todo.size())));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  run.attempts += retries;
+  return first_error;
+}
+
+Status Uploader::Follow(Run& run, JobState* final_state) {
+  if (progress_) progress_->OnPhase(run.entry.id, "processing");
+  auto pause = opts_.poll_initial;
+  for (;;) {
+    JobState state;
+    RETURN_IF_ERROR(Step(run, "following the job", [&] {
+      auto s = dialect_.Poll(*run.entry.session);
+      if (!s.ok()) return s.status();
+      state = *s;
+      return Status::Ok();
+    }));
+    if (state.phase != JobPhase::kRunning) {
+      *final_state = state;
+      return Status::Ok();
+    }
+    if (cancelled_) return Status(Code::kCancelled, "stopped while the platform was processing " + run.entry.name);
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, opts_.poll_max);
+  }
+}
+
+UploadOutcome Uploader::Upload(const std::string& entry_id) {
+  UploadOutcome out;
+  auto entry = journal_.Get(entry_id);
+  if (!entry) {
+    out.status = Status(Code::kNotFound, "no journal entry " + entry_id);
+    return out;
+  }
+  Run run;
+  run.entry = *entry;
+  if (progress_) progress_->OnStart(run.entry);
+  auto finish = [&](Status st) {
+    out.status = st;
+    out.attempts = run.attempts;
+    if (run.entry.session) out.job_id = run.entry.session->job_id;
+    if (!st.ok() && st.code() != Code::kCancelled && !IsTransient(st)) {
+      Status rec = journal_.RecordFailed(entry_id, st.message());
+      if (!rec.ok()) LOG_ERROR("%s: could not record the failure: %s", run.entry.name.c_str(), rec.message().c_str());
+    }
+    if (progress_) progress_->OnDone(entry_id, st);
+    return out;
+  };
+  if (run.entry.failed) return finish(Status(Code::kFailedPrecondition, run.entry.error));
+  run.fd = UniqueFd(::open(run.entry.data_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!run.fd.valid()) return finish(Status::FromErrno(errno, "open the cache copy of " + run.entry.name));
+
+  Status st = Step(run, "finding dataset " + run.entry.dataset, [&] {
+    auto id = dialect_.EnsureDataset(run.entry.dataset);
+    if (!id.ok()) return id.status();
+    run.dataset_id = *id;
+    return Status::Ok();
+  });
+  if (!st.ok()) return finish(st);
+
+  for (int restarts = 0;; ++restarts) {
+    if (restarts > opts_.max_restarts) {
+      return finish(Status(Code::kUnavailable, run.entry.name + ": the platform lost the upload " +
+                                                   std::to_string(restarts) + " times; giving up for now"));
+    }
+    if (!run.entry.session) {
+      st = BeginSession(run);
+      if (!st.ok()) return finish(st);
+    } else if (!run.entry.completed) {
+      // A journaled session (resume): fresh URLs for the same job, so stored parts stay.
+      uint64_t gen;
+      {
+        std::lock_guard<std::mutex> lock(run.mu);
+        gen = run.generation;
+      }
+      st = Step(run, "fresh URLs", [&] { return RefreshTargets(run, gen); });
+      if (IsSessionLost(st)) {
+        LOG_INFO("%s: job %s cannot continue (%s); starting a new upload", run.entry.name.c_str(),
+                 run.entry.session->job_id.c_str(), st.message().c_str());
+        (void)dialect_.Abort(*run.entry.session);
+        run.entry.session.reset();
+        continue;
+      }
+      if (!st.ok()) return finish(st);
+    }
+    if (!run.entry.completed) {
+      st = SendParts(run);
+      if (IsSessionLost(st)) {
+        (void)dialect_.Abort(*run.entry.session);
+        run.entry.session.reset();
+        continue;
+      }
+      if (!st.ok()) return finish(st);
+      FailPoint("before_complete");
+      if (progress_) progress_->OnPhase(run.entry.id, "completing");
+      st = Step(run, "complete", [&] { return dialect_.Complete(*run.entry.session, run.entry.parts); });
+      if (st.code() == Code::kInvalidArgument) {
+        // InvalidPart: the platform does not hold what we sent. Begin again.
+        LOG_WARN("%s: complete rejected (%s); starting a new upload", run.entry.name.c_str(), st.message().c_str());
+        run.entry.session.reset();
+        continue;
+      }
+      if (!st.ok()) return finish(st);
+      st = journal_.RecordCompleted(run.entry.id);
+      if (!st.ok()) return finish(st);
+      run.entry.completed = true;
+      FailPoint("after_complete");
+    }
+    JobState job;
+    st = Follow(run, &job);
+    if (!st.ok()) return finish(st);
+    if (job.phase == JobPhase::kFailed) {
+      return finish(Status(Code::kInvalidArgument, "the platform rejected " + run.entry.name + ": " +
+                                                       (job.message.empty() ? job.status : job.message)));
+    }
+    if (!job.sha256.empty() && job.sha256 != run.entry.sha256) {
+      LOG_WARN("%s: the platform's sha256 %s differs from ours %s; uploading again", run.entry.name.c_str(),
+               job.sha256.c_str(), run.entry.sha256.c_str());
+      run.entry.session.reset();
+      run.entry.completed = false;
+      continue;
+    }
+    out.remote_sha256 = job.sha256.empty() ? run.entry.sha256 : job.sha256;
+    Remember(run.dataset_id, run.entry.name);
+    if (progress_) progress_->OnPhase(run.entry.id, "confirmed");
+    std::string job_id = run.entry.session->job_id;
+    st = journal_.RecordConfirmed(run.entry.id, out.remote_sha256, job.version);
+    out.job_id = job_id;
+    out.status = st;
+    out.attempts = run.attempts;
+    if (progress_) progress_->OnDone(entry_id, st);
+    return out;
+  }
+}
+
+}  // namespace ingestfs::upload

@@ -1,0 +1,85 @@
+// Uploader: takes one journaled file from the cache to "confirmed by the platform".
+//
+//   presign (or, for a journaled session, fresh URLs for the same job)
+//   -> parts in parallel, each with Content-MD5, its ETag checked against the local MD5,
+//      recorded in the journal as it is stored (parts already stored are never sent again)
+//   -> complete with the ordered ETags -> follow the job -> check the platform's sha256
+//   -> journal `confirmed` (which releases the cache copy).
+// Transient failures are retried (RetryPolicy); an expired URL gets fresh URLs; a session the
+// platform lost (InvalidPart, no URL refresh, wrong sha256) is begun again a bounded number of
+// times; permanent errors (401, 403, 422, ...) stop that file with the server's message, recorded
+// as `failed` in the journal.
+//
+// Thread safety: Upload() may run for different entries on several threads at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "cache/journal.h"
+#include "upload/dialect.h"
+#include "upload/retry.h"
+
+namespace ingestfs::upload {
+
+// What the uploader tells whoever shows progress. Calls come from worker threads.
+class ProgressSink {
+ public:
+  virtual ~ProgressSink() = default;
+  virtual void OnStart(const cache::Entry&) {}
+  // Bytes of part `n` sent so far in its current attempt.
+  virtual void OnPartProgress(const std::string& /*id*/, uint32_t /*n*/, uint64_t /*sent*/) {}
+  virtual void OnPhase(const std::string& /*id*/, const std::string& /*phase*/) {}
+  virtual void OnRetry(const std::string& /*id*/, int /*attempt*/, const Status& /*why*/) {}
+  virtual void OnDone(const std::string& /*id*/, const Status& /*result*/) {}
+};
+
+struct UploaderOptions {
+  int parallel = 4;  // parts in flight per file
+  RetryPolicy retry;
+  std::chrono::milliseconds poll_initial{20};
+  std::chrono::milliseconds poll_max{1000};
+  int max_restarts = 3;  // new sessions for one file before it fails
+};
+
+struct UploadOutcome {
+  Status status;
+  std::string job_id;
+  std::string remote_sha256;
+  int attempts = 0;  // requests retried for this file, all steps together
+};
+
+class Uploader {
+ public:
+  Uploader(Dialect& dialect, cache::Journal& journal, UploaderOptions options, ProgressSink* progress);
+  UploadOutcome Upload(const std::string& entry_id);
+  // Makes waits end early (shutdown). Journaled state stays; a later run resumes.
+  void Cancel() { cancelled_ = true; }
+
+ private:
+  struct Run;  // one file's upload in progress
+  Status Step(Run& run, const std::string& what, const std::function<Status()>& fn);
+  Status BeginSession(Run& run);
+  Status SendParts(Run& run);
+  Status SendOnePart(Run& run, uint32_t n, std::string* etag);
+  Status RefreshTargets(Run& run, uint64_t seen_generation);
+  Status Follow(Run& run, JobState* final_state);
+  StatusOr<bool> ExistsOnPlatform(const std::string& dataset_id, const std::string& name);
+  void Remember(const std::string& dataset_id, const std::string& name);
+
+  Dialect& dialect_;
+  cache::Journal& journal_;
+  UploaderOptions opts_;
+  ProgressSink* progress_;
+  std::atomic<bool> cancelled_{false};
+  RetryHooks hooks_;
+
+  std::mutex names_mu_;
+  std::map<std::string, std::set<std::string>> names_;  // GUARDED_BY(names_mu_): dataset -> files
+};
+
+}  // namespace ingestfs::upload
