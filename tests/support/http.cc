@@ -141,6 +141,16 @@ HttpResult Api::Call(const std::string& method, const std::string& path, const s
   return Http(req);
 }
 
+HttpResult Api::Read(const std::string& path) const {
+  HttpResult r;
+  for (int i = 0; i < 100; ++i) {
+    r = Call("GET", path);
+    if (r.status != 0 && r.status < 500) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return r;
+}
+
 std::string Api::CreateDataset(const std::string& name) const {
   HttpResult r = Call("POST", "/datasets", "{\"name\":" + std::string("\"") + name + "\"}");
   if (r.status != 201) return "";
@@ -194,7 +204,7 @@ json::Document Api::WaitJob(const std::string& job_id) const {
 }
 
 json::Document Api::Files(const std::string& dataset_id) const {
-  HttpResult r = Call("GET", "/datasets/" + dataset_id + "/files?limit=1000");
+  HttpResult r = Read("/datasets/" + dataset_id + "/files?limit=1000");
   auto doc = json::Parse(r.body, "files");
   return doc.ok() ? std::move(doc).value() : json::Document();
 }

@@ -75,6 +75,8 @@ class Api {
  public:
   Api(std::string api_base, std::string token) : base_(std::move(api_base)), token_(std::move(token)) {}
   HttpResult Call(const std::string& method, const std::string& path, const std::string& json_body = "") const;
+  // A read that tries again on transport errors and 5xx (for servers with injected faults).
+  HttpResult Read(const std::string& path) const;
   // Helpers that assert nothing; they return what the server said.
   std::string CreateDataset(const std::string& name) const;  // id, empty on failure
   HttpResult Presign(const std::string& dataset_id, const std::string& filename, uint64_t size) const;

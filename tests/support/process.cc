@@ -32,7 +32,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-bool Child::Start(const std::vector<std::string>& argv, const std::string& stderr_path) {
+bool Child::Start(const std::vector<std::string>& argv, const std::string& stderr_path,
+                  const std::vector<std::string>& env) {
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0) return false;
   pid_t pid = fork();
@@ -43,6 +44,7 @@ bool Child::Start(const std::vector<std::string>& argv, const std::string& stder
       int fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) dup2(fd, 2);
     }
+    for (const std::string& e : env) putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -73,6 +75,23 @@ std::string Child::ReadLine(std::chrono::milliseconds timeout) {
     if (n <= 0) return "";
     buffered_.append(buf, static_cast<size_t>(n));
   }
+}
+
+std::string Child::ReadAll(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string out;
+  std::swap(out, buffered_);
+  while (out_fd_ >= 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{out_fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[65536];
+    ssize_t n = read(out_fd_, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
 }
 
 int Child::Wait(std::chrono::milliseconds timeout) {

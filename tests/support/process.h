@@ -33,8 +33,12 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
-  // Starts argv[0] with argv; stderr goes to `stderr_path` (empty: inherited).
-  bool Start(const std::vector<std::string>& argv, const std::string& stderr_path);
+  // Starts argv[0] with argv; stderr goes to `stderr_path` (empty: inherited); `env` entries
+  // ("NAME=value") are added to the environment.
+  bool Start(const std::vector<std::string>& argv, const std::string& stderr_path,
+             const std::vector<std::string>& env = {});
+  // Everything the child wrote to stdout until it closed it (or `timeout`).
+  std::string ReadAll(std::chrono::milliseconds timeout);
   // Reads one line from the child's stdout, waiting at most `timeout`. Empty on timeout/EOF.
   std::string ReadLine(std::chrono::milliseconds timeout);
   // SIGTERM, wait up to 10 s, then SIGKILL. Returns the exit status (waitpid form), or -1.

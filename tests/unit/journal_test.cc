@@ -1,0 +1,147 @@
+#include "cache/journal.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "common/crypto.h"
+#include "common/file_util.h"
+#include "common/record_log.h"
+#include "tests/support/process.h"
+
+namespace ingestfs::cache {
+namespace {
+
+using testing::TempDir;
+
+std::string WriteSource(const TempDir& dir, const std::string& name, const std::string& data) {
+  std::string p = dir / name;
+  std::ofstream(p, std::ios::binary) << data;
+  return p;
+}
+
+Entry Meta(const std::string& name) {
+  Entry m;
+  m.api = "http://127.0.0.1:1/api";
+  m.dataset = "ds";
+  m.name = name;
+  return m;
+}
+
+TEST(Journal, AddCopiesDurablyAndConfirmReleases) {
+  TempDir dir;
+  std::string src = WriteSource(dir, "src", "hello world");
+  auto j = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  auto e = (*j)->AddCopy(src, Meta("a/b.txt"));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->size, 11u);
+  EXPECT_EQ(e->sha256, HexEncode(Sha256("hello world")));
+  EXPECT_EQ(*ReadFileToString(e->data_path), "hello world");
+  // The source may change afterwards: the cache copy is what gets uploaded.
+  WriteSource(dir, "src", "changed");
+  EXPECT_EQ(*ReadFileToString(e->data_path), "hello world");
+  ASSERT_TRUE((*j)->RecordConfirmed(e->id, e->sha256, 1).ok());
+  EXPECT_FALSE(PathExists(e->data_path));
+  EXPECT_FALSE(PathExists(dir / "cache/journal/" + e->id + ".jnl"));
+  EXPECT_TRUE((*j)->Unfinished().empty());
+}
+
+TEST(Journal, ReplayRestoresEveryPartialState) {
+  TempDir dir;
+  std::string src = WriteSource(dir, "src", std::string(100, 'x'));
+  std::vector<std::string> ids;
+  {
+    auto j = Journal::Open(dir / "cache", nullptr);
+    for (int i = 0; i < 5; ++i) ids.push_back((*j)->AddCopy(src, Meta("f" + std::to_string(i)))->id);
+    UploadSession s{"job-1", "up-1", 8 << 20, 3, false};
+    // 0: only added. 1: presigned. 2: two parts done. 3: completed. 4: failed.
+    ASSERT_TRUE((*j)->RecordSession(ids[1], s).ok());
+    ASSERT_TRUE((*j)->RecordSession(ids[2], s).ok());
+    ASSERT_TRUE((*j)->RecordPart(ids[2], 1, "\"e1\"").ok());
+    ASSERT_TRUE((*j)->RecordPart(ids[2], 3, "\"e3\"").ok());
+    ASSERT_TRUE((*j)->RecordSession(ids[3], s).ok());
+    ASSERT_TRUE((*j)->RecordCompleted(ids[3]).ok());
+    ASSERT_TRUE((*j)->RecordFailed(ids[4], "HTTP 403 not allowed").ok());
+  }
+  std::vector<std::string> warnings;
+  auto j = Journal::Open(dir / "cache", &warnings);
+  ASSERT_TRUE(j.ok());
+  EXPECT_TRUE(warnings.empty());
+  auto all = (*j)->Unfinished();
+  ASSERT_EQ(all.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(all[i].id, ids[i]) << "oldest first";
+  EXPECT_FALSE(all[0].session);
+  ASSERT_TRUE(all[1].session);
+  EXPECT_EQ(all[1].session->job_id, "job-1");
+  EXPECT_EQ(all[1].session->num_parts, 3u);
+  EXPECT_TRUE(all[1].parts.empty());
+  EXPECT_EQ(all[2].parts.size(), 2u);
+  EXPECT_EQ(all[2].parts.at(3), "\"e3\"");
+  EXPECT_FALSE(all[2].completed);
+  EXPECT_TRUE(all[3].completed);
+  EXPECT_TRUE(all[4].failed);
+  EXPECT_EQ(all[4].error, "HTTP 403 not allowed");
+  // A new session forgets the parts of the old one; retry clears the failure.
+  ASSERT_TRUE((*j)->RecordSession(ids[2], UploadSession{"job-2", "up-2", 8 << 20, 3, true}).ok());
+  EXPECT_TRUE((*j)->Get(ids[2])->parts.empty());
+  ASSERT_TRUE((*j)->RecordRetry(ids[4]).ok());
+  EXPECT_FALSE((*j)->Get(ids[4])->failed);
+}
+
+TEST(Journal, DamageIsReportedNotFatal) {
+  TempDir dir;
+  std::string src = WriteSource(dir, "src", "abc");
+  std::string torn_id, lost_id, corrupt_id;
+  {
+    auto j = Journal::Open(dir / "cache", nullptr);
+    torn_id = (*j)->AddCopy(src, Meta("torn"))->id;
+    lost_id = (*j)->AddCopy(src, Meta("lost"))->id;
+    corrupt_id = (*j)->AddCopy(src, Meta("corrupt"))->id;
+    ASSERT_TRUE((*j)->RecordSession(corrupt_id, UploadSession{"j", "", 3, 1, false}).ok());
+    ASSERT_TRUE((*j)->RecordPart(corrupt_id, 1, "\"x\"").ok());
+  }
+  // A torn append at the end of one journal, a lost cache copy, a flipped byte mid-file,
+  // an orphan data file and a journal with no add record.
+  std::ofstream(dir / "cache/journal/" + torn_id + ".jnl", std::ios::app) << "12345678 {\"t\":\"sess";
+  ::unlink((dir / "cache/data/" + lost_id).c_str());
+  std::string cpath = dir / "cache/journal/" + corrupt_id + ".jnl";
+  std::string text = *ReadFileToString(cpath);
+  size_t second = text.find('\n') + 1;
+  text[second + 15] ^= 0x20;
+  ASSERT_TRUE(WriteFileAtomic(cpath, text).ok());
+  std::ofstream(dir / "cache/data/orphan") << "x";
+  std::ofstream(dir / "cache/journal/noadd.jnl") << FrameRecord(R"({"t":"completed"})");
+
+  std::vector<std::string> warnings;
+  auto j = Journal::Open(dir / "cache", &warnings);
+  ASSERT_TRUE(j.ok());
+  std::string all;
+  for (const auto& w : warnings) all += w + "\n";
+  EXPECT_NE(all.find("torn last record"), std::string::npos) << all;
+  EXPECT_NE(all.find("corrupt record"), std::string::npos) << all;
+  EXPECT_NE(all.find("missing"), std::string::npos) << all;
+  EXPECT_NE(all.find("orphan"), std::string::npos) << all;
+  EXPECT_NE(all.find("no add record"), std::string::npos) << all;
+  EXPECT_TRUE((*j)->Get(torn_id));
+  EXPECT_FALSE((*j)->Get(torn_id)->session);
+  ASSERT_TRUE((*j)->Get(lost_id));
+  EXPECT_TRUE((*j)->Get(lost_id)->failed) << "an upload whose bytes are gone is kept and shown, not dropped";
+  // The corrupt session record was skipped; the part after it still applies.
+  EXPECT_FALSE((*j)->Get(corrupt_id)->session);
+  EXPECT_FALSE(PathExists(dir / "cache/data/orphan"));
+  EXPECT_EQ((*j)->Unfinished().size(), 3u);
+}
+
+TEST(Journal, OneProcessPerCacheDir) {
+  TempDir dir;
+  auto first = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(first.ok());
+  auto second = Journal::Open(dir / "cache", nullptr);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("in use by another ingestfs process"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ingestfs::cache

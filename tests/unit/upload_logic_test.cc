@@ -1,0 +1,152 @@
+#include <gtest/gtest.h>
+
+#include "upload/errors.h"
+#include "upload/ingest_dialect.h"
+#include "upload/retry.h"
+
+namespace ingestfs::upload {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string Presign(const std::string& urls, const std::string& upload_id, int64_t part_size) {
+  return R"({"job_id":"j1","urls":)" + urls + R"(,"s3_key":"k","upload_id":)" + upload_id +
+         R"(,"part_size":)" + std::to_string(part_size) + "}";
+}
+
+TEST(ParsePresign, SingleAndMultipartPlans) {
+  auto single = IngestDialect::ParsePresign(Presign(R"(["http://h/b/k?s"])", "null", 8 * kMiB), 1000, false);
+  ASSERT_TRUE(single.ok()) << single.status().ToString();
+  EXPECT_EQ(single->session.num_parts, 1u);
+  EXPECT_EQ(single->session.part_size, 1000u);
+  EXPECT_TRUE(single->session.upload_id.empty());
+  auto multi = IngestDialect::ParsePresign(
+      Presign(R"(["http://h/1","http://h/2","http://h/3"])", R"("u")", 8 * kMiB), 16 * kMiB + 1, true);
+  ASSERT_TRUE(multi.ok()) << multi.status().ToString();
+  EXPECT_EQ(multi->session.num_parts, 3u);
+  EXPECT_EQ(multi->session.part_size, 8 * kMiB);
+  EXPECT_TRUE(multi->session.overwrite);
+  // Whatever part size the server chose is honoured.
+  auto odd = IngestDialect::ParsePresign(Presign(R"(["http://h/1","http://h/2"])", R"("u")", 7 * kMiB), 10 * kMiB, false);
+  ASSERT_TRUE(odd.ok());
+  EXPECT_EQ(odd->session.part_size, 7 * kMiB);
+}
+
+TEST(ParsePresign, HostileAndBrokenAnswersAreClearErrors) {
+  const char* cases[] = {
+      "",
+      "not json",
+      "[]",
+      R"({"urls":["http://h"],"upload_id":null,"part_size":5242880})",             // no job_id
+      R"({"job_id":7,"urls":["http://h"],"upload_id":null,"part_size":5242880})",  // wrong type
+      R"({"job_id":"j","urls":[],"upload_id":null,"part_size":5242880})",          // no URLs
+      R"({"job_id":"j","urls":[1],"upload_id":null,"part_size":5242880})",
+      R"({"job_id":"j","urls":["file:///etc/passwd"],"upload_id":null,"part_size":5242880})",
+      R"({"job_id":"j","urls":["http://a","http://b"],"upload_id":null,"part_size":5242880})",  // no upload id
+      R"({"job_id":"j","urls":["http://a","http://b"],"upload_id":"u","part_size":1})",        // tiny parts
+      R"({"job_id":"j","urls":["http://a","http://b","http://c"],"upload_id":"u","part_size":8388608})",  // count
+      R"({"job_id":"j","urls":["http://a"],"upload_id":null})",  // no part_size
+  };
+  for (const char* body : cases) {
+    auto r = IngestDialect::ParsePresign(body, 10 * kMiB, false);
+    EXPECT_FALSE(r.ok()) << body;
+    EXPECT_FALSE(r.status().message().empty());
+  }
+  std::string huge = R"({"job_id":")" + std::string(1 << 20, 'x') + R"(","urls":["http://a"],"upload_id":null,"part_size":5242880})";
+  EXPECT_FALSE(IngestDialect::ParsePresign(huge, 1, false).ok());
+  std::string many = R"({"job_id":"j","urls":[)";
+  for (int i = 0; i < 10001; ++i) many += std::string(i ? "," : "") + "\"http://a\"";
+  many += R"(],"upload_id":"u","part_size":5242880})";
+  EXPECT_FALSE(IngestDialect::ParsePresign(many, 10001ULL * 5 * kMiB, false).ok());
+}
+
+TEST(ParseJob, StatusesAndGarbage) {
+  auto done = IngestDialect::ParseJob(R"({"job_id":"j","status":"completed","message":"ok","sha256":"ab"})");
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->phase, JobPhase::kCompleted);
+  EXPECT_EQ(done->sha256, "ab");
+  auto pending = IngestDialect::ParseJob(R"({"status":"processing","message":null,"sha256":null})");
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->phase, JobPhase::kRunning);
+  auto failed = IngestDialect::ParseJob(R"({"status":"failed","message":"size mismatch"})");
+  EXPECT_EQ(failed->phase, JobPhase::kFailed);
+  EXPECT_EQ(failed->message, "size mismatch");
+  EXPECT_FALSE(IngestDialect::ParseJob(R"({"status":"exploded"})").ok());
+  EXPECT_FALSE(IngestDialect::ParseJob(R"({"status":5})").ok());
+  EXPECT_FALSE(IngestDialect::ParseJob("<html>").ok());
+}
+
+TEST(Errors, HttpStatusesMapToRetryOrStop) {
+  auto code = [](long status, const std::string& body, std::map<std::string, std::string> h = {}) {
+    HttpResponse r;
+    r.status = status;
+    r.body = body;
+    r.headers = h;
+    return StatusFromHttp(r, "presign of a.tif");
+  };
+  EXPECT_TRUE(code(200, "").ok());
+  EXPECT_TRUE(code(204, "").ok());
+  EXPECT_EQ(code(401, R"({"detail":"Invalid token"})").code(), Code::kUnauthenticated);
+  EXPECT_EQ(code(403, R"({"detail":"read-only"})").code(), Code::kPermissionDenied);
+  EXPECT_EQ(code(403, "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>").code(),
+            Code::kDeadlineExceeded);
+  EXPECT_EQ(code(404, "").code(), Code::kNotFound);
+  EXPECT_EQ(code(409, "").code(), Code::kAlreadyExists);
+  EXPECT_EQ(code(422, "").code(), Code::kInvalidArgument);
+  for (long s : {408L, 429L, 500L, 502L, 503L, 504L}) EXPECT_TRUE(IsTransient(code(s, ""))) << s;
+  for (long s : {400L, 401L, 403L, 404L, 422L}) EXPECT_FALSE(IsTransient(code(s, ""))) << s;
+  EXPECT_EQ(code(503, "", {{"retry-after", "7"}}).retry_after_ms(), 7000);
+  Status v = code(422, R"({"detail":[{"loc":["body","filename"],"msg":"Value error, bad","type":"value_error"}]})");
+  EXPECT_NE(v.message().find("presign of a.tif: HTTP 422 body.filename: Value error, bad"), std::string::npos)
+      << v.message();
+  Status x = code(400, "<Error><Code>BadDigest</Code><Message>The Content-MD5 you specified did not match</Message></Error>");
+  EXPECT_NE(x.message().find("BadDigest: The Content-MD5"), std::string::npos) << x.message();
+}
+
+TEST(Retry, BackoffGrowsIsCappedAndHonoursRetryAfter) {
+  RetryPolicy p;
+  p.initial = std::chrono::milliseconds(100);
+  p.max_backoff = std::chrono::milliseconds(1000);
+  EXPECT_EQ(p.Backoff(1, -1, 1.0).count(), 100);
+  EXPECT_EQ(p.Backoff(2, -1, 1.0).count(), 200);
+  EXPECT_EQ(p.Backoff(3, -1, 1.0).count(), 400);
+  EXPECT_EQ(p.Backoff(10, -1, 1.0).count(), 1000);
+  EXPECT_EQ(p.Backoff(10, -1, 0.0).count(), 500);  // jitter keeps at least half
+  EXPECT_EQ(p.Backoff(1, 3000, 1.0).count(), 3000);
+  EXPECT_EQ(p.Backoff(1, 3600000, 1.0).count(), 4000);  // a huge Retry-After is capped
+}
+
+TEST(Retry, TransientRetriedPermanentStopsAndGiveUp) {
+  RetryPolicy p;
+  p.give_up_after = std::chrono::seconds(10);
+  auto t = std::chrono::steady_clock::time_point{};
+  RetryHooks hooks;
+  std::vector<int64_t> slept;
+  hooks.sleep = [&](std::chrono::milliseconds d) {
+    slept.push_back(d.count());
+    t += d;
+  };
+  hooks.now = [&] { return t; };
+  hooks.jitter = [] { return 1.0; };
+  int calls = 0;
+  int attempts = 0;
+  Status st = RunWithRetry(p, [&] {
+    return ++calls < 3 ? Status(Code::kUnavailable, "HTTP 503") : Status::Ok();
+  }, nullptr, &attempts, hooks);
+  EXPECT_TRUE(st.ok());
+  EXPECT_EQ(attempts, 3);
+  EXPECT_EQ(slept, (std::vector<int64_t>{200, 400}));
+
+  calls = 0;
+  st = RunWithRetry(p, [&] { ++calls; return Status(Code::kPermissionDenied, "HTTP 403"); }, nullptr, &attempts, hooks);
+  EXPECT_EQ(st.code(), Code::kPermissionDenied);
+  EXPECT_EQ(calls, 1);
+
+  st = RunWithRetry(p, [&] { return Status(Code::kUnavailable, "down"); }, nullptr, &attempts, hooks);
+  EXPECT_EQ(st.code(), Code::kUnavailable);
+  EXPECT_NE(st.message().find("gave up after"), std::string::npos);
+  EXPECT_GT(attempts, 3);
+}
+
+}  // namespace
+}  // namespace ingestfs::upload
