@@ -21,16 +21,6 @@ namespace ingestfs::cache {
 
 namespace {
 
-std::string Str(const json::Value& v, const char* f) {
-  const json::Value* x = json::Find(v, f);
-  return x != nullptr && x->IsString() ? std::string(x->GetString(), x->GetStringLength()) : std::string();
-}
-
-int64_t Int(const json::Value& v, const char* f) {
-  const json::Value* x = json::Find(v, f);
-  return x != nullptr && x->IsInt64() ? x->GetInt64() : 0;
-}
-
 std::vector<std::string> ListDir(const std::string& dir) {
   std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());
@@ -126,41 +116,40 @@ StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst
 }  // namespace
 
 void ApplyRecord(const json::Value& r, Entry* e) {
-  std::string t = Str(r, "t");
+  std::string t = json::StringOr(r, "t");
   if (t == "add") {
-    e->id = Str(r, "id");
-    e->seq = Int(r, "seq");
-    e->api = Str(r, "api");
-    e->dialect = Str(r, "dialect");
-    e->dataset = Str(r, "dataset");
-    e->name = Str(r, "name");
-    e->content_type = Str(r, "content_type");
-    e->source = Str(r, "source");
-    e->size = static_cast<uint64_t>(Int(r, "size"));
-    e->sha256 = Str(r, "sha256");
-    e->created_at = Str(r, "created_at");
+    e->id = json::StringOr(r, "id");
+    e->seq = json::IntOr(r, "seq");
+    e->api = json::StringOr(r, "api");
+    e->dialect = json::StringOr(r, "dialect");
+    e->dataset = json::StringOr(r, "dataset");
+    e->name = json::StringOr(r, "name");
+    e->content_type = json::StringOr(r, "content_type");
+    e->source = json::StringOr(r, "source");
+    e->size = static_cast<uint64_t>(json::IntOr(r, "size"));
+    e->sha256 = json::StringOr(r, "sha256");
+    e->created_at = json::StringOr(r, "created_at");
   } else if (t == "session") {
     UploadSession s;
-    s.job_id = Str(r, "job_id");
-    s.upload_id = Str(r, "upload_id");
-    s.part_size = static_cast<uint64_t>(Int(r, "part_size"));
-    s.num_parts = static_cast<uint32_t>(Int(r, "num_parts"));
-    const json::Value* o = json::Find(r, "overwrite");
-    s.overwrite = o != nullptr && o->IsBool() && o->GetBool();
+    s.job_id = json::StringOr(r, "job_id");
+    s.upload_id = json::StringOr(r, "upload_id");
+    s.part_size = static_cast<uint64_t>(json::IntOr(r, "part_size"));
+    s.num_parts = static_cast<uint32_t>(json::IntOr(r, "num_parts"));
+    s.overwrite = json::BoolOr(r, "overwrite");
     e->session = s;
     e->parts.clear();
     e->completed = false;
   } else if (t == "part") {
-    e->parts[static_cast<uint32_t>(Int(r, "n"))] = Str(r, "etag");
+    e->parts[static_cast<uint32_t>(json::IntOr(r, "n"))] = json::StringOr(r, "etag");
   } else if (t == "completed") {
     e->completed = true;
   } else if (t == "confirmed") {
     e->confirmed = true;
-    e->remote_sha256 = Str(r, "sha256");
-    e->remote_version = Int(r, "version");
+    e->remote_sha256 = json::StringOr(r, "sha256");
+    e->remote_version = json::IntOr(r, "version");
   } else if (t == "failed") {
     e->failed = true;
-    e->error = Str(r, "error");
+    e->error = json::StringOr(r, "error");
   } else if (t == "retry") {
     e->failed = false;
     e->error.clear();

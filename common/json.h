@@ -62,6 +62,21 @@ inline StatusOr<std::optional<std::string>> GetOptionalString(const Value& obj, 
   return std::optional<std::string>(std::move(s));
 }
 
+// Lenient readers for trusted records (our own logs): the field's value, or "" / 0 when it is
+// missing or of another type.
+inline std::string StringOr(const Value& obj, const char* field) {
+  const Value* v = Find(obj, field);
+  return v != nullptr && v->IsString() ? std::string(v->GetString(), v->GetStringLength()) : std::string();
+}
+inline int64_t IntOr(const Value& obj, const char* field) {
+  const Value* v = Find(obj, field);
+  return v != nullptr && v->IsInt64() ? v->GetInt64() : 0;
+}
+inline bool BoolOr(const Value& obj, const char* field) {
+  const Value* v = Find(obj, field);
+  return v != nullptr && v->IsBool() && v->GetBool();
+}
+
 inline StatusOr<int64_t> GetInt(const Value& obj, const char* field) {
   const Value* v = Find(obj, field);
   if (v == nullptr) return Status(Code::kInvalidArgument, std::string("field '") + field + "' is missing");

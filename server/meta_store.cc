@@ -81,46 +81,36 @@ std::string UploadRecord(const MultipartUpload& u) {
   });
 }
 
-std::string Str(const json::Value& v, const char* f) {
-  const json::Value* x = json::Find(v, f);
-  return x != nullptr && x->IsString() ? std::string(x->GetString(), x->GetStringLength()) : std::string();
-}
-int64_t Int(const json::Value& v, const char* f) {
-  const json::Value* x = json::Find(v, f);
-  return x != nullptr && x->IsInt64() ? x->GetInt64() : 0;
-}
-
 FileRecord ReadFile(const json::Value& v) {
   FileRecord f;
-  f.dataset_id = Str(v, "dataset_id");
-  f.filename = Str(v, "filename");
-  f.size = static_cast<uint64_t>(Int(v, "size"));
-  f.sha256 = Str(v, "sha256");
-  f.etag = Str(v, "etag");
-  f.updated_at = Str(v, "updated_at");
-  f.version = Int(v, "version");
-  f.s3_key = Str(v, "s3_key");
+  f.dataset_id = json::StringOr(v, "dataset_id");
+  f.filename = json::StringOr(v, "filename");
+  f.size = static_cast<uint64_t>(json::IntOr(v, "size"));
+  f.sha256 = json::StringOr(v, "sha256");
+  f.etag = json::StringOr(v, "etag");
+  f.updated_at = json::StringOr(v, "updated_at");
+  f.version = json::IntOr(v, "version");
+  f.s3_key = json::StringOr(v, "s3_key");
   return f;
 }
 
 Job ReadJob(const json::Value& v) {
   Job j;
-  j.job_id = Str(v, "job_id");
-  j.dataset_id = Str(v, "dataset_id");
-  j.filename = Str(v, "filename");
-  j.content_type = Str(v, "content_type");
-  j.size = static_cast<uint64_t>(Int(v, "size"));
-  j.status = JobStatusFromName(Str(v, "status")).value_or(JobStatus::kFailed);
-  j.message = Str(v, "message");
-  j.staging_key = Str(v, "staging_key");
-  j.upload_id = Str(v, "upload_id");
-  j.part_size = static_cast<uint64_t>(Int(v, "part_size"));
-  j.num_parts = static_cast<uint32_t>(Int(v, "num_parts"));
-  const json::Value* r = json::Find(v, "reupload");
-  j.reupload = r != nullptr && r->IsBool() && r->GetBool();
-  j.sha256 = Str(v, "sha256");
-  j.created_at = Str(v, "created_at");
-  j.updated_at = Str(v, "updated_at");
+  j.job_id = json::StringOr(v, "job_id");
+  j.dataset_id = json::StringOr(v, "dataset_id");
+  j.filename = json::StringOr(v, "filename");
+  j.content_type = json::StringOr(v, "content_type");
+  j.size = static_cast<uint64_t>(json::IntOr(v, "size"));
+  j.status = JobStatusFromName(json::StringOr(v, "status")).value_or(JobStatus::kFailed);
+  j.message = json::StringOr(v, "message");
+  j.staging_key = json::StringOr(v, "staging_key");
+  j.upload_id = json::StringOr(v, "upload_id");
+  j.part_size = static_cast<uint64_t>(json::IntOr(v, "part_size"));
+  j.num_parts = static_cast<uint32_t>(json::IntOr(v, "num_parts"));
+  j.reupload = json::BoolOr(v, "reupload");
+  j.sha256 = json::StringOr(v, "sha256");
+  j.created_at = json::StringOr(v, "created_at");
+  j.updated_at = json::StringOr(v, "updated_at");
   return j;
 }
 
@@ -174,9 +164,9 @@ std::string MetaStore::SnapshotLocked() const {
 }
 
 void MetaStore::Apply(const json::Value& r) {
-  std::string t = Str(r, "t");
+  std::string t = json::StringOr(r, "t");
   if (t == "dataset") {
-    Dataset d{Str(r, "id"), Str(r, "name"), Str(r, "created_at")};
+    Dataset d{json::StringOr(r, "id"), json::StringOr(r, "name"), json::StringOr(r, "created_at")};
     if (datasets_.count(d.id) == 0) dataset_order_.push_back(d.id);
     dataset_by_name_[d.name] = d.id;
     datasets_[d.id] = d;
@@ -196,10 +186,10 @@ void MetaStore::Apply(const json::Value& r) {
       jobs_[jr.job_id] = jr;
     }
   } else if (t == "mpu") {
-    MultipartUpload u{Str(r, "upload_id"), Str(r, "bucket"), Str(r, "key"), Str(r, "created_at")};
+    MultipartUpload u{json::StringOr(r, "upload_id"), json::StringOr(r, "bucket"), json::StringOr(r, "key"), json::StringOr(r, "created_at")};
     uploads_[u.upload_id] = u;
   } else if (t == "mpu_del") {
-    uploads_.erase(Str(r, "upload_id"));
+    uploads_.erase(json::StringOr(r, "upload_id"));
   }
 }
 
