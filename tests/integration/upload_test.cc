@@ -306,3 +306,32 @@ TEST(UploadErrors, BadInputIsAUsageErrorBeforeAnythingIsSent) {
 
 }  // namespace
 }  // namespace ingestfs::testing
+
+namespace ingestfs::testing {
+namespace {
+
+TEST(UploadProgress, LiveLineOnATerminalQuietOtherwise) {
+  ServerProcess server({{"--max-bytes-per-sec", "16MiB"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  TempDir tmp;
+  WriteRandomFile(tmp / "p.bin", 24 * kMiB, 8);
+  // On a terminal (a pty made by script(1)): a live line with rate and ETA, then a final line.
+  std::string cmd = "INGESTFS_TOKEN=" + std::string(ServerProcess::kToken) + " script -qec '" + BinDir() +
+                    "/ingestfs upload --api " + server.api() + " --dataset tty --cache-dir " + tmp / "c1" + " " +
+                    tmp / "p.bin" + "' /dev/null > " + tmp / "tty.out";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  std::ifstream in(tmp / "tty.out");
+  std::string tty((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(tty.find("MiB/s"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("ETA"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("tty/p.bin"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("confirmed in"), std::string::npos) << tty;
+  // Not a terminal: nothing at all on success.
+  RunResult quiet = RunUpload(tmp, {"--api", server.api(), "--dataset", "tty", "--cache-dir", tmp / "c2", tmp / "p.bin"});
+  EXPECT_TRUE(quiet.exited_ok());
+  EXPECT_EQ(quiet.out, "");
+  EXPECT_EQ(quiet.err, "");
+}
+
+}  // namespace
+}  // namespace ingestfs::testing

@@ -1,0 +1,239 @@
+// The Uploader's decisions with a scripted fake dialect and a tiny in-process S3-like store:
+// stale listings (409 / 404), expired URLs, platforms that cannot re-issue URLs, InvalidPart,
+// a wrong sha256 from the platform, and permanent errors landing in the journal.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "cache/journal.h"
+#include "common/crypto.h"
+#include "tests/support/process.h"
+#include "upload/uploader.h"
+
+namespace ingestfs::upload {
+namespace {
+
+using testing::TempDir;
+
+// Stores PUT bodies by path and answers with S3's ETag; can answer "expired" a number of times.
+class FakeStore {
+ public:
+  FakeStore() {
+    server_.Put("/(.*)", [this](const httplib::Request& req, httplib::Response& res) {
+      ++puts_;
+      if (expire_next_ > 0) {
+        --expire_next_;
+        res.status = 403;
+        res.set_content("<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+                        "application/xml");
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      bodies_[req.path] = req.body;
+      res.status = 200;
+      res.set_header("ETag", "\"" + HexEncode(Md5(req.body)) + "\"");
+    });
+    server_.set_keep_alive_max_count(1);  // close after each answer: shutdown never waits
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~FakeStore() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string Url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string Body(const std::string& path) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bodies_[path];
+  }
+  std::atomic<int> expire_next_{0};
+  std::atomic<int> puts_{0};
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::map<std::string, std::string> bodies_;
+};
+
+// A platform whose answers the test scripts.
+class FakeDialect : public Dialect {
+ public:
+  explicit FakeDialect(FakeStore& store) : store_(store) {}
+  const char* name() const override { return "fake"; }
+  StatusOr<std::string> EnsureDataset(const std::string&) override { return std::string("ds-1"); }
+  StatusOr<std::vector<RemoteFile>> ListFiles(const std::string&) override {
+    std::vector<RemoteFile> out;
+    for (const auto& n : listed) out.push_back(RemoteFile{n, 1, "", 1});
+    return out;
+  }
+  StatusOr<BeginResult> Begin(const std::string&, const cache::Entry& e, bool overwrite) override {
+    begins.push_back(overwrite ? "reupload" : "new");
+    if (!overwrite && exists.count(e.name)) return Status(Code::kAlreadyExists, "presign: HTTP 409 exists");
+    if (overwrite && !exists.count(e.name)) return Status(Code::kNotFound, "reupload presign: HTTP 404 not found");
+    BeginResult r;
+    r.session.job_id = "job-" + std::to_string(begins.size());
+    r.session.part_size = e.size;
+    r.session.num_parts = 1;
+    r.session.overwrite = overwrite;
+    r.targets = {PartTarget{"PUT", store_.Url("/" + r.session.job_id), {}, {200}}};
+    return r;
+  }
+  StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& s) override {
+    ++refreshes;
+    if (!can_refresh) return Status(Code::kNotFound, "cannot re-issue URLs");
+    return std::vector<PartTarget>{PartTarget{"PUT", store_.Url("/" + s.job_id), {}, {200}}};
+  }
+  Status ReportPart(const cache::UploadSession&, uint32_t, const std::map<std::string, std::string>&) override {
+    return Status::Ok();
+  }
+  Status Complete(const cache::UploadSession& s, const std::map<uint32_t, std::string>&) override {
+    completes.push_back(s.job_id);
+    if (invalid_part_next > 0) {
+      --invalid_part_next;
+      return Status(Code::kInvalidArgument, "complete: HTTP 400 InvalidPart");
+    }
+    return Status::Ok();
+  }
+  StatusOr<JobState> Poll(const cache::UploadSession& s) override {
+    JobState j;
+    if (fail_job) {
+      j.phase = JobPhase::kFailed;
+      j.message = "rejected by the platform's checks";
+      return j;
+    }
+    j.phase = JobPhase::kCompleted;
+    j.sha256 = wrong_sha_next > 0 ? (--wrong_sha_next, std::string(64, '0'))
+                                  : HexEncode(Sha256(store_.Body("/" + s.job_id)));
+    return j;
+  }
+  Status Abort(const cache::UploadSession& s) override {
+    aborts.push_back(s.job_id);
+    return Status::Ok();
+  }
+
+  std::set<std::string> listed, exists;
+  bool can_refresh = true;
+  bool fail_job = false;
+  int invalid_part_next = 0;
+  int wrong_sha_next = 0;
+  std::vector<std::string> begins, completes, aborts;
+  int refreshes = 0;
+
+ private:
+  FakeStore& store_;
+};
+
+class UploaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(tmp_ / "src", std::ios::binary) << data_;
+    journal_ = std::move(cache::Journal::Open(tmp_ / "cache", nullptr)).value();
+    opts_.retry.initial = std::chrono::milliseconds(1);
+    opts_.retry.give_up_after = std::chrono::seconds(5);
+    opts_.poll_initial = std::chrono::milliseconds(1);
+  }
+  std::string Add(const std::string& name = "a/b.bin") {
+    cache::Entry meta;
+    meta.dataset = "ds";
+    meta.name = name;
+    return journal_->AddCopy(tmp_ / "src", meta)->id;
+  }
+  UploadOutcome Run(const std::string& id) {
+    Uploader u(dialect_, *journal_, opts_, nullptr);
+    return u.Upload(id);
+  }
+
+  TempDir tmp_;
+  std::string data_ = testing::RandomBytes(100000, 4);
+  FakeStore store_;
+  FakeDialect dialect_{store_};
+  std::unique_ptr<cache::Journal> journal_;
+  UploaderOptions opts_;
+};
+
+TEST_F(UploaderTest, ListingDecidesNewVsReupload) {
+  UploadOutcome out = Run(Add());
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"new"}));
+  dialect_.listed = dialect_.exists = {"a/b.bin"};
+  UploaderTest::dialect_.begins.clear();
+  EXPECT_TRUE(Run(Add()).status.ok());
+  EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"reupload"}));
+  EXPECT_TRUE(journal_->Unfinished().empty());
+}
+
+TEST_F(UploaderTest, StaleListingConflictFallsBackToReupload) {
+  dialect_.exists = {"a/b.bin"};  // exists, but the listing does not show it yet
+  UploadOutcome out = Run(Add());
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"new", "reupload"}));
+}
+
+TEST_F(UploaderTest, StaleListingNotFoundFallsBackToNew) {
+  dialect_.listed = {"a/b.bin"};  // listed, but gone by the time we presign
+  UploadOutcome out = Run(Add());
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"reupload", "new"}));
+}
+
+TEST_F(UploaderTest, ExpiredUrlIsRenewedForTheSameJob) {
+  store_.expire_next_ = 2;
+  UploadOutcome out = Run(Add());
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.begins.size(), 1u);
+  EXPECT_EQ(dialect_.refreshes, 2);
+  EXPECT_EQ(store_.puts_, 3);
+  EXPECT_EQ(store_.Body("/job-1"), data_);
+}
+
+TEST_F(UploaderTest, ResumeWithoutUrlRefreshBeginsANewJobAndAbortsTheOld) {
+  std::string id = Add();
+  ASSERT_TRUE(journal_->RecordSession(id, cache::UploadSession{"job-old", "", data_.size(), 1, false}).ok());
+  dialect_.can_refresh = false;
+  UploadOutcome out = Run(id);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.aborts, (std::vector<std::string>{"job-old"}));
+  EXPECT_EQ(dialect_.begins.size(), 1u);
+  EXPECT_EQ(out.job_id, "job-1");
+}
+
+TEST_F(UploaderTest, InvalidPartAtCompleteBeginsAgain) {
+  dialect_.invalid_part_next = 1;
+  UploadOutcome out = Run(Add());
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.begins.size(), 2u);
+  EXPECT_EQ(dialect_.completes.size(), 2u);
+}
+
+TEST_F(UploaderTest, WrongSha256FromThePlatformUploadsAgainThenGivesUp) {
+  dialect_.wrong_sha_next = 1;
+  ASSERT_TRUE(Run(Add()).status.ok());
+  EXPECT_EQ(dialect_.begins.size(), 2u);
+  dialect_.wrong_sha_next = 100;
+  dialect_.begins.clear();
+  std::string id = Add("c.bin");
+  UploadOutcome out = Run(id);
+  EXPECT_FALSE(out.status.ok());
+  EXPECT_EQ(dialect_.begins.size(), static_cast<size_t>(opts_.max_restarts + 1));
+  EXPECT_TRUE(journal_->Get(id).has_value()) << "never dropped";
+}
+
+TEST_F(UploaderTest, PlatformRejectionIsRecordedAsFailedWithItsMessage) {
+  dialect_.fail_job = true;
+  std::string id = Add();
+  UploadOutcome out = Run(id);
+  EXPECT_FALSE(out.status.ok());
+  EXPECT_NE(out.status.message().find("rejected by the platform's checks"), std::string::npos);
+  auto e = journal_->Get(id);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->failed);
+  EXPECT_NE(e->error.find("a/b.bin"), std::string::npos) << e->error;
+}
+
+}  // namespace
+}  // namespace ingestfs::upload
