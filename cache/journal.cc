@@ -118,6 +118,7 @@ StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst
 void ApplyRecord(const json::Value& r, Entry* e) {
   std::string t = json::StringOr(r, "t");
   if (t == "add") {
+    e->closed = !json::BoolOr(r, "open");
     e->id = json::StringOr(r, "id");
     e->seq = json::IntOr(r, "seq");
     e->api = json::StringOr(r, "api");
@@ -129,6 +130,20 @@ void ApplyRecord(const json::Value& r, Entry* e) {
     e->size = static_cast<uint64_t>(json::IntOr(r, "size"));
     e->sha256 = json::StringOr(r, "sha256");
     e->created_at = json::StringOr(r, "created_at");
+  } else if (t == "closed") {
+    e->closed = true;
+    e->size = static_cast<uint64_t>(json::IntOr(r, "size"));
+    e->sha256 = json::StringOr(r, "sha256");
+  } else if (t == "reopened") {
+    e->closed = false;
+    e->session.reset();
+    e->parts.clear();
+    e->completed = false;
+    e->failed = false;
+    e->error.clear();
+  } else if (t == "renamed") {
+    e->dataset = json::StringOr(r, "dataset");
+    e->name = json::StringOr(r, "name");
   } else if (t == "session") {
     UploadSession s;
     s.job_id = json::StringOr(r, "job_id");
@@ -161,6 +176,7 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
   j->dir_ = cache_dir;
   RETURN_IF_ERROR(MakeDirs(cache_dir + "/journal"));
   RETURN_IF_ERROR(MakeDirs(cache_dir + "/data"));
+  RETURN_IF_ERROR(MakeDirs(cache_dir + "/read"));
   ::chmod(cache_dir.c_str(), 0700);
   std::string lock = cache_dir + "/lock";
   j->lock_fd_ = UniqueFd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -204,7 +220,18 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
       continue;
     }
     struct stat st;
-    if (::stat(data.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != e.size) {
+    bool data_ok = ::stat(data.c_str(), &st) == 0;
+    if (data_ok && !e.closed) {
+      // Its writer went away with the process: what reached the cache is the file.
+      known.insert(id);
+      j->entries_[id] = e;
+      auto closed = j->Close(id);
+      if (!closed.ok()) warn(path + ": closing an interrupted write failed: " + closed.status().message());
+      else e = *closed;
+      j->next_seq_ = std::max(j->next_seq_, e.seq + 1);
+      continue;
+    }
+    if (!data_ok || static_cast<uint64_t>(st.st_size) != e.size) {
       if (!e.failed) {
         e.failed = true;
         e.error = "the cache copy of " + e.name + " is missing or has the wrong size";
@@ -248,15 +275,25 @@ StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   meta.id = id;
-  meta.seq = next_seq_++;
   meta.size = size;
   meta.sha256 = *sha;
   meta.data_path = data;
   meta.source = meta.source.empty() ? source : meta.source;
+  meta.closed = true;
+  st = RecordAddLocked(meta);
+  if (!st.ok()) {
+    ::unlink(data.c_str());
+    return st.Annotate("recording " + source + " in the journal");
+  }
+  return meta;
+}
+
+Status Journal::RecordAddLocked(Entry& meta) {
+  meta.seq = next_seq_++;
   meta.created_at = Iso8601Utc(std::time(nullptr));
   std::string rec = json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "add");
-    json::KeyString(w, "id", id);
+    json::KeyString(w, "id", meta.id);
     json::KeyInt(w, "seq", meta.seq);
     json::KeyString(w, "api", meta.api);
     json::KeyString(w, "dialect", meta.dialect);
@@ -264,18 +301,105 @@ StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
     json::KeyString(w, "name", meta.name);
     json::KeyString(w, "content_type", meta.content_type);
     json::KeyString(w, "source", meta.source);
-    json::KeyInt(w, "size", static_cast<int64_t>(size));
-    json::KeyString(w, "sha256", meta.sha256);
+    if (meta.closed) {
+      json::KeyInt(w, "size", static_cast<int64_t>(meta.size));
+      json::KeyString(w, "sha256", meta.sha256);
+    } else {
+      json::Key(w, "open");
+      w.Bool(true);
+    }
     json::KeyString(w, "created_at", meta.created_at);
   });
-  st = Append(id, rec);
+  Status st = Append(meta.id, rec);
+  if (!st.ok()) {
+    ::unlink(JournalPath(meta.id).c_str());
+    return st;
+  }
+  entries_[meta.id] = meta;
+  return Status::Ok();
+}
+
+StatusOr<Entry> Journal::AddOpen(Entry meta, const std::string& initial_content) {
+  std::string id = RandomHex(8);
+  std::string data = dir_ + "/data/" + id;
+  if (initial_content.empty()) {
+    UniqueFd fd(::open(data.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) return Status::FromErrno(errno, "create " + data);
+  } else {
+    uint64_t size = 0;
+    auto sha = CopyAndHash(initial_content, data, &size);
+    if (!sha.ok()) {
+      ::unlink(data.c_str());
+      return sha.status();
+    }
+  }
+  RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
+  std::lock_guard<std::mutex> lock(mu_);
+  meta.id = id;
+  meta.data_path = data;
+  meta.closed = false;
+  meta.size = 0;
+  meta.sha256.clear();
+  Status st = RecordAddLocked(meta);
   if (!st.ok()) {
     ::unlink(data.c_str());
-    ::unlink(JournalPath(id).c_str());
-    return st.Annotate("recording " + source + " in the journal");
+    return st;
   }
-  entries_[id] = meta;
   return meta;
+}
+
+StatusOr<Entry> Journal::Close(const std::string& id) {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return Status(Code::kNotFound, "no journal entry " + id);
+    path = it->second.data_path;
+  }
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
+  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + path);
+  Digest sha(Digest::Kind::kSha256);
+  std::vector<char> buf(1 << 20);
+  uint64_t size = 0;
+  for (;;) {
+    ASSIGN_OR_RETURN(size_t n, PreadAll(fd.get(), buf.data(), buf.size(), size, path));
+    if (n == 0) break;
+    sha.Update(buf.data(), n);
+    size += n;
+  }
+  std::string hex = HexEncode(sha.Finish());
+  RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "closed");
+    json::KeyInt(w, "size", static_cast<int64_t>(size));
+    json::KeyString(w, "sha256", hex);
+  })));
+  return *Get(id);
+}
+
+Status Journal::RecordReopened(const std::string& id) { return Update(id, R"({"t":"reopened"})"); }
+
+Status Journal::RecordRenamed(const std::string& id, const std::string& dataset, const std::string& name) {
+  return Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "renamed");
+    json::KeyString(w, "dataset", dataset);
+    json::KeyString(w, "name", name);
+  }));
+}
+
+Status Journal::Discard(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return Status(Code::kNotFound, "no journal entry " + id);
+  // The journal file goes first: a crash in between leaves an orphan data file, which the next
+  // open removes, never a journal entry without its bytes.
+  if (::unlink(JournalPath(id).c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno(errno, "remove " + JournalPath(id));
+  }
+  (void)FsyncDir(dir_ + "/journal");
+  ::unlink(it->second.data_path.c_str());
+  entries_.erase(it);
+  return Status::Ok();
 }
 
 Status Journal::Update(const std::string& id, const std::string& record) {
@@ -321,7 +445,8 @@ Status Journal::RecordFailed(const std::string& id, const std::string& error) {
 
 Status Journal::RecordRetry(const std::string& id) { return Update(id, R"({"t":"retry"})"); }
 
-Status Journal::RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version) {
+Status Journal::RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version,
+                                std::string* kept_path) {
   RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "confirmed");
     json::KeyString(w, "sha256", remote_sha256);
@@ -329,7 +454,13 @@ Status Journal::RecordConfirmed(const std::string& id, const std::string& remote
   })));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
-  ::unlink(it->second.data_path.c_str());
+  bool kept = false;
+  if (kept_path != nullptr) {
+    std::string to = dir_ + "/read/" + id;
+    kept = ::rename(it->second.data_path.c_str(), to.c_str()) == 0;
+    if (kept) *kept_path = to;
+  }
+  if (!kept) ::unlink(it->second.data_path.c_str());
   ::unlink(JournalPath(id).c_str());
   entries_.erase(it);
   return Status::Ok();

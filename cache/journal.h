@@ -4,7 +4,13 @@
 //   lock                 flock'ed by the one process using the dir
 //   data/<id>            the bytes of one version of one file (the cache copy)
 //   journal/<id>.jnl     that upload's records (common/record_log framing), appended in order:
-//                          add        dataset, name, size, sha256, content type, seq, ...
+//                          add        dataset, name, content type, seq, ... and, for a copied
+//                                     file, size and sha256 (a file written through the mount
+//                                     gets them with `closed`)
+//                          closed     the writer closed it: size, sha256
+//                          reopened   opened for write again: the upload so far is void
+//                          renamed    new dataset and name
+//                          discarded  unlinked before it reached the platform (then removed)
 //                          session    what the platform handed out: job id, upload id, part plan
 //                          part       part N is stored, with its ETag
 //                          completed  `complete` was accepted
@@ -63,6 +69,7 @@ struct Entry {
   int64_t remote_version = 0;
   bool failed = false;
   std::string error;
+  bool closed = true;  // false while a writer has it open (mount)
 };
 
 class Journal {
@@ -77,13 +84,27 @@ class Journal {
   // and then records the entry. `meta` gives api, dialect, dataset, name, content type.
   StatusOr<Entry> AddCopy(const std::string& source, Entry meta);
 
+  // Records a new local version whose bytes will be written in place at the returned entry's
+  // data_path (the mount). With `initial_content` the data file starts as a copy of that file
+  // (modifying a file without truncating it); otherwise empty.
+  StatusOr<Entry> AddOpen(Entry meta, const std::string& initial_content = "");
+  // The writer closed it: fsyncs the data file, measures and hashes it, records `closed`.
+  StatusOr<Entry> Close(const std::string& id);
+  // Opened for write again: the session so far is void.
+  Status RecordReopened(const std::string& id);
+  Status RecordRenamed(const std::string& id, const std::string& dataset, const std::string& name);
+  // Unlinked before it reached the platform: removes the cache copy and the journal file.
+  Status Discard(const std::string& id);
+
   Status RecordSession(const std::string& id, const UploadSession& session);  // forgets done parts
   Status RecordPart(const std::string& id, uint32_t part_number, const std::string& etag);
   Status RecordCompleted(const std::string& id);
   Status RecordFailed(const std::string& id, const std::string& error);
   Status RecordRetry(const std::string& id);
-  // Records the confirmation, then removes the cache copy and the journal file.
-  Status RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version);
+  // Records the confirmation, then removes the journal file and the cache copy, or, with
+  // `kept_path`, moves the copy to read/ (a plain cache of platform content) and says where.
+  Status RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version,
+                         std::string* kept_path = nullptr);
 
   std::optional<Entry> Get(const std::string& id) const;
   // Entries not yet confirmed, oldest first. Failed ones are included.
@@ -93,6 +114,8 @@ class Journal {
  private:
   Journal() = default;
   Status Append(const std::string& id, const std::string& record);  // REQUIRES: mu_ held
+  // Assigns seq and created_at, writes the `add` record, and adds the entry. REQUIRES: mu_ held.
+  Status RecordAddLocked(Entry& meta);
   // Appends `record` to entry `id` durably, then applies it to the in-memory entry.
   Status Update(const std::string& id, const std::string& record);
   std::string JournalPath(const std::string& id) const { return dir_ + "/journal/" + id + ".jnl"; }

@@ -34,6 +34,12 @@ struct RemoteFile {
   uint64_t size = 0;
   std::string sha256;
   int64_t version = 0;
+  int64_t mtime = 0;  // unix seconds, from the platform's updated_at
+};
+
+struct DatasetInfo {
+  std::string id;
+  std::string name;
 };
 
 struct BeginResult {
@@ -58,6 +64,11 @@ class Dialect {
 
   // The id of the dataset (project, prefix) called `name`, created if missing.
   virtual StatusOr<std::string> EnsureDataset(const std::string& name) = 0;
+  // Every dataset (paged underneath).
+  virtual StatusOr<std::vector<DatasetInfo>> ListDatasets() = 0;
+  // Downloads the platform's copy of a file to `dest` (a new file), returning its size.
+  virtual StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name,
+                                      const std::string& dest) = 0;
   // Every file of a dataset (paged underneath).
   virtual StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) = 0;
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/file_util.h"
 #include "common/strings.h"
 
 namespace ingestfs::upload {
@@ -18,11 +19,19 @@ struct Transfer {
   size_t body_pos = 0;
   bool too_big = false;
   int read_errno = 0;
+  bool status_2xx = false;
 };
 
 size_t OnBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
   size_t n = size * nmemb;
+  if (t->req->sink_fd >= 0 && t->status_2xx) {
+    if (!WriteAll(t->req->sink_fd, ptr, n, "download").ok()) {
+      t->read_errno = errno == 0 ? EIO : errno;
+      return 0;
+    }
+    return n;
+  }
   if (t->res->body.size() + n > HttpClient::kMaxResponseBody) {
     t->too_big = true;
     return 0;  // aborts the transfer
@@ -35,7 +44,11 @@ size_t OnHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
   size_t n = size * nmemb;
   std::string_view line(ptr, n);
-  if (StartsWith(line, "HTTP/")) t->res->headers.clear();  // a new response (after 100, redirects)
+  if (StartsWith(line, "HTTP/")) {  // a new response (after 100, redirects)
+    t->res->headers.clear();
+    size_t sp = line.find(' ');
+    t->status_2xx = sp != std::string_view::npos && sp + 1 < line.size() && line[sp + 1] == '2';
+  }
   size_t colon = line.find(':');
   if (colon != std::string_view::npos && t->res->headers.size() < 200) {
     t->res->headers[ToLower(Trim(line.substr(0, colon)))] = std::string(Trim(line.substr(colon + 1)));

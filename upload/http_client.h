@@ -30,6 +30,7 @@ struct HttpRequest {
   uint64_t body_offset = 0;
   uint64_t body_length = 0;
   long timeout_seconds = 0;          // 0: no overall limit (large parts); stalls are caught anyway
+  int sink_fd = -1;                  // when set, a 2xx response body is written here, not kept
   // Called with the number of body bytes sent so far (for progress).
   std::function<void(uint64_t)> on_progress;
 };

@@ -5,6 +5,14 @@
 #include "common/strings.h"
 #include "upload/errors.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/time_util.h"
+
 namespace ingestfs::upload {
 
 namespace {
@@ -38,23 +46,41 @@ StatusOr<HttpResponse> IngestDialect::Call(const std::string& method, const std:
   return res;
 }
 
-StatusOr<std::optional<std::string>> IngestDialect::FindDataset(const std::string& name) {
+Status IngestDialect::ForEachItem(const std::string& path, const std::string& step,
+                                  const std::function<void(const json::Value&)>& item) {
+  std::string sep = path.find('?') == std::string::npos ? "?" : "&";
   for (int64_t offset = 0;; offset += kPage) {
-    ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/datasets?limit=" + std::to_string(kPage) + "&offset=" +
-                                                      std::to_string(offset), "", "listing datasets"));
-    RETURN_IF_ERROR(StatusFromHttp(res, "listing datasets"));
-    auto doc = json::Parse(res.body, "the dataset list");
-    if (!doc.ok()) return Bad("listing datasets", doc.status());
+    ASSIGN_OR_RETURN(HttpResponse res, Call("GET", path + sep + "limit=" + std::to_string(kPage) + "&offset=" +
+                                                      std::to_string(offset), "", step));
+    RETURN_IF_ERROR(StatusFromHttp(res, step));
+    auto doc = json::Parse(res.body, "the answer to " + step);
+    if (!doc.ok()) return Bad(step, doc.status());
     const json::Value* items = json::Find(*doc, "items");
-    if (items == nullptr || !items->IsArray()) return Bad("listing datasets", Status(Code::kInvalidArgument, "no items"));
-    for (const auto& item : items->GetArray()) {
-      auto n = json::GetString(item, "name");
-      auto id = json::GetString(item, "id");
-      if (n.ok() && id.ok() && *n == name) return std::optional<std::string>(*id);
-    }
+    if (items == nullptr || !items->IsArray()) return Bad(step, Status(Code::kInvalidArgument, "no items"));
+    for (const auto& v : items->GetArray()) item(v);
     auto total = json::GetInt(*doc, "total");
-    if (items->Size() == 0 || !total.ok() || offset + kPage >= *total) return std::optional<std::string>();
+    if (items->Size() == 0 || !total.ok() || offset + kPage >= *total) return Status::Ok();
   }
+}
+
+StatusOr<std::vector<DatasetInfo>> IngestDialect::ListDatasets() {
+  std::vector<DatasetInfo> out;
+  RETURN_IF_ERROR(ForEachItem("/datasets", "listing datasets", [&](const json::Value& v) {
+    auto n = json::GetString(v, "name", 1024);
+    auto id = json::GetString(v, "id", 256);
+    if (n.ok() && id.ok() && ValidateDatasetName(*n).ok()) out.push_back({*id, *n});
+  }));
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const DatasetInfo& d : out) dataset_ids_[d.name] = d.id;
+  return out;
+}
+
+StatusOr<std::optional<std::string>> IngestDialect::FindDataset(const std::string& name) {
+  ASSIGN_OR_RETURN(std::vector<DatasetInfo> all, ListDatasets());
+  for (const DatasetInfo& d : all) {
+    if (d.name == name) return std::optional<std::string>(d.id);
+  }
+  return std::optional<std::string>();
 }
 
 StatusOr<std::string> IngestDialect::EnsureDataset(const std::string& name) {
@@ -88,32 +114,50 @@ StatusOr<std::string> IngestDialect::EnsureDataset(const std::string& name) {
 
 StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& dataset_id) {
   std::vector<RemoteFile> out;
-  for (int64_t offset = 0;; offset += kPage) {
-    std::string step = "listing the files of dataset " + dataset_id;
-    ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/datasets/" + UriEncode(dataset_id, false) + "/files?limit=" +
-                                                      std::to_string(kPage) + "&offset=" + std::to_string(offset),
-                                            "", step));
-    RETURN_IF_ERROR(StatusFromHttp(res, step));
-    auto doc = json::Parse(res.body, "the file list");
-    if (!doc.ok()) return Bad(step, doc.status());
-    const json::Value* items = json::Find(*doc, "items");
-    if (items == nullptr || !items->IsArray()) return Bad(step, Status(Code::kInvalidArgument, "no items"));
-    for (const auto& item : items->GetArray()) {
-      auto name = json::GetString(item, "filename", 4096);
-      auto size = json::GetInt(item, "size");
-      if (!name.ok() || !size.ok() || *size < 0 || !ValidateFileName(*name).ok()) continue;  // reported by callers that show listings
-      RemoteFile f;
-      f.name = *name;
-      f.size = static_cast<uint64_t>(*size);
-      auto sha = json::GetString(item, "sha256", 128);
-      if (sha.ok()) f.sha256 = *sha;
-      auto v = json::GetInt(item, "version");
-      if (v.ok()) f.version = *v;
-      out.push_back(std::move(f));
+  std::string step = "listing the files of dataset " + dataset_id;
+  RETURN_IF_ERROR(ForEachItem("/datasets/" + UriEncode(dataset_id, false) + "/files", step, [&](const json::Value& item) {
+    auto name = json::GetString(item, "filename", 4096);
+    auto size = json::GetInt(item, "size");
+    if (!name.ok() || !size.ok() || *size < 0) return;
+    if (Status bad = ValidateFileName(*name); !bad.ok()) {
+      LOG_WARN("%s: the platform lists a name that breaks the naming rules; left out: %s", step.c_str(),
+               bad.message().c_str());
+      return;
     }
-    auto total = json::GetInt(*doc, "total");
-    if (items->Size() == 0 || !total.ok() || offset + kPage >= *total) return out;
-  }
+    RemoteFile f;
+    f.name = *name;
+    f.size = static_cast<uint64_t>(*size);
+    f.sha256 = json::StringOr(item, "sha256");
+    f.version = json::IntOr(item, "version");
+    if (auto t = ParseIso8601Utc(json::StringOr(item, "updated_at"))) f.mtime = *t;
+    out.push_back(std::move(f));
+  }));
+  return out;
+}
+
+StatusOr<uint64_t> IngestDialect::Download(const std::string& dataset_id, const std::string& name,
+                                           const std::string& dest) {
+  std::string step = "download of " + name;
+  ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/datasets/" + UriEncode(dataset_id, false) +
+                                                     "/files/download?filename=" + UriEncode(name, false),
+                                          "", step));
+  RETURN_IF_ERROR(StatusFromHttp(res, step));
+  auto doc = json::Parse(res.body, "the download answer");
+  if (!doc.ok()) return Bad(step, doc.status());
+  auto url = json::GetString(*doc, "url", 16384);
+  if (!url.ok()) return Bad(step, url.status());
+  UniqueFd fd(::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::FromErrno(errno, "create " + dest);
+  HttpRequest req;
+  req.url = *url;
+  req.sink_fd = fd.get();
+  auto lease = pool_.Acquire();
+  ASSIGN_OR_RETURN(HttpResponse got, lease->Do(req));
+  RETURN_IF_ERROR(StatusFromHttp(got, step));
+  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + dest);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + dest);
+  return static_cast<uint64_t>(st.st_size);
 }
 
 StatusOr<BeginResult> IngestDialect::ParsePresign(const std::string& body, uint64_t file_size, bool overwrite) {

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/json.h"
 #include "upload/dialect.h"
 
 namespace ingestfs::upload {
@@ -19,6 +20,8 @@ class IngestDialect : public Dialect {
 
   StatusOr<std::string> EnsureDataset(const std::string& name) override;
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) override;
+  StatusOr<std::vector<DatasetInfo>> ListDatasets() override;
+  StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, const std::string& dest) override;
   StatusOr<BeginResult> Begin(const std::string& dataset_id, const cache::Entry& entry, bool overwrite) override;
   StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& session) override;
   Status ReportPart(const cache::UploadSession&, uint32_t, const std::map<std::string, std::string>&) override {
@@ -37,6 +40,9 @@ class IngestDialect : public Dialect {
   StatusOr<HttpResponse> Call(const std::string& method, const std::string& path, const std::string& body,
                               const std::string& step);
   StatusOr<std::optional<std::string>> FindDataset(const std::string& name);
+  // Walks every page of a list endpoint ("/datasets", ".../files"), calling `item` per element.
+  Status ForEachItem(const std::string& path, const std::string& step,
+                     const std::function<void(const json::Value&)>& item);
 
   std::string api_;
   std::string token_;

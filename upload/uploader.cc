@@ -32,12 +32,14 @@ struct Uploader::Run {
   std::mutex mu;
   std::vector<PartTarget> targets;  // GUARDED_BY(mu)
   uint64_t generation = 0;          // GUARDED_BY(mu): bumped at each refresh
+  std::function<bool()> cancelled;  // this upload only
+  RetryHooks hooks;
 };
 
+bool Uploader::Cancelled(const Run& run) const { return cancelled_ || (run.cancelled && run.cancelled()); }
+
 Uploader::Uploader(Dialect& dialect, cache::Journal& journal, UploaderOptions options, ProgressSink* progress)
-    : dialect_(dialect), journal_(journal), opts_(options), progress_(progress) {
-  hooks_.cancelled = [this] { return cancelled_.load(); };
-}
+    : dialect_(dialect), journal_(journal), opts_(options), progress_(progress) {}
 
 Status Uploader::Step(Run& run, const std::string& what, const std::function<Status()>& fn) {
   int n = 0;
@@ -48,7 +50,7 @@ Status Uploader::Step(Run& run, const std::string& what, const std::function<Sta
                  why.message().c_str());
         if (progress_) progress_->OnRetry(run.entry.id, attempt, why);
       },
-      &n, hooks_);
+      &n, run.hooks);
   run.attempts += n - 1;
   return st;
 }
@@ -207,6 +209,10 @@ Status Uploader::SendParts(Run& run) {
       {
         std::lock_guard<std::mutex> lock(mu);
         if (!first_error.ok() || next >= todo.size()) return;
+        if (Cancelled(run)) {
+          first_error = Status(Code::kCancelled, run.entry.name + ": upload cancelled");
+          return;
+        }
         n = todo[next++];
       }
       std::string etag;
@@ -217,7 +223,7 @@ Status Uploader::SendParts(Run& run) {
             LOG_WARN("%s: retrying (attempt %d): %s", run.entry.name.c_str(), attempt, why.message().c_str());
             if (progress_) progress_->OnRetry(run.entry.id, attempt, why);
           },
-          &attempts, hooks_);
+          &attempts, run.hooks);
       retries += attempts - 1;
       if (st.ok()) st = journal_.RecordPart(run.entry.id, n, etag);
       std::lock_guard<std::mutex> lock(mu);
@@ -253,13 +259,13 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
       *final_state = state;
       return Status::Ok();
     }
-    if (cancelled_) return Status(Code::kCancelled, "stopped while the platform was processing " + run.entry.name);
+    if (Cancelled(run)) return Status(Code::kCancelled, "stopped while the platform was processing " + run.entry.name);
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, opts_.poll_max);
   }
 }
 
-UploadOutcome Uploader::Upload(const std::string& entry_id) {
+UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()> cancelled) {
   UploadOutcome out;
   auto entry = journal_.Get(entry_id);
   if (!entry) {
@@ -268,8 +274,14 @@ UploadOutcome Uploader::Upload(const std::string& entry_id) {
   }
   Run run;
   run.entry = *entry;
+  run.cancelled = std::move(cancelled);
+  run.hooks.cancelled = [this, &run] { return Cancelled(run); };
   if (progress_) progress_->OnStart(run.entry);
   auto finish = [&](Status st) {
+    if (Cancelled(run) && !st.ok()) {
+      st = Status(Code::kCancelled, run.entry.name + ": upload cancelled");
+      if (run.entry.session && !run.entry.completed) (void)dialect_.Abort(*run.entry.session);
+    }
     out.status = st;
     out.attempts = run.attempts;
     if (run.entry.session) out.job_id = run.entry.session->job_id;
@@ -281,6 +293,7 @@ UploadOutcome Uploader::Upload(const std::string& entry_id) {
     return out;
   };
   if (run.entry.failed) return finish(Status(Code::kFailedPrecondition, run.entry.error));
+  if (!run.entry.closed) return finish(Status(Code::kCancelled, run.entry.name + " is still being written"));
   run.fd = UniqueFd(::open(run.entry.data_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!run.fd.valid()) return finish(Status::FromErrno(errno, "open the cache copy of " + run.entry.name));
 
@@ -318,6 +331,7 @@ UploadOutcome Uploader::Upload(const std::string& entry_id) {
       if (!st.ok()) return finish(st);
     }
     if (!run.entry.completed) {
+      if (Cancelled(run)) return finish(Status(Code::kCancelled, "cancelled"));
       st = SendParts(run);
       if (IsSessionLost(st)) {
         (void)dialect_.Abort(*run.entry.session);
@@ -326,6 +340,7 @@ UploadOutcome Uploader::Upload(const std::string& entry_id) {
       }
       if (!st.ok()) return finish(st);
       FailPoint("before_complete");
+      if (Cancelled(run)) return finish(Status(Code::kCancelled, "cancelled"));
       if (progress_) progress_->OnPhase(run.entry.id, "completing");
       st = Step(run, "complete", [&] { return dialect_.Complete(*run.entry.session, run.entry.parts); });
       if (st.code() == Code::kInvalidArgument) {
@@ -358,7 +373,8 @@ UploadOutcome Uploader::Upload(const std::string& entry_id) {
     Remember(run.dataset_id, run.entry.name);
     if (progress_) progress_->OnPhase(run.entry.id, "confirmed");
     std::string job_id = run.entry.session->job_id;
-    st = journal_.RecordConfirmed(run.entry.id, out.remote_sha256, job.version);
+    st = journal_.RecordConfirmed(run.entry.id, out.remote_sha256, job.version,
+                                  opts_.keep_confirmed ? &out.kept_path : nullptr);
     out.job_id = job_id;
     out.status = st;
     out.attempts = run.attempts;

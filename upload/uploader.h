@@ -44,6 +44,7 @@ struct UploaderOptions {
   std::chrono::milliseconds poll_initial{20};
   std::chrono::milliseconds poll_max{1000};
   int max_restarts = 3;  // new sessions for one file before it fails
+  bool keep_confirmed = false;  // move confirmed copies to the read cache instead of removing them
 };
 
 struct UploadOutcome {
@@ -51,17 +52,21 @@ struct UploadOutcome {
   std::string job_id;
   std::string remote_sha256;
   int attempts = 0;  // requests retried for this file, all steps together
+  std::string kept_path;  // with keep_confirmed: where the confirmed bytes are now
 };
 
 class Uploader {
  public:
   Uploader(Dialect& dialect, cache::Journal& journal, UploaderOptions options, ProgressSink* progress);
-  UploadOutcome Upload(const std::string& entry_id);
+  // `cancelled`, when given, is polled between steps: once it returns true the upload stops
+  // (the job so far is aborted) with kCancelled, which is not recorded as a failure.
+  UploadOutcome Upload(const std::string& entry_id, std::function<bool()> cancelled = nullptr);
   // Makes waits end early (shutdown). Journaled state stays; a later run resumes.
   void Cancel() { cancelled_ = true; }
 
  private:
   struct Run;  // one file's upload in progress
+  bool Cancelled(const Run& run) const;
   Status Step(Run& run, const std::string& what, const std::function<Status()>& fn);
   Status BeginSession(Run& run);
   Status SendParts(Run& run);
@@ -76,7 +81,6 @@ class Uploader {
   UploaderOptions opts_;
   ProgressSink* progress_;
   std::atomic<bool> cancelled_{false};
-  RetryHooks hooks_;
 
   std::mutex names_mu_;
   std::map<std::string, std::set<std::string>> names_;  // GUARDED_BY(names_mu_): dataset -> files

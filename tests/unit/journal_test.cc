@@ -134,6 +134,51 @@ TEST(Journal, DamageIsReportedNotFatal) {
   EXPECT_EQ((*j)->Unfinished().size(), 3u);
 }
 
+TEST(Journal, VersionsWrittenInPlaceCloseReopenRenameDiscard) {
+  TempDir dir;
+  std::string id, gone;
+  {
+    auto j = Journal::Open(dir / "cache", nullptr);
+    auto e = (*j)->AddOpen(Meta("draft.tmp"));
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_FALSE(e->closed);
+    id = e->id;
+    std::ofstream(e->data_path, std::ios::binary) << "first";
+    auto c = (*j)->Close(id);
+    ASSERT_TRUE(c.ok());
+    EXPECT_TRUE(c->closed);
+    EXPECT_EQ(c->size, 5u);
+    EXPECT_EQ(c->sha256, HexEncode(Sha256("first")));
+    ASSERT_TRUE((*j)->RecordSession(id, UploadSession{"j", "", 5, 1, false}).ok());
+    ASSERT_TRUE((*j)->RecordReopened(id).ok());
+    EXPECT_FALSE((*j)->Get(id)->closed);
+    EXPECT_FALSE((*j)->Get(id)->session) << "reopening voids the upload so far";
+    ASSERT_TRUE((*j)->RecordRenamed(id, "ds2", "final.dat").ok());
+    std::ofstream(e->data_path, std::ios::binary | std::ios::app) << " and more";
+    // Written but never closed: the process dies here.
+    std::string base = dir / "base";
+    std::ofstream(base) << "platform bytes";
+    auto m = (*j)->AddOpen(Meta("modified"), base);
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(*ReadFileToString(m->data_path), "platform bytes");
+    gone = (*j)->AddOpen(Meta("scratch"))->id;
+    ASSERT_TRUE((*j)->Discard(gone).ok());
+    EXPECT_FALSE((*j)->Get(gone));
+  }
+  std::vector<std::string> warnings;
+  auto j = Journal::Open(dir / "cache", &warnings);
+  ASSERT_TRUE(j.ok());
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  auto e = (*j)->Get(id);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->closed) << "an interrupted write is closed with what reached the cache";
+  EXPECT_EQ(e->dataset, "ds2");
+  EXPECT_EQ(e->name, "final.dat");
+  EXPECT_EQ(e->sha256, HexEncode(Sha256("first and more")));
+  EXPECT_FALSE((*j)->Get(gone));
+  EXPECT_EQ((*j)->Unfinished().size(), 2u);
+}
+
 TEST(Journal, OneProcessPerCacheDir) {
   TempDir dir;
   auto first = Journal::Open(dir / "cache", nullptr);

@@ -66,6 +66,10 @@ class FakeDialect : public Dialect {
   explicit FakeDialect(FakeStore& store) : store_(store) {}
   const char* name() const override { return "fake"; }
   StatusOr<std::string> EnsureDataset(const std::string&) override { return std::string("ds-1"); }
+  StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return std::vector<DatasetInfo>{{"ds-1", "ds"}}; }
+  StatusOr<uint64_t> Download(const std::string&, const std::string&, const std::string&) override {
+    return Status(Code::kNotFound, "not in this fake");
+  }
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string&) override {
     std::vector<RemoteFile> out;
     for (const auto& n : listed) out.push_back(RemoteFile{n, 1, "", 1});

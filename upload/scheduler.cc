@@ -1,0 +1,276 @@
+#include "upload/scheduler.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "common/time_util.h"
+
+namespace ingestfs::upload {
+
+const char* FileStateName(FileState s) {
+  switch (s) {
+    case FileState::kLocal: return "local";
+    case FileState::kPending: return "pending";
+    case FileState::kUploading: return "uploading";
+    case FileState::kProcessing: return "processing";
+    case FileState::kCompleted: return "completed";
+    case FileState::kFailed: return "failed";
+  }
+  return "?";
+}
+
+Scheduler::Scheduler(Dialect& dialect, cache::Journal& journal, Options options, ConfirmedFn on_confirmed)
+    : journal_(journal), opts_(options), on_confirmed_(std::move(on_confirmed)) {
+  uploader_ = std::make_unique<Uploader>(dialect, journal, opts_.uploader, static_cast<ProgressSink*>(this));
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::SetState(Item& item, FileState s) {
+  if (item.status.state != s) item.status.since_ms = NowUnixMillis();
+  item.status.state = s;
+  cv_.notify_all();
+}
+
+void Scheduler::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    for (const cache::Entry& e : journal_.Unfinished()) {
+      Item& item = items_[e.id];
+      item.status.id = e.id;
+      item.status.dataset = e.dataset;
+      item.status.name = e.name;
+      item.status.size = e.size;
+      item.seq = e.seq;
+      if (e.failed) {
+        item.status.error = e.error;
+        SetState(item, FileState::kFailed);
+      } else if (e.closed) {
+        item.due = now;
+        item.queued = true;
+        SetState(item, FileState::kPending);
+      }
+    }
+  }
+  for (int i = 0; i < opts_.workers; ++i) workers_.emplace_back([this] { Loop(); });
+}
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    for (auto& [id, item] : items_) item.cancel = item.running;
+  }
+  uploader_->Cancel();
+  cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay) {
+  auto e = journal_.Get(id);
+  std::lock_guard<std::mutex> lock(mu_);
+  Item& item = items_[id];
+  item.status.id = id;
+  if (e) {
+    item.status.dataset = e->dataset;
+    item.status.name = e->name;
+    item.status.size = e->size;
+    item.seq = e->seq;
+  }
+  item.status.error.clear();
+  item.status.sent = 0;
+  item.part_sent.clear();
+  item.due = std::chrono::steady_clock::now() + delay;
+  item.queued = true;
+  SetState(item, FileState::kPending);
+}
+
+void Scheduler::Hold(const std::string& id) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = items_.find(id);
+  if (it == items_.end()) {
+    Item& item = items_[id];
+    item.status.id = id;
+    SetState(item, FileState::kLocal);
+    return;
+  }
+  it->second.queued = false;
+  if (it->second.running) {
+    it->second.cancel = true;
+    cv_.wait(lock, [&] { return !it->second.running; });
+  }
+  it->second.status.sent = 0;
+  it->second.status.error.clear();
+  SetState(it->second, FileState::kLocal);
+}
+
+void Scheduler::Forget(const std::string& id) {
+  Hold(id);
+  std::lock_guard<std::mutex> lock(mu_);
+  items_.erase(id);
+}
+
+int Scheduler::RetryFailed() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, item] : items_) {
+      if (item.status.state == FileState::kFailed) ids.push_back(id);
+    }
+  }
+  int n = 0;
+  for (const std::string& id : ids) {
+    if (journal_.Get(id) && journal_.RecordRetry(id).ok()) {
+      Schedule(id, std::chrono::milliseconds(0));
+      ++n;
+    }
+  }
+  return n;
+}
+
+std::optional<FileStatus> Scheduler::Get(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = items_.find(id);
+  if (it == items_.end()) return std::nullopt;
+  return it->second.status;
+}
+
+std::vector<FileStatus> Scheduler::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, FileStatus>> v;
+  for (const auto& [id, item] : items_) v.emplace_back(item.seq, item.status);
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<FileStatus> out;
+  for (auto& p : v) out.push_back(std::move(p.second));
+  return out;
+}
+
+bool Scheduler::Idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, item] : items_) {
+    if (item.queued || item.running) return false;
+  }
+  return true;
+}
+
+bool Scheduler::WaitIdle(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] {
+    for (const auto& [id, item] : items_) {
+      if (item.queued || item.running) return false;
+    }
+    return true;
+  });
+}
+
+void Scheduler::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (stopping_) return;
+    // The oldest due item; otherwise sleep until the earliest due one.
+    auto now = std::chrono::steady_clock::now();
+    Item* pick = nullptr;
+    std::string pick_id;
+    auto earliest = now + std::chrono::hours(1);
+    for (auto& [id, item] : items_) {
+      if (!item.queued || item.running) continue;
+      if (item.due <= now) {
+        if (pick == nullptr || item.seq < pick->seq) {
+          pick = &item;
+          pick_id = id;
+        }
+      } else {
+        earliest = std::min(earliest, item.due);
+      }
+    }
+    if (pick == nullptr) {
+      cv_.wait_until(lock, earliest);
+      continue;
+    }
+    pick->queued = false;
+    pick->running = true;
+    pick->cancel = false;
+    pick->status.sent = 0;
+    pick->part_sent.clear();
+    SetState(*pick, FileState::kUploading);
+    lock.unlock();
+    UploadOutcome out = uploader_->Upload(pick_id, [this, pick_id] {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = items_.find(pick_id);
+      return stopping_ || it == items_.end() || it->second.cancel;
+    });
+    auto entry_after = journal_.Get(pick_id);
+    if (out.status.ok() && on_confirmed_) {
+      cache::Entry confirmed;
+      confirmed.id = pick_id;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = items_.find(pick_id);
+        if (it != items_.end()) {
+          confirmed.dataset = it->second.status.dataset;
+          confirmed.name = it->second.status.name;
+          confirmed.size = it->second.status.size;
+        }
+      }
+      confirmed.sha256 = out.remote_sha256;
+      on_confirmed_(confirmed, out);
+    }
+    lock.lock();
+    auto it = items_.find(pick_id);
+    if (it == items_.end()) continue;
+    Item& item = it->second;
+    item.running = false;
+    item.status.job_id = out.job_id;
+    item.status.attempts += out.attempts;
+    if (out.status.ok()) {
+      item.status.sent = item.status.size;
+      SetState(item, FileState::kCompleted);
+    } else if (out.status.code() == Code::kCancelled) {
+      if (!item.queued && item.status.state != FileState::kLocal) SetState(item, FileState::kLocal);
+      if (item.queued) SetState(item, FileState::kPending);
+    } else if (entry_after && entry_after->failed) {
+      item.status.error = out.status.message();
+      SetState(item, FileState::kFailed);
+      LOG_ERROR("upload of %s/%s failed: %s", item.status.dataset.c_str(), item.status.name.c_str(),
+                out.status.message().c_str());
+    } else {
+      // Transient trouble that outlasted the retry budget: try again later, never drop it.
+      item.status.error = out.status.message();
+      item.queued = true;
+      item.due = std::chrono::steady_clock::now() + opts_.uploader.retry.max_backoff;
+      SetState(item, FileState::kPending);
+      LOG_WARN("upload of %s/%s will be retried: %s", item.status.dataset.c_str(), item.status.name.c_str(),
+               out.status.message().c_str());
+    }
+    cv_.notify_all();
+  }
+}
+
+void Scheduler::OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = items_.find(id);
+  if (it == items_.end()) return;
+  uint64_t& p = it->second.part_sent[n];
+  it->second.status.sent = it->second.status.sent - p + sent;
+  p = sent;
+}
+
+void Scheduler::OnPhase(const std::string& id, const std::string& phase) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = items_.find(id);
+  if (it == items_.end()) return;
+  if (phase == "processing" || phase == "completing") SetState(it->second, FileState::kProcessing);
+  else if (phase == "uploading") SetState(it->second, FileState::kUploading);
+}
+
+void Scheduler::OnRetry(const std::string& id, int attempt, const Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = items_.find(id);
+  if (it == items_.end()) return;
+  it->second.status.error = "retrying (attempt " + std::to_string(attempt) + "): " + why.message();
+}
+
+}  // namespace ingestfs::upload

@@ -1,0 +1,106 @@
+// Scheduler: when and in what order closed files are uploaded, for the mount.
+//
+// A closed file is scheduled after a settle delay; touching it again (reopen for write, rename,
+// unlink) holds or forgets it, and a running upload of it is cancelled. Due files are uploaded
+// oldest first (journal order) by a fixed pool of worker threads, so FUSE threads never wait on
+// the network. The scheduler also keeps each file's state for extended attributes and status.
+//
+// Thread safety: all public methods are thread-safe. Lock order: Scheduler::mu_ is never held
+// while calling the Uploader, the Journal or a callback.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/journal.h"
+#include "upload/uploader.h"
+
+namespace ingestfs::upload {
+
+enum class FileState { kLocal, kPending, kUploading, kProcessing, kCompleted, kFailed };
+const char* FileStateName(FileState s);
+
+struct FileStatus {
+  std::string id;
+  std::string dataset;
+  std::string name;
+  FileState state = FileState::kLocal;
+  uint64_t size = 0;
+  uint64_t sent = 0;
+  std::string error;
+  std::string job_id;
+  int attempts = 0;
+  int64_t since_ms = 0;  // when it entered this state (unix ms)
+};
+
+class Scheduler : private ProgressSink {
+ public:
+  struct Options {
+    std::chrono::milliseconds settle{2000};
+    int workers = 4;
+    UploaderOptions uploader;
+  };
+  // Called (from a worker, without locks) when a file was confirmed by the platform.
+  using ConfirmedFn = std::function<void(const cache::Entry&, const UploadOutcome&)>;
+
+  Scheduler(Dialect& dialect, cache::Journal& journal, Options options, ConfirmedFn on_confirmed);
+  ~Scheduler() override;
+
+  // Starts the workers and queues, due at once, every closed unfinished journal entry that has
+  // not failed (the resume after a crash, a reboot, an unmount).
+  void Start();
+  // Stops the workers; running uploads are cancelled and stay in the journal.
+  void Stop();
+
+  void Schedule(const std::string& id, std::chrono::milliseconds delay);
+  // Not to be uploaded now (reopened for write, renamed to a temporary name). Cancels a running
+  // upload and waits until it has stopped.
+  void Hold(const std::string& id);
+  // Gone (discarded): like Hold, and its state is dropped.
+  void Forget(const std::string& id);
+  // Failed files go back in the queue, due now. Returns how many.
+  int RetryFailed();
+
+  std::optional<FileStatus> Get(const std::string& id) const;
+  std::vector<FileStatus> Snapshot() const;
+  // Nothing pending, uploading or processing.
+  bool Idle() const;
+  // Blocks until Idle() or the timeout; true when idle.
+  bool WaitIdle(std::chrono::milliseconds timeout) const;
+
+ private:
+  struct Item {
+    FileStatus status;
+    int64_t seq = 0;
+    std::chrono::steady_clock::time_point due;
+    bool queued = false;
+    bool running = false;
+    bool cancel = false;  // asked to stop the running upload
+    std::map<uint32_t, uint64_t> part_sent;
+  };
+  void Loop();
+  void SetState(Item& item, FileState s);  // REQUIRES: mu_ held
+  // ProgressSink (called by the uploader from workers).
+  void OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) override;
+  void OnPhase(const std::string& id, const std::string& phase) override;
+  void OnRetry(const std::string& id, int attempt, const Status& why) override;
+
+  cache::Journal& journal_;
+  Options opts_;
+  ConfirmedFn on_confirmed_;
+  std::unique_ptr<Uploader> uploader_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;  // queue changes, running uploads ending, state changes
+  std::map<std::string, Item> items_;    // GUARDED_BY(mu_)
+  bool stopping_ = false;                // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace ingestfs::upload
