@@ -142,8 +142,12 @@ void ApplyRecord(const json::Value& r, Entry* e) {
     e->failed = false;
     e->error.clear();
   } else if (t == "renamed") {
+    // A job is for one name: the upload so far is void.
     e->dataset = json::StringOr(r, "dataset");
     e->name = json::StringOr(r, "name");
+    e->session.reset();
+    e->parts.clear();
+    e->completed = false;
   } else if (t == "session") {
     UploadSession s;
     s.job_id = json::StringOr(r, "job_id");

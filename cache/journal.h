@@ -9,7 +9,7 @@
 //                                     gets them with `closed`)
 //                          closed     the writer closed it: size, sha256
 //                          reopened   opened for write again: the upload so far is void
-//                          renamed    new dataset and name
+//                          renamed    new dataset and name (the upload so far is void)
 //                          discarded  unlinked before it reached the platform (then removed)
 //                          session    what the platform handed out: job id, upload id, part plan
 //                          part       part N is stored, with its ETag

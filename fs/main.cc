@@ -3,18 +3,16 @@
 #include <iostream>
 #include <string>
 
+#include "fs/mount_command.h"
 #include "fs/upload_command.h"
 
 namespace {
-constexpr char kUsage[] = R"(Usage: ingestfs COMMAND [options]
+constexpr char kUsage[] = R"(Usage: ingestfs SOURCE MOUNTPOINT [-o option,...] [-f] [-d]
+       ingestfs upload [options] FILE...
 
-Commands:
-  upload    upload files to the platform and wait until it confirms them
-            (ingestfs upload --help)
-
-Options:
-  -h, --help     this text
-  --version      the version
+  ingestfs SOURCE MOUNTPOINT   mount the platform (ingestfs --help for the options)
+  ingestfs upload              upload files and wait until the platform confirms them
+                               (ingestfs upload --help)
 )";
 }  // namespace
 
@@ -24,15 +22,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string cmd = argv[1];
-  if (cmd == "-h" || cmd == "--help") {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (cmd == "--version") {
-    std::cout << "ingestfs " << INGESTFS_VERSION << "\n";
-    return 0;
-  }
   if (cmd == "upload") return ingestfs::fs::RunUploadCommand(argc - 1, argv + 1);
-  std::cerr << "ingestfs: unknown command '" << cmd << "'\n" << kUsage;
-  return 2;
+  // Everything else is the mount, so that mount(8) and fstab can call `ingestfs SOURCE MP -o ...`.
+  return ingestfs::fs::RunMountCommand(argc, argv);
 }

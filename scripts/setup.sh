@@ -11,7 +11,7 @@ packages=(
   libcpp-httplib-dev
   libgtest-dev libgmock-dev
   python3 python3-boto3
-  bsdutils
+  bsdutils rsync
 )
 
 missing=()

@@ -1,0 +1,317 @@
+#include "fs/fuse_ops.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <exception>
+#include <memory>
+#include <vector>
+
+#include "common/log.h"
+
+namespace ingestfs::fs {
+
+namespace {
+
+constexpr double kAttrTimeout = 1.0;
+constexpr double kEntryTimeout = 1.0;
+
+IngestFs& Fs(fuse_req_t req) { return *static_cast<IngestFs*>(fuse_req_userdata(req)); }
+
+struct stat ToStat(const Attr& a) {
+  struct stat st {};
+  st.st_ino = a.ino;
+  st.st_mode = a.mode;
+  st.st_nlink = a.nlink;
+  st.st_size = static_cast<off_t>(a.size);
+  st.st_uid = a.uid;
+  st.st_gid = a.gid;
+  st.st_blksize = 1 << 20;
+  st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  st.st_mtim.tv_sec = a.mtime;
+  st.st_ctim.tv_sec = a.mtime;
+  st.st_atim.tv_sec = a.mtime;
+  return st;
+}
+
+fuse_entry_param ToEntry(const Attr& a) {
+  fuse_entry_param e{};
+  e.ino = a.ino;
+  e.attr = ToStat(a);
+  e.attr_timeout = kAttrTimeout;
+  e.entry_timeout = kEntryTimeout;
+  return e;
+}
+
+// Runs `fn`, replying with an error for a failed Status or an escaping exception.
+template <typename F>
+void Guard(fuse_req_t req, const char* op, F fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    LOG_ERROR("%s: internal error: %s", op, e.what());
+    fuse_reply_err(req, EIO);
+  } catch (...) {
+    LOG_ERROR("%s: internal error", op);
+    fuse_reply_err(req, EIO);
+  }
+}
+
+void Init(void*, fuse_conn_info* conn) {
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  // No writeback cache: every write reaches the cache copy at once, so close and fsync mean
+  // what they say.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, "lookup", [&] {
+    auto a = Fs(req).Lookup(parent, name);
+    if (!a.ok()) return (void)fuse_reply_err(req, ErrnoOf(a.status()));
+    fuse_entry_param e = ToEntry(*a);
+    fuse_reply_entry(req, &e);
+  });
+}
+
+void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  try {
+    Fs(req).Forget(ino, n);
+  } catch (...) {
+  }
+  fuse_reply_none(req);
+}
+
+void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  try {
+    for (size_t i = 0; i < count; ++i) Fs(req).Forget(forgets[i].ino, forgets[i].nlookup);
+  } catch (...) {
+  }
+  fuse_reply_none(req);
+}
+
+void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Guard(req, "getattr", [&] {
+    auto a = Fs(req).GetAttr(ino);
+    if (!a.ok()) return (void)fuse_reply_err(req, ErrnoOf(a.status()));
+    struct stat st = ToStat(*a);
+    fuse_reply_attr(req, &st, kAttrTimeout);
+  });
+}
+
+void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  Guard(req, "setattr", [&] {
+    std::optional<uint64_t> size, fh;
+    std::optional<int64_t> mtime;
+    if (to_set & FUSE_SET_ATTR_SIZE) size = static_cast<uint64_t>(attr->st_size);
+    if (to_set & FUSE_SET_ATTR_MTIME) mtime = attr->st_mtim.tv_sec;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) mtime = static_cast<int64_t>(time(nullptr));
+    if (fi != nullptr) fh = fi->fh;
+    // Mode, owner and atime are accepted and not kept: the mount shows fixed ones (uid, gid, umask).
+    auto a = Fs(req).SetAttr(ino, size, mtime, fh);
+    if (!a.ok()) return (void)fuse_reply_err(req, ErrnoOf(a.status()));
+    struct stat st = ToStat(*a);
+    fuse_reply_attr(req, &st, kAttrTimeout);
+  });
+}
+
+void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t) {
+  Guard(req, "mkdir", [&] {
+    auto a = Fs(req).Mkdir(parent, name);
+    if (!a.ok()) return (void)fuse_reply_err(req, ErrnoOf(a.status()));
+    fuse_entry_param e = ToEntry(*a);
+    fuse_reply_entry(req, &e);
+  });
+}
+
+void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, "rmdir", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Rmdir(parent, name))); });
+}
+
+void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, "unlink", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Unlink(parent, name))); });
+}
+
+void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+            unsigned int flags) {
+  Guard(req, "rename", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Rename(parent, name, newparent, newname, flags))); });
+}
+
+void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse_file_info* fi) {
+  Guard(req, "create", [&] {
+    auto r = Fs(req).Create(parent, name, fi->flags);
+    if (!r.ok()) return (void)fuse_reply_err(req, ErrnoOf(r.status()));
+    fi->fh = r->second;
+    fuse_entry_param e = ToEntry(r->first);
+    if (fuse_reply_create(req, &e, fi) != 0) (void)Fs(req).Release(r->second);
+  });
+}
+
+void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, "open", [&] {
+    auto fh = Fs(req).Open(ino, fi->flags);
+    if (!fh.ok()) return (void)fuse_reply_err(req, ErrnoOf(fh.status()));
+    fi->fh = *fh;
+    fi->keep_cache = 0;
+    if (fuse_reply_open(req, fi) != 0) (void)Fs(req).Release(*fh);
+  });
+}
+
+void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Guard(req, "read", [&] {
+    std::vector<char> buf(size);
+    auto n = Fs(req).Read(fi->fh, buf.data(), size, static_cast<uint64_t>(off));
+    if (!n.ok()) return (void)fuse_reply_err(req, ErrnoOf(n.status()));
+    fuse_reply_buf(req, buf.data(), *n);
+  });
+}
+
+void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  Guard(req, "write", [&] {
+    auto n = Fs(req).Write(fi->fh, buf, size, static_cast<uint64_t>(off));
+    if (!n.ok()) return (void)fuse_reply_err(req, ErrnoOf(n.status()));
+    fuse_reply_write(req, *n);
+  });
+}
+
+void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  // Writes reach the cache copy directly, so a close has nothing left to report here.
+  fuse_reply_err(req, 0);
+}
+
+void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Guard(req, "release", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Release(fi->fh))); });
+}
+
+void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  Guard(req, "fsync", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Fsync(fi->fh))); });
+}
+
+struct DirSnapshot {
+  std::vector<DirEntry> entries;
+};
+
+void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, "opendir", [&] {
+    auto entries = Fs(req).ReadDir(ino);
+    if (!entries.ok()) return (void)fuse_reply_err(req, ErrnoOf(entries.status()));
+    auto* snap = new DirSnapshot{std::move(entries).value()};
+    fi->fh = reinterpret_cast<uint64_t>(snap);
+    if (fuse_reply_open(req, fi) != 0) delete snap;
+  });
+}
+
+void ReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Guard(req, "readdir", [&] {
+    auto* snap = reinterpret_cast<DirSnapshot*>(fi->fh);
+    std::vector<char> buf(size);
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(off); i < snap->entries.size(); ++i) {
+      const DirEntry& e = snap->entries[i];
+      struct stat st {};
+      st.st_ino = e.ino;
+      st.st_mode = e.is_dir ? S_IFDIR : S_IFREG;
+      size_t need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
+                                      static_cast<off_t>(i + 1));
+      if (need > size - used) break;
+      used += need;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirSnapshot*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void StatFs(fuse_req_t req, fuse_ino_t) {
+  Guard(req, "statfs", [&] {
+    auto st = Fs(req).Statfs();
+    if (!st.ok()) return (void)fuse_reply_err(req, ErrnoOf(st.status()));
+    fuse_reply_statfs(req, &*st);
+  });
+}
+
+void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Guard(req, "getxattr", [&] {
+    auto v = Fs(req).GetXattr(ino, name);
+    if (!v.ok()) return (void)fuse_reply_err(req, ErrnoOf(v.status()));
+    if (size == 0) return (void)fuse_reply_xattr(req, v->size());
+    if (size < v->size()) return (void)fuse_reply_err(req, ERANGE);
+    fuse_reply_buf(req, v->data(), v->size());
+  });
+}
+
+void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Guard(req, "listxattr", [&] {
+    auto names = Fs(req).ListXattr(ino);
+    if (!names.ok()) return (void)fuse_reply_err(req, ErrnoOf(names.status()));
+    std::string all;
+    for (const std::string& n : *names) {
+      all += n;
+      all.push_back('\0');
+    }
+    if (size == 0) return (void)fuse_reply_xattr(req, all.size());
+    if (size < all.size()) return (void)fuse_reply_err(req, ERANGE);
+    fuse_reply_buf(req, all.data(), all.size());
+  });
+}
+
+void SetXattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { fuse_reply_err(req, ENOTSUP); }
+void RemoveXattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, ENOTSUP); }
+
+}  // namespace
+
+int ErrnoOf(const Status& st) {
+  if (st.ok()) return 0;
+  if (st.sys_errno() != 0) return st.sys_errno();
+  switch (st.code()) {
+    case Code::kNotFound: return ENOENT;
+    case Code::kAlreadyExists: return EEXIST;
+    case Code::kPermissionDenied: return EACCES;
+    case Code::kUnauthenticated: return EACCES;
+    case Code::kInvalidArgument: return EINVAL;
+    case Code::kResourceExhausted: return ENOSPC;
+    case Code::kUnavailable: return EAGAIN;
+    case Code::kCancelled: return EINTR;
+    case Code::kDeadlineExceeded: return ETIMEDOUT;
+    default: return EIO;
+  }
+}
+
+const fuse_lowlevel_ops* FuseOps() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o{};
+    o.init = Init;
+    o.lookup = Lookup;
+    o.forget = Forget;
+    o.forget_multi = ForgetMulti;
+    o.getattr = GetAttr;
+    o.setattr = SetAttr;
+    o.mkdir = Mkdir;
+    o.rmdir = Rmdir;
+    o.unlink = Unlink;
+    o.rename = Rename;
+    o.create = Create;
+    o.open = Open;
+    o.read = Read;
+    o.write = Write;
+    o.flush = Flush;
+    o.release = Release;
+    o.fsync = Fsync;
+    o.opendir = OpenDir;
+    o.readdir = ReadDir;
+    o.releasedir = ReleaseDir;
+    o.statfs = StatFs;
+    o.getxattr = GetXattr;
+    o.listxattr = ListXattr;
+    o.setxattr = SetXattr;
+    o.removexattr = RemoveXattr;
+    return o;
+  }();
+  return &ops;
+}
+
+}  // namespace ingestfs::fs

@@ -1,0 +1,835 @@
+#include "fs/ingest_fs.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/names.h"
+#include "common/strings.h"
+
+namespace ingestfs::fs {
+
+namespace {
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+Status Errno(int err, const std::string& what) { return Status(Code::kInvalidArgument, what, err); }
+}  // namespace
+
+std::vector<std::string> DefaultTempPatterns() {
+  // rsync's ".name.XXXXXX", Office's "~$name" and ".~lock.name#", editors' swap files,
+  // browsers' and downloaders' partial files, and "*.tmp" of many instrument programs.
+  return {".*.??????", "~$*", "*.tmp", ".~lock*", "*.swp", "*.part"};
+}
+
+IngestFs::IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal)
+    : cfg_(std::move(cfg)), dialect_(dialect), journal_(journal) {
+  auto root = std::make_unique<Node>();
+  root->ino = kRootIno;
+  root->parent = kRootIno;
+  root->is_dir = true;
+  root->mtime = Now();
+  root->nlookup = 1;
+  nodes_[kRootIno] = std::move(root);
+}
+
+bool IngestFs::IsTemporaryName(const std::string& base) const {
+  for (const std::string& p : cfg_.temp_patterns) {
+    if (::fnmatch(p.c_str(), base.c_str(), 0) == 0) return true;
+  }
+  return false;
+}
+
+IngestFs::Node* IngestFs::Find(uint64_t ino) {
+  auto it = nodes_.find(ino);
+  return it == nodes_.end() ? nullptr : it->second.get();
+}
+
+IngestFs::Node* IngestFs::Child(Node* dir, const std::string& name) {
+  auto it = dir->children.find(name);
+  return it == dir->children.end() ? nullptr : Find(it->second);
+}
+
+IngestFs::Node* IngestFs::AddChild(Node* dir, const std::string& name, bool is_dir) {
+  auto n = std::make_unique<Node>();
+  n->ino = next_ino_++;
+  n->parent = dir->ino;
+  n->name = name;
+  n->is_dir = is_dir;
+  n->dataset = dir->ino == kRootIno ? name : dir->dataset;
+  n->rel = dir->ino == kRootIno ? "" : (dir->rel.empty() ? name : dir->rel + "/" + name);
+  n->mtime = Now();
+  Node* raw = n.get();
+  dir->children[name] = raw->ino;
+  nodes_[raw->ino] = std::move(n);
+  return raw;
+}
+
+IngestFs::Node* IngestFs::DatasetNode(const std::string& dataset) {
+  Node* root = Find(kRootIno);
+  Node* ds = Child(root, dataset);
+  return ds != nullptr ? ds : AddChild(root, dataset, true);
+}
+
+IngestFs::Node* IngestFs::EnsurePath(Node* dataset, const std::string& rel, bool leaf_is_dir) {
+  std::vector<std::string> parts = Split(rel, '/');
+  Node* cur = dataset;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    bool dir = i + 1 < parts.size() || leaf_is_dir;
+    Node* next = Child(cur, parts[i]);
+    if (next == nullptr) next = AddChild(cur, parts[i], dir);
+    if (next->is_dir != dir) return nullptr;  // a file where a folder is needed, or the reverse
+    cur = next;
+  }
+  return cur;
+}
+
+std::string IngestFs::RelFor(const Node* dir, const std::string& name) const {
+  return dir->rel.empty() ? name : dir->rel + "/" + name;
+}
+
+Attr IngestFs::AttrOf(const Node& n) {
+  Attr a;
+  a.ino = n.ino;
+  a.is_dir = n.is_dir;
+  a.mtime = n.mtime;
+  a.uid = cfg_.uid;
+  a.gid = cfg_.gid;
+  if (n.is_dir) {
+    a.mode = S_IFDIR | (0755 & ~cfg_.umask);
+    a.nlink = 2;
+    return a;
+  }
+  a.mode = S_IFREG | (0644 & ~cfg_.umask);
+  if (!n.entry_id.empty()) {
+    auto e = journal_.Get(n.entry_id);
+    struct stat st;
+    if (e && ::stat(e->data_path.c_str(), &st) == 0) a.size = static_cast<uint64_t>(st.st_size);
+  } else {
+    a.size = n.remote_size;
+  }
+  return a;
+}
+
+void IngestFs::Detach(Node* n) {
+  Node* parent = Find(n->parent);
+  if (parent != nullptr) {
+    auto it = parent->children.find(n->name);
+    if (it != parent->children.end() && it->second == n->ino) parent->children.erase(it);
+  }
+  n->unlinked = true;
+}
+
+void IngestFs::MaybeFree(Node* n) {
+  if (n->unlinked && n->nlookup == 0 && n->open_handles == 0 && n->ino != kRootIno) nodes_.erase(n->ino);
+}
+
+void IngestFs::RefreshRoot() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (root_listing_ || std::chrono::steady_clock::now() - root_listed_at_ < cfg_.listing_ttl) return;
+    root_listing_ = true;
+  }
+  auto list = dialect_.ListDatasets();
+  std::lock_guard<std::mutex> lock(mu_);
+  root_listing_ = false;
+  if (!list.ok()) {
+    LOG_WARN("listing datasets failed (showing what is known): %s", list.status().message().c_str());
+    root_listed_at_ = std::chrono::steady_clock::now() - cfg_.listing_ttl + std::chrono::seconds(5);
+    return;
+  }
+  root_listed_at_ = std::chrono::steady_clock::now();
+  for (const upload::DatasetInfo& d : *list) {
+    dataset_ids_[d.name] = d.id;
+    DatasetNode(d.name);
+  }
+}
+
+void IngestFs::RefreshDataset(uint64_t dataset_ino) {
+  RefreshRoot();
+  std::string id, name;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* ds = Find(dataset_ino);
+    if (ds == nullptr || ds->listing || std::chrono::steady_clock::now() - ds->listed_at < cfg_.listing_ttl) return;
+    auto it = dataset_ids_.find(ds->name);
+    if (it == dataset_ids_.end()) return;  // not on the platform (yet)
+    id = it->second;
+    name = ds->name;
+    ds->listing = true;
+  }
+  auto files = dialect_.ListFiles(id);
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* ds = Find(dataset_ino);
+  if (ds == nullptr) return;
+  ds->listing = false;
+  if (!files.ok()) {
+    LOG_WARN("listing dataset %s failed (showing what is known): %s", name.c_str(), files.status().message().c_str());
+    ds->listed_at = std::chrono::steady_clock::now() - cfg_.listing_ttl + std::chrono::seconds(5);
+    return;
+  }
+  ds->listed_at = std::chrono::steady_clock::now();
+  for (const upload::RemoteFile& f : *files) {
+    Node* n = EnsurePath(ds, f.name, false);
+    if (n == nullptr) {
+      LOG_WARN("dataset %s: %s clashes with a folder of the same name; left out", name.c_str(), f.name.c_str());
+      continue;
+    }
+    bool changed = !n->remote || n->remote_sha256 != f.sha256;
+    n->remote = true;
+    n->remote_size = f.size;
+    if (changed && n->entry_id.empty() && n->remote_sha256 != f.sha256 && !n->remote_sha256.empty()) {
+      n->read_path.clear();  // someone else uploaded a new version: our copy is stale
+    }
+    n->remote_sha256 = f.sha256;
+    if (n->entry_id.empty() && changed && f.mtime > 0 && n->mtime == 0) n->mtime = f.mtime;
+    if (n->entry_id.empty() && n->mtime == 0) n->mtime = f.mtime > 0 ? f.mtime : Now();
+  }
+}
+
+void IngestFs::RestoreFromJournal() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const cache::Entry& e : journal_.Unfinished()) {
+    if (ValidateDatasetName(e.dataset).ok() == false || ValidateFileName(e.name).ok() == false) continue;
+    Node* ds = DatasetNode(e.dataset);
+    Node* n = EnsurePath(ds, e.name, false);
+    if (n == nullptr) continue;
+    n->entry_id = e.id;
+    n->last_entry_id = e.id;
+    n->mtime = Now();
+  }
+}
+
+void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcome& outcome) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [ino, n] : nodes_) {
+    if (n->entry_id != entry.id) continue;
+    n->entry_id.clear();
+    n->remote = true;
+    n->remote_size = entry.size;
+    n->remote_sha256 = entry.sha256;
+    n->read_path = outcome.kept_path;
+  }
+}
+
+StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
+  uint64_t refresh = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* p = Find(parent);
+    if (p == nullptr || !p->is_dir) return Errno(ENOTDIR, "lookup in a non-folder");
+    if (p->ino != kRootIno) {
+      Node* ds = Child(Find(kRootIno), p->dataset);
+      if (ds != nullptr) refresh = ds->ino;
+    }
+  }
+  if (parent == kRootIno) RefreshRoot();
+  else if (refresh != 0) RefreshDataset(refresh);
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* p = Find(parent);
+  Node* c = p == nullptr ? nullptr : Child(p, name);
+  if (c == nullptr) return Status(Code::kNotFound, name, ENOENT);
+  c->nlookup++;
+  return AttrOf(*c);
+}
+
+void IngestFs::Forget(uint64_t ino, uint64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* node = Find(ino);
+  if (node == nullptr || ino == kRootIno) return;
+  node->nlookup = node->nlookup > n ? node->nlookup - n : 0;
+  MaybeFree(node);
+}
+
+StatusOr<Attr> IngestFs::GetAttr(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+  return AttrOf(*n);
+}
+
+StatusOr<std::vector<DirEntry>> IngestFs::ReadDir(uint64_t ino) {
+  uint64_t refresh = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+    if (!n->is_dir) return Errno(ENOTDIR, "not a folder");
+    if (ino != kRootIno) {
+      Node* ds = Child(Find(kRootIno), n->dataset);
+      if (ds != nullptr) refresh = ds->ino;
+    }
+  }
+  if (ino == kRootIno) RefreshRoot();
+  else if (refresh != 0) RefreshDataset(refresh);
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+  std::vector<DirEntry> out;
+  out.push_back({".", n->ino, true});
+  out.push_back({"..", n->parent, true});
+  for (const auto& [name, child] : n->children) {
+    Node* c = Find(child);
+    if (c != nullptr) out.push_back({name, c->ino, c->is_dir});
+  }
+  return out;
+}
+
+StatusOr<Attr> IngestFs::Mkdir(uint64_t parent, const std::string& name) {
+  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::string rel;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* p = Find(parent);
+    if (p == nullptr || !p->is_dir) return Errno(ENOTDIR, "mkdir in a non-folder");
+    if (Child(p, name) != nullptr) return Status(Code::kAlreadyExists, name, EEXIST);
+    if (parent != kRootIno) {
+      rel = RelFor(p, name);
+      Status st = ValidateFileName(rel);
+      if (!st.ok()) {
+        LOG_WARN("mkdir %s/%s refused: %s", p->dataset.c_str(), rel.c_str(), st.message().c_str());
+        return Errno(st.message().find("longer") != std::string::npos ? ENAMETOOLONG : EINVAL, st.message());
+      }
+      Node* c = AddChild(p, name, true);
+      c->nlookup++;
+      return AttrOf(*c);
+    }
+  }
+  Status st = ValidateDatasetName(name);
+  if (!st.ok()) {
+    LOG_WARN("mkdir %s refused: %s", name.c_str(), st.message().c_str());
+    return Errno(EINVAL, st.message());
+  }
+  auto id = dialect_.EnsureDataset(name);
+  if (!id.ok()) {
+    if (id.status().code() == Code::kUnavailable) {
+      LOG_WARN("dataset %s: the platform is unreachable (%s); it is created when its first file is uploaded",
+               name.c_str(), id.status().message().c_str());
+    } else {
+      LOG_ERROR("creating dataset %s failed: %s", name.c_str(), id.status().message().c_str());
+      int err = id.status().code() == Code::kPermissionDenied || id.status().code() == Code::kUnauthenticated
+                    ? EACCES
+                    : id.status().code() == Code::kInvalidArgument ? EINVAL : EIO;
+      return Errno(err, id.status().message());
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (id.ok()) dataset_ids_[name] = *id;
+  Node* c = DatasetNode(name);
+  c->listed_at = std::chrono::steady_clock::now();
+  c->nlookup++;
+  return AttrOf(*c);
+}
+
+Status IngestFs::Rmdir(uint64_t parent, const std::string& name) {
+  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* p = Find(parent);
+  Node* c = p == nullptr ? nullptr : Child(p, name);
+  if (c == nullptr) return Status(Code::kNotFound, name, ENOENT);
+  if (!c->is_dir) return Errno(ENOTDIR, name);
+  if (!c->children.empty()) return Errno(ENOTEMPTY, name);
+  if (parent == kRootIno) {
+    LOG_WARN("rmdir %s refused: datasets are not deleted from the mount", name.c_str());
+    return Errno(EPERM, "datasets are not deleted from the mount");
+  }
+  Detach(c);
+  MaybeFree(c);
+  return Status::Ok();
+}
+
+uint64_t IngestFs::NewHandle(Handle h) {
+  uint64_t fh = next_fh_++;
+  Node* n = Find(h.ino);
+  if (n != nullptr) n->open_handles++;
+  handles_[fh] = std::make_unique<Handle>(std::move(h));
+  return fh;
+}
+
+StatusOr<std::string> IngestFs::LocalCopy(uint64_t ino) {
+  std::string dataset, rel, existing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+    if (!n->read_path.empty() && PathExists(n->read_path)) return n->read_path;
+    if (!n->remote) return Status(Code::kNotFound, n->rel + " has no content yet", ENOENT);
+    dataset = n->dataset;
+    rel = n->rel;
+  }
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = dataset_ids_.find(dataset);
+    if (it != dataset_ids_.end()) id = it->second;
+  }
+  if (id.empty()) {
+    auto got = dialect_.EnsureDataset(dataset);
+    if (!got.ok()) return Errno(EIO, got.status().message());
+    id = *got;
+  }
+  std::string dest = cfg_.cache_dir + "/read/dl-" + RandomHex(8);
+  auto size = dialect_.Download(id, rel, dest);
+  if (!size.ok()) {
+    ::unlink(dest.c_str());
+    LOG_ERROR("reading %s/%s: %s", dataset.c_str(), rel.c_str(), size.status().message().c_str());
+    return Errno(EIO, size.status().message());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  if (n != nullptr) n->read_path = dest;
+  return dest;
+}
+
+StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
+  for (int round = 0; round < 5; ++round) {
+    std::string entry_id, dataset, rel;
+    bool remote;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Node* n = Find(ino);
+      if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+      if (n->is_dir) return Errno(EISDIR, n->rel);
+      entry_id = n->entry_id;
+      dataset = n->dataset;
+      rel = n->rel;
+      remote = n->remote;
+      if (!entry_id.empty() && n->writers > 0) {
+        auto e = journal_.Get(entry_id);
+        if (e) return e->data_path;  // already being written
+      }
+    }
+    if (!entry_id.empty()) {
+      // A closed local version: stop its upload, then write the same cache copy again.
+      scheduler_->Hold(entry_id);
+      auto e = journal_.Get(entry_id);
+      if (!e) continue;  // it was confirmed meanwhile: now it is a platform file
+      RETURN_IF_ERROR(journal_.RecordReopened(entry_id));
+      if (truncate && ::truncate(e->data_path.c_str(), 0) != 0) return Status::FromErrno(errno, "truncate");
+      return e->data_path;
+    }
+    // A platform file (or a new empty one): a new local version, starting from the platform's
+    // bytes unless truncated.
+    std::string initial;
+    if (remote && !truncate) {
+      auto copy = LocalCopy(ino);
+      if (!copy.ok()) return copy.status();
+      initial = *copy;
+    }
+    cache::Entry meta;
+    meta.api = cfg_.api;
+    meta.dialect = cfg_.dialect;
+    meta.dataset = dataset;
+    meta.name = rel;
+    auto e = journal_.AddOpen(meta, initial);
+    if (!e.ok()) {
+      LOG_ERROR("%s/%s: cannot start a local version: %s", dataset.c_str(), rel.c_str(), e.status().message().c_str());
+      return e.status();
+    }
+    scheduler_->Hold(e->id);
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+    n->entry_id = e->id;
+    n->last_entry_id = e->id;
+    return e->data_path;
+  }
+  return Status(Code::kUnavailable, "the file kept changing state; try again", EAGAIN);
+}
+
+void IngestFs::EndWrite(uint64_t ino) {
+  std::string id, base;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr || n->entry_id.empty()) return;
+    id = n->entry_id;
+    base = n->name;
+    if (n->unlinked) return;
+  }
+  auto closed = journal_.Close(id);
+  if (!closed.ok()) {
+    LOG_ERROR("closing %s: %s", base.c_str(), closed.status().message().c_str());
+    return;
+  }
+  if (IsTemporaryName(base)) return;  // stays local until renamed to a real name
+  scheduler_->Schedule(id, cfg_.settle);
+}
+
+StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std::string& name, int flags) {
+  std::lock_guard<std::mutex> ops(ops_mu_);
+  uint64_t existing = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* p = Find(parent);
+    if (p == nullptr || !p->is_dir) return Errno(ENOTDIR, "create in a non-folder");
+    if (parent == kRootIno) {
+      LOG_WARN("create %s refused: files go inside a dataset folder (mkdir one first)", name.c_str());
+      return Errno(EPERM, "files go inside a dataset folder");
+    }
+    std::string rel = RelFor(p, name);
+    Status st = ValidateFileName(rel);
+    if (!st.ok()) {
+      LOG_WARN("create %s/%s refused: %s", p->dataset.c_str(), rel.c_str(), st.message().c_str());
+      return Errno(st.message().find("longer") != std::string::npos ? ENAMETOOLONG : EINVAL, st.message());
+    }
+    Node* c = Child(p, name);
+    if (c != nullptr) {
+      if (flags & O_EXCL) return Status(Code::kAlreadyExists, name, EEXIST);
+      if (c->is_dir) return Errno(EISDIR, name);
+      existing = c->ino;
+    }
+  }
+  uint64_t ino = existing;
+  if (ino == 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* c = AddChild(Find(parent), name, false);
+    ino = c->ino;
+  }
+  auto path = BeginWrite(ino, true);
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* c = Find(ino);
+  if (!path.ok()) {
+    if (existing == 0 && c != nullptr) {
+      Detach(c);
+      MaybeFree(c);
+    }
+    return path.status();
+  }
+  Handle h;
+  h.ino = ino;
+  h.fd = UniqueFd(::open(path->c_str(), O_RDWR | O_CLOEXEC));
+  if (!h.fd.valid()) return Status::FromErrno(errno, "open " + *path);
+  h.writable = true;
+  h.append = (flags & O_APPEND) != 0;
+  c->writers++;
+  c->mtime = Now();
+  c->nlookup++;
+  uint64_t fh = NewHandle(std::move(h));
+  return std::make_pair(AttrOf(*c), fh);
+}
+
+StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
+  bool write = (flags & O_ACCMODE) != O_RDONLY;
+  if (write) {
+    std::lock_guard<std::mutex> ops(ops_mu_);
+    auto path = BeginWrite(ino, (flags & O_TRUNC) != 0);
+    if (!path.ok()) return path.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+    Handle h;
+    h.ino = ino;
+    h.fd = UniqueFd(::open(path->c_str(), O_RDWR | O_CLOEXEC));
+    if (!h.fd.valid()) return Status::FromErrno(errno, "open " + *path);
+    h.writable = true;
+    h.append = (flags & O_APPEND) != 0;
+    n->writers++;
+    if (flags & O_TRUNC) n->mtime = Now();
+    return NewHandle(std::move(h));
+  }
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+    if (n->is_dir) return Errno(EISDIR, n->rel);
+    if (!n->entry_id.empty()) {
+      auto e = journal_.Get(n->entry_id);
+      if (e) path = e->data_path;
+    }
+  }
+  if (path.empty()) {
+    auto copy = LocalCopy(ino);
+    if (!copy.ok()) return copy.status();
+    path = *copy;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Handle h;
+  h.ino = ino;
+  h.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!h.fd.valid()) return Status::FromErrno(errno, "open " + path);
+  return NewHandle(std::move(h));
+}
+
+StatusOr<size_t> IngestFs::Read(uint64_t fh, char* buf, size_t size, uint64_t off) {
+  int fd;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Errno(EBADF, "bad handle");
+    fd = it->second->fd.get();
+  }
+  return PreadAll(fd, buf, size, off, "the cache copy");
+}
+
+StatusOr<size_t> IngestFs::Write(uint64_t fh, const char* buf, size_t size, uint64_t off) {
+  int fd;
+  bool append;
+  uint64_t ino;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Errno(EBADF, "bad handle");
+    if (!it->second->writable) return Errno(EBADF, "not open for writing");
+    fd = it->second->fd.get();
+    append = it->second->append;
+    ino = it->second->ino;
+  }
+  if (append) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat the cache copy");
+    off = static_cast<uint64_t>(st.st_size);
+  }
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pwrite(fd, buf + done, size - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      LOG_ERROR("writing the cache copy failed: %s", std::strerror(err));
+      return Status::FromErrno(err, "write the cache copy");
+    }
+    done += static_cast<size_t>(n);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  if (n != nullptr) n->mtime = Now();
+  return done;
+}
+
+Status IngestFs::Fsync(uint64_t fh) {
+  int fd;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Errno(EBADF, "bad handle");
+    fd = it->second->fd.get();
+  }
+  // The journal recorded the version when it was created; its bytes are durable now.
+  if (::fdatasync(fd) != 0) return Status::FromErrno(errno, "fsync the cache copy");
+  return Status::Ok();
+}
+
+Status IngestFs::Release(uint64_t fh) {
+  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::unique_ptr<Handle> h;
+  bool last_writer = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Status::Ok();
+    h = std::move(it->second);
+    handles_.erase(it);
+    Node* n = Find(h->ino);
+    if (n != nullptr) {
+      n->open_handles--;
+      if (h->writable && --n->writers == 0) last_writer = true;
+    }
+  }
+  h->fd.Reset();
+  if (last_writer) EndWrite(h->ino);
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(h->ino);
+  if (n != nullptr) MaybeFree(n);
+  return Status::Ok();
+}
+
+StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std::optional<int64_t> mtime,
+                                 std::optional<uint64_t> fh) {
+  if (size) {
+    int fd = -1;
+    if (fh) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = handles_.find(*fh);
+      if (it != handles_.end() && it->second->writable) fd = it->second->fd.get();
+    }
+    if (fd >= 0) {
+      if (::ftruncate(fd, static_cast<off_t>(*size)) != 0) return Status::FromErrno(errno, "truncate");
+    } else {
+      // truncate(2) without an open handle: a write of its own.
+      std::lock_guard<std::mutex> ops(ops_mu_);
+      bool writing;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        Node* n = Find(ino);
+        if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+        writing = n->writers > 0;
+      }
+      auto path = BeginWrite(ino, *size == 0);
+      if (!path.ok()) return path.status();
+      if (::truncate(path->c_str(), static_cast<off_t>(*size)) != 0) return Status::FromErrno(errno, "truncate");
+      if (!writing) EndWrite(ino);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+  if (mtime) n->mtime = *mtime;
+  else if (size) n->mtime = Now();
+  return AttrOf(*n);
+}
+
+Status IngestFs::Unlink(uint64_t parent, const std::string& name) {
+  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* p = Find(parent);
+    Node* c = p == nullptr ? nullptr : Child(p, name);
+    if (c == nullptr) return Status(Code::kNotFound, name, ENOENT);
+    if (c->is_dir) return Errno(EISDIR, name);
+    if (c->remote) {
+      LOG_WARN("rm %s/%s refused: the file is on the platform, which does not delete files through the mount",
+               c->dataset.c_str(), c->rel.c_str());
+      return Errno(EPERM, "the platform keeps " + c->rel);
+    }
+    id = c->entry_id;
+    Detach(c);
+    c->entry_id.clear();
+    MaybeFree(c);
+  }
+  if (!id.empty()) {
+    scheduler_->Forget(id);
+    Status st = journal_.Discard(id);
+    if (!st.ok()) LOG_WARN("discarding %s: %s", name.c_str(), st.message().c_str());
+  }
+  return Status::Ok();
+}
+
+Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                        unsigned flags) {
+  constexpr unsigned kNoReplace = 1;  // RENAME_NOREPLACE
+  if (flags & ~kNoReplace) return Errno(EINVAL, "rename flags not supported");
+  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::string id, replaced_id, new_dataset, new_rel;
+  bool was_temp, now_temp, src_closed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* p = Find(parent);
+    Node* np = Find(new_parent);
+    Node* s = p == nullptr ? nullptr : Child(p, name);
+    if (s == nullptr) return Status(Code::kNotFound, name, ENOENT);
+    if (np == nullptr || !np->is_dir) return Errno(ENOTDIR, new_name);
+    if (new_parent == kRootIno || parent == kRootIno) {
+      LOG_WARN("rename %s -> %s refused: datasets are not renamed, and files live inside them", name.c_str(),
+               new_name.c_str());
+      return Errno(EPERM, "datasets are not renamed");
+    }
+    new_rel = RelFor(np, new_name);
+    new_dataset = np->dataset;
+    Status valid = ValidateFileName(new_rel);
+    if (!valid.ok()) {
+      LOG_WARN("rename to %s/%s refused: %s", new_dataset.c_str(), new_rel.c_str(), valid.message().c_str());
+      return Errno(EINVAL, valid.message());
+    }
+    Node* d = Child(np, new_name);
+    if (d == s) return Status::Ok();
+    if (d != nullptr && (flags & kNoReplace)) return Status(Code::kAlreadyExists, new_name, EEXIST);
+    if (s->is_dir) {
+      if (!s->children.empty()) {
+        LOG_WARN("rename of folder %s/%s refused: it has files, and the platform cannot move files",
+                 s->dataset.c_str(), s->rel.c_str());
+        return Errno(EXDEV, "folders with files are not moved");
+      }
+      if (d != nullptr && (!d->is_dir || !d->children.empty())) return Errno(d->is_dir ? ENOTEMPTY : ENOTDIR, new_name);
+    } else {
+      if (s->remote) {
+        LOG_WARN("rename %s/%s refused: the file is on the platform, which cannot move it", s->dataset.c_str(),
+                 s->rel.c_str());
+        return Errno(EXDEV, "the platform cannot move " + s->rel);
+      }
+      if (d != nullptr && d->is_dir) return Errno(EISDIR, new_name);
+    }
+    // Replace the destination: its local version (if any) is discarded; a platform file there is
+    // overwritten by the renamed one (a reupload).
+    if (d != nullptr) {
+      replaced_id = d->entry_id;
+      if (d->remote) {
+        s->remote = true;
+        s->remote_size = d->remote_size;
+        s->remote_sha256 = d->remote_sha256;
+      }
+      d->entry_id.clear();
+      Detach(d);
+      MaybeFree(d);
+    }
+    Detach(s);
+    s->unlinked = false;
+    s->parent = new_parent;
+    s->name = new_name;
+    s->dataset = new_dataset;
+    s->rel = new_rel;
+    np->children[new_name] = s->ino;
+    id = s->entry_id;
+    src_closed = s->writers == 0;
+    was_temp = IsTemporaryName(name);
+    now_temp = IsTemporaryName(new_name);
+  }
+  if (!replaced_id.empty()) {
+    scheduler_->Forget(replaced_id);
+    (void)journal_.Discard(replaced_id);
+  }
+  if (id.empty()) return Status::Ok();
+  // The bytes already staged go to the new name: a pending or running upload is re-targeted.
+  scheduler_->Hold(id);
+  Status st = journal_.RecordRenamed(id, new_dataset, new_rel);
+  if (!st.ok()) return st;
+  auto e = journal_.Get(id);
+  if (e && e->closed && src_closed && !now_temp) {
+    scheduler_->Schedule(id, was_temp ? std::chrono::milliseconds(0) : cfg_.settle);
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::string> IngestFs::GetXattr(uint64_t ino, const std::string& name) {
+  std::string id;
+  bool writing, remote, is_dir;
+  uint64_t size;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+    is_dir = n->is_dir;
+    id = n->entry_id.empty() ? n->last_entry_id : n->entry_id;
+    writing = n->writers > 0;
+    remote = n->remote && n->entry_id.empty();
+    size = AttrOf(*n).size;
+  }
+  if (is_dir || name.rfind("user.ingestfs.", 0) != 0) return Errno(ENODATA, name);
+  std::optional<upload::FileStatus> st;
+  if (!id.empty() && scheduler_ != nullptr) st = scheduler_->Get(id);
+  std::string state = writing ? "local" : st ? upload::FileStateName(st->state) : remote ? "completed" : "local";
+  if (remote && (!st || st->state != upload::FileState::kFailed)) state = "completed";
+  std::string key = name.substr(14);
+  if (key == "state") return state;
+  if (key == "progress") {
+    uint64_t sent = state == "completed" ? size : st ? std::min(st->sent, size) : 0;
+    int pct = size == 0 ? (state == "completed" ? 100 : 0) : static_cast<int>(100.0 * static_cast<double>(sent) / static_cast<double>(size));
+    return std::to_string(sent) + "/" + std::to_string(size) + " " + std::to_string(pct) + "%";
+  }
+  if (key == "error") return st ? st->error : std::string();
+  if (key == "job_id") return st ? st->job_id : std::string();
+  return Errno(ENODATA, name);
+}
+
+StatusOr<std::vector<std::string>> IngestFs::ListXattr(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+  if (n->is_dir) return std::vector<std::string>{};
+  return std::vector<std::string>{"user.ingestfs.state", "user.ingestfs.progress", "user.ingestfs.error",
+                                  "user.ingestfs.job_id"};
+}
+
+StatusOr<struct statvfs> IngestFs::Statfs() {
+  struct statvfs st;
+  if (::statvfs(cfg_.cache_dir.c_str(), &st) != 0) return Status::FromErrno(errno, "statfs " + cfg_.cache_dir);
+  return st;
+}
+
+}  // namespace ingestfs::fs

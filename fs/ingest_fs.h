@@ -1,0 +1,172 @@
+// IngestFs: the mount's logic, without FUSE types (the adapter in fuse_ops.cc turns its results
+// into replies; errors become errno in one place there).
+//
+// The view: the root lists datasets (the platform's, cached briefly, plus ones made with mkdir);
+// inside a dataset, folders are name prefixes and files are the platform's files merged with
+// local versions not yet confirmed. A file written here lives in its cache copy (the journal
+// entry's data file), written in place; when its last writer closes it is fsynced, hashed and
+// recorded, and after `settle` it is uploaded by the scheduler. Temporary names (rsync's
+// .name.XXXXXX, ~$*, *.tmp, ...) stay local until renamed to a real name.
+//
+// Thread safety: every method is thread-safe. Locks: ops_mu_ serialises operations that change
+// which version a file has (create, open for write, release of a writer, truncate, rename,
+// unlink); mu_ guards the tree and is held only briefly. LOCK ORDER: ops_mu_ before mu_. Neither
+// is held while waiting on the network, except ops_mu_ during Scheduler::Hold (bounded by the
+// part in flight) and mkdir's dataset creation.
+#pragma once
+
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/journal.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "upload/dialect.h"
+#include "upload/scheduler.h"
+
+namespace ingestfs::fs {
+
+struct FsConfig {
+  std::string api;
+  std::string dialect = "ingest";
+  std::string cache_dir;
+  std::chrono::milliseconds settle{2000};
+  std::vector<std::string> temp_patterns;  // fnmatch(3) patterns on the base name
+  uid_t uid = 0;
+  gid_t gid = 0;
+  mode_t umask = 022;
+  std::chrono::milliseconds listing_ttl{30000};
+};
+
+// The default temporary-name patterns.
+std::vector<std::string> DefaultTempPatterns();
+
+struct Attr {
+  uint64_t ino = 0;
+  bool is_dir = false;
+  uint64_t size = 0;
+  int64_t mtime = 0;
+  mode_t mode = 0;
+  uint32_t nlink = 1;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  bool is_dir = false;
+};
+
+class IngestFs {
+ public:
+  static constexpr uint64_t kRootIno = 1;
+
+  IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal);
+  // The scheduler is built after the filesystem (it calls OnConfirmed); attach it before use.
+  void AttachScheduler(upload::Scheduler* scheduler) { scheduler_ = scheduler; }
+  // Puts every unfinished journal entry into the tree (after a crash, reboot or unmount).
+  void RestoreFromJournal();
+  // A file was confirmed by the platform (called by the scheduler's workers).
+  void OnConfirmed(const cache::Entry& entry, const upload::UploadOutcome& outcome);
+  bool IsTemporaryName(const std::string& base) const;
+
+  StatusOr<Attr> Lookup(uint64_t parent, const std::string& name);
+  void Forget(uint64_t ino, uint64_t n);
+  StatusOr<Attr> GetAttr(uint64_t ino);
+  StatusOr<Attr> SetAttr(uint64_t ino, std::optional<uint64_t> size, std::optional<int64_t> mtime,
+                         std::optional<uint64_t> fh);
+  StatusOr<std::vector<DirEntry>> ReadDir(uint64_t ino);
+  StatusOr<Attr> Mkdir(uint64_t parent, const std::string& name);
+  Status Rmdir(uint64_t parent, const std::string& name);
+  Status Unlink(uint64_t parent, const std::string& name);
+  Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                unsigned flags);
+  StatusOr<std::pair<Attr, uint64_t>> Create(uint64_t parent, const std::string& name, int flags);
+  StatusOr<uint64_t> Open(uint64_t ino, int flags);
+  StatusOr<size_t> Read(uint64_t fh, char* buf, size_t size, uint64_t off);
+  StatusOr<size_t> Write(uint64_t fh, const char* buf, size_t size, uint64_t off);
+  Status Fsync(uint64_t fh);
+  Status Release(uint64_t fh);
+  StatusOr<std::string> GetXattr(uint64_t ino, const std::string& name);
+  StatusOr<std::vector<std::string>> ListXattr(uint64_t ino);
+  StatusOr<struct statvfs> Statfs();
+
+ private:
+  struct Node {
+    uint64_t ino = 0;
+    uint64_t parent = 0;
+    std::string name;
+    bool is_dir = false;
+    std::string dataset;  // "" for the root
+    std::string rel;      // path inside the dataset; "" for a dataset folder
+    std::map<std::string, uint64_t> children;
+    uint64_t nlookup = 0;
+    int open_handles = 0;
+    bool unlinked = false;
+    int64_t mtime = 0;
+    // Files:
+    bool remote = false;  // the platform has a version
+    uint64_t remote_size = 0;
+    std::string remote_sha256;
+    std::string entry_id;       // a local version not yet confirmed
+    std::string last_entry_id;  // the most recent upload, for status after confirmation
+    std::string read_path;      // local copy of the platform's version, if any
+    int writers = 0;
+    // Dataset folders:
+    std::chrono::steady_clock::time_point listed_at{};
+    bool listing = false;
+  };
+  struct Handle {
+    uint64_t ino = 0;
+    UniqueFd fd;
+    bool writable = false;
+    bool append = false;
+  };
+
+  Node* Find(uint64_t ino);                                        // REQUIRES: mu_
+  Node* Child(Node* dir, const std::string& name);                 // REQUIRES: mu_
+  Node* AddChild(Node* dir, const std::string& name, bool is_dir);  // REQUIRES: mu_
+  Node* EnsurePath(Node* dataset, const std::string& rel, bool leaf_is_dir);  // REQUIRES: mu_
+  Node* DatasetNode(const std::string& dataset);                   // REQUIRES: mu_
+  Attr AttrOf(const Node& n);                                      // REQUIRES: mu_
+  void MaybeFree(Node* n);                                         // REQUIRES: mu_
+  void Detach(Node* n);                                            // REQUIRES: mu_
+  std::string RelFor(const Node* dir, const std::string& name) const;
+
+  void RefreshRoot();
+  void RefreshDataset(uint64_t dataset_ino);
+  // A local file holding the platform's bytes of `ino` (downloaded into the read cache if needed).
+  StatusOr<std::string> LocalCopy(uint64_t ino);
+  // Makes `ino` have a writable local version (reopening or creating one). REQUIRES: ops_mu_.
+  StatusOr<std::string> BeginWrite(uint64_t ino, bool truncate);
+  // The last writer closed: fsync, hash, record, schedule. REQUIRES: ops_mu_.
+  void EndWrite(uint64_t ino);
+  uint64_t NewHandle(Handle h);
+
+  FsConfig cfg_;
+  upload::Dialect& dialect_;
+  cache::Journal& journal_;
+  upload::Scheduler* scheduler_ = nullptr;
+
+  std::mutex ops_mu_;
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::string> dataset_ids_;             // GUARDED_BY(mu_): name -> id
+  uint64_t next_ino_ = 2;                                      // GUARDED_BY(mu_)
+  std::unordered_map<uint64_t, std::unique_ptr<Handle>> handles_;  // GUARDED_BY(mu_)
+  uint64_t next_fh_ = 1;                                           // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point root_listed_at_{};         // GUARDED_BY(mu_)
+  bool root_listing_ = false;                                      // GUARDED_BY(mu_)
+};
+
+}  // namespace ingestfs::fs

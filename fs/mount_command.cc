@@ -1,0 +1,272 @@
+#include "fs/mount_command.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cache/journal.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "fs/fuse_ops.h"
+#include "fs/ingest_fs.h"
+#include "upload/ingest_dialect.h"
+#include "upload/scheduler.h"
+
+namespace ingestfs::fs {
+
+namespace {
+
+constexpr char kUsage[] = R"(Usage: ingestfs SOURCE MOUNTPOINT [-o option,...] [-f] [-d]
+
+Mounts the data platform whose API is at SOURCE (e.g. http://127.0.0.1:8080/api) on MOUNTPOINT.
+Each top-level folder is a dataset; files copied in are uploaded when closed and settled.
+
+ingestfs options (-o):
+  token_file=FILE      the bearer token (first line of FILE); otherwise $INGESTFS_TOKEN
+  cache_dir=DIR        cache copies and the upload journal (default /var/cache/ingestfs/NAME
+                       for root, ~/.cache/ingestfs/NAME otherwise; NAME from the mount point)
+  dialect=NAME         the platform's dialect (default ingest)
+  settle=SECONDS       quiet time after the last close before a file is uploaded (default 2)
+  parallel=N           uploads in flight at once (default 4)
+  uid=N, gid=N         owner shown for every file (default: the mounting user)
+  umask=OCTAL          permission bits removed from 0755/0644 (default 022)
+  ignore=PAT[:PAT...]  more temporary-name patterns (fnmatch) kept local until renamed;
+                       always: .*.?????? ~$* *.tmp .~lock* *.swp *.part
+  listing_ttl=SECONDS  how long platform listings are cached (default 30)
+  allow_other          let other users (e.g. smbd) use the mount (FUSE option)
+
+Other FUSE options (-o) pass through, e.g. fsname=..., default_permissions.
+  -f                   stay in the foreground, log to stderr (otherwise: daemon, syslog)
+  -d                   FUSE debug output (implies -f)
+  -h, --help           this text
+  -V, --version        the version
+
+Also: ingestfs upload --help
+)";
+
+struct RawOptions {
+  char* token_file = nullptr;
+  char* cache_dir = nullptr;
+  char* dialect = nullptr;
+  char* settle = nullptr;
+  char* parallel = nullptr;
+  char* uid = nullptr;
+  char* gid = nullptr;
+  char* umask = nullptr;
+  char* ignore = nullptr;
+  char* listing_ttl = nullptr;
+  int help = 0;
+  int version = 0;
+  std::string source;
+};
+
+enum { kKeyHelp, kKeyVersion };
+
+#define INGESTFS_OPT(t, p) {t, offsetof(RawOptions, p), 1}
+const fuse_opt kOptions[] = {
+    INGESTFS_OPT("token_file=%s", token_file),
+    INGESTFS_OPT("cache_dir=%s", cache_dir),
+    INGESTFS_OPT("dialect=%s", dialect),
+    INGESTFS_OPT("settle=%s", settle),
+    INGESTFS_OPT("parallel=%s", parallel),
+    INGESTFS_OPT("uid=%s", uid),
+    INGESTFS_OPT("gid=%s", gid),
+    INGESTFS_OPT("umask=%s", umask),
+    INGESTFS_OPT("ignore=%s", ignore),
+    INGESTFS_OPT("listing_ttl=%s", listing_ttl),
+    FUSE_OPT_KEY("-h", kKeyHelp),
+    FUSE_OPT_KEY("--help", kKeyHelp),
+    FUSE_OPT_KEY("-V", kKeyVersion),
+    FUSE_OPT_KEY("--version", kKeyVersion),
+    FUSE_OPT_END,
+};
+#undef INGESTFS_OPT
+
+int OptProc(void* data, const char* arg, int key, fuse_args*) {
+  auto* o = static_cast<RawOptions*>(data);
+  if (key == kKeyHelp) {
+    o->help = 1;
+    return 0;
+  }
+  if (key == kKeyVersion) {
+    o->version = 1;
+    return 0;
+  }
+  if (key == FUSE_OPT_KEY_NONOPT && o->source.empty()) {
+    o->source = arg;  // SOURCE is ours; MOUNTPOINT stays for fuse_parse_cmdline
+    return 0;
+  }
+  return 1;
+}
+
+int Fail(const std::string& msg) {
+  std::cerr << "ingestfs: " << msg << "\n(see ingestfs --help)\n";
+  return 2;
+}
+
+std::string DefaultCacheDir(const std::string& mountpoint) {
+  std::string name;
+  for (char c : mountpoint) name.push_back(c == '/' ? '-' : c);
+  while (!name.empty() && name.front() == '-') name.erase(0, 1);
+  if (name.empty()) name = "root";
+  if (::getuid() == 0) return "/var/cache/ingestfs/" + name;
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && *xdg == '/') return std::string(xdg) + "/ingestfs/" + name;
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "/tmp") + "/.cache/ingestfs/" + name;
+}
+
+}  // namespace
+
+int RunMountCommand(int argc, char** argv) {
+  fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  RawOptions raw;
+  if (fuse_opt_parse(&args, &raw, kOptions, OptProc) != 0) return Fail("bad options");
+  if (raw.help) {
+    std::cout << kUsage;
+    fuse_opt_free_args(&args);
+    return 0;
+  }
+  if (raw.version) {
+    std::cout << "ingestfs " << INGESTFS_VERSION << " (libfuse " << fuse_pkgversion() << ")\n";
+    fuse_opt_free_args(&args);
+    return 0;
+  }
+  fuse_cmdline_opts cmd{};
+  if (fuse_parse_cmdline(&args, &cmd) != 0) return Fail("bad options");
+  std::unique_ptr<char, decltype(&free)> mp_holder(cmd.mountpoint, &free);
+  if (raw.source.empty() || cmd.mountpoint == nullptr) return Fail("SOURCE and MOUNTPOINT are required");
+  if (!StartsWith(raw.source, "http://") && !StartsWith(raw.source, "https://")) {
+    return Fail("SOURCE must be the platform's API URL (http:// or https://), not '" + raw.source + "'");
+  }
+
+  FsConfig cfg;
+  cfg.api = raw.source;
+  cfg.dialect = raw.dialect != nullptr ? raw.dialect : "ingest";
+  if (cfg.dialect != "ingest") return Fail("dialect=" + cfg.dialect + " is not supported (ingest)");
+  cfg.uid = ::getuid();
+  cfg.gid = ::getgid();
+  cfg.temp_patterns = DefaultTempPatterns();
+  int parallel = 4;
+  auto seconds = [](const char* v, const char* name, double max, double* out) -> bool {
+    auto r = ParseRate(v);
+    if (!r || *r > max) {
+      std::cerr << "ingestfs: " << name << "=" << v << " must be a number of seconds from 0 to " << max << "\n";
+      return false;
+    }
+    *out = *r;
+    return true;
+  };
+  if (raw.settle != nullptr) {
+    double s;
+    if (!seconds(raw.settle, "settle", 86400, &s)) return 2;
+    cfg.settle = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+  }
+  if (raw.listing_ttl != nullptr) {
+    double s;
+    if (!seconds(raw.listing_ttl, "listing_ttl", 86400, &s)) return 2;
+    cfg.listing_ttl = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+  }
+  if (raw.parallel != nullptr) {
+    auto n = ParseInt(raw.parallel);
+    if (!n || *n < 1 || *n > 64) return Fail("parallel must be 1 to 64");
+    parallel = static_cast<int>(*n);
+  }
+  if (raw.uid != nullptr) {
+    auto n = ParseInt(raw.uid);
+    if (!n || *n > 0xfffffffe) return Fail("uid must be a number");
+    cfg.uid = static_cast<uid_t>(*n);
+  }
+  if (raw.gid != nullptr) {
+    auto n = ParseInt(raw.gid);
+    if (!n || *n > 0xfffffffe) return Fail("gid must be a number");
+    cfg.gid = static_cast<gid_t>(*n);
+  }
+  if (raw.umask != nullptr) {
+    char* end = nullptr;
+    long m = std::strtol(raw.umask, &end, 8);
+    if (end == raw.umask || *end != '\0' || m < 0 || m > 0777) return Fail("umask must be octal, e.g. 022");
+    cfg.umask = static_cast<mode_t>(m);
+  }
+  if (raw.ignore != nullptr) {
+    for (const std::string& p : Split(raw.ignore, ':')) {
+      if (!p.empty()) cfg.temp_patterns.push_back(p);
+    }
+  }
+  std::string token;
+  if (raw.token_file != nullptr) {
+    auto text = ReadFileToString(raw.token_file);
+    if (!text.ok()) return Fail("token_file: " + text.status().message());
+    token = std::string(Trim(Split(*text, '\n')[0]));
+  } else if (const char* env = std::getenv("INGESTFS_TOKEN"); env != nullptr) {
+    token = env;
+  }
+  if (token.empty()) return Fail("no token: give -o token_file=FILE or set INGESTFS_TOKEN");
+  cfg.cache_dir = raw.cache_dir != nullptr ? raw.cache_dir : DefaultCacheDir(cmd.mountpoint);
+  if (cfg.cache_dir[0] != '/') {  // the daemon runs in /, so relative paths are resolved now
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof(cwd)) == nullptr) return Fail("cannot resolve cache_dir " + cfg.cache_dir);
+    cfg.cache_dir = std::string(cwd) + "/" + cfg.cache_dir;
+  }
+
+  std::vector<std::string> warnings;
+  auto journal = cache::Journal::Open(cfg.cache_dir, &warnings);
+  for (const std::string& w : warnings) std::cerr << "ingestfs: journal: " << w << "\n";
+  if (!journal.ok()) {
+    std::cerr << "ingestfs: " << journal.status().message() << "\n";
+    return 1;
+  }
+  upload::InitHttp();
+  upload::ClientPool pool;
+  upload::IngestDialect dialect(cfg.api, token, pool);
+  IngestFs fs(cfg, dialect, **journal);
+  upload::Scheduler::Options sched_opts;
+  sched_opts.settle = cfg.settle;
+  sched_opts.workers = parallel;
+  sched_opts.uploader.parallel = 4;
+  sched_opts.uploader.keep_confirmed = true;
+  sched_opts.uploader.retry.give_up_after = std::chrono::hours(1);
+  sched_opts.uploader.retry.max_backoff = std::chrono::seconds(60);
+  upload::Scheduler scheduler(dialect, **journal, sched_opts,
+                              [&fs](const cache::Entry& e, const upload::UploadOutcome& o) { fs.OnConfirmed(e, o); });
+  fs.AttachScheduler(&scheduler);
+  fs.RestoreFromJournal();
+
+  fuse_session* se = fuse_session_new(&args, FuseOps(), sizeof(fuse_lowlevel_ops), &fs);
+  if (se == nullptr) return Fail("the FUSE options were not accepted");
+  int rc = 1;
+  if (fuse_set_signal_handlers(se) == 0) {
+    if (fuse_session_mount(se, cmd.mountpoint) == 0) {
+      if (!cmd.foreground) UseSyslog("ingestfs");
+      if (fuse_daemonize(cmd.foreground) == 0) {
+        // Threads start after the fork of fuse_daemonize, or they would be left behind.
+        scheduler.Start();
+        size_t pending = (*journal)->Unfinished().size();
+        LOG_INFO("mounted %s on %s (cache %s, %zu upload(s) to resume)", RedactUrl(cfg.api).c_str(), cmd.mountpoint,
+                 cfg.cache_dir.c_str(), pending);
+        fuse_loop_config* loop = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_max_threads(loop, 32);
+        rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
+        fuse_loop_cfg_destroy(loop);
+        scheduler.Stop();
+        size_t left = (*journal)->Unfinished().size();
+        if (left > 0) LOG_INFO("unmounted; %zu upload(s) stay in the journal for the next mount", left);
+      }
+      fuse_session_unmount(se);
+    } else {
+      std::cerr << "ingestfs: cannot mount on " << cmd.mountpoint << "\n";
+    }
+    fuse_remove_signal_handlers(se);
+  }
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
+  return rc;
+}
+
+}  // namespace ingestfs::fs
