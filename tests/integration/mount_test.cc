@@ -1,0 +1,353 @@
+// The mount, for real over /dev/fuse, against ingestfs-server on 127.0.0.1. Everything is
+// checked on the platform's side: its listing's sha256, its version, and its access log.
+#include <gtest/gtest.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "common/json.h"
+#include "tests/support/http.h"
+#include "tests/support/mount.h"
+
+namespace ingestfs::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string Xattr(const std::string& path, const std::string& name) {
+  char buf[4096];
+  ssize_t n = ::getxattr(path.c_str(), name.c_str(), buf, sizeof(buf));
+  return n < 0 ? "<" + std::string(std::strerror(errno)) + ">" : std::string(buf, static_cast<size_t>(n));
+}
+
+// Polls an extended attribute until it has `want` (close(2) returns before FUSE's release is
+// handled, and the platform lists a file a moment before the daemon hears it is done).
+std::string WaitXattr(const std::string& path, const std::string& name, const std::string& want,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string v;
+  while (std::chrono::steady_clock::now() < deadline) {
+    v = Xattr(path, name);
+    if (v == want) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return v;
+}
+
+int Sh(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string Q(const std::string& s) { return "'" + s + "'"; }
+
+class MountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = FuseUnavailableReason();
+    if (!why.empty()) {
+      const char* ci = std::getenv("CI");
+      if (ci != nullptr && std::string(ci) == "true") FAIL() << "mount tests cannot run: " << why;
+      GTEST_SKIP() << "MOUNT TESTS NOT RUN: " << why;
+    }
+    std::ofstream(tmp_ / "token") << ServerProcess::kToken << "\n";
+    Serve({});
+  }
+  void Serve(std::vector<std::string> args) {
+    server_ = std::make_unique<ServerProcess>(ServerProcess::Options{args, tmp_ / "platform", port_});
+    ASSERT_TRUE(server_->ok());
+    port_ = server_->port();
+  }
+  std::unique_ptr<MountProcess> Mount(std::vector<std::string> extra = {}, const std::string& settle = "0.2") {
+    auto m = std::make_unique<MountProcess>(MountProcess::Options{server_->api(), tmp_ / "mnt", tmp_ / "cache",
+                                                                  tmp_ / "token", settle, extra});
+    EXPECT_TRUE(m->ok()) << "mount failed; see " << m->stderr_path();
+    return m;
+  }
+  Api api() const { return Api(server_->api(), ServerProcess::kToken); }
+
+  // name -> (sha256, version) on the platform.
+  std::map<std::string, std::pair<std::string, int>> Listing(const std::string& dataset) const {
+    std::map<std::string, std::pair<std::string, int>> out;
+    auto doc = json::Parse(api().Read("/datasets?limit=1000").body, "datasets");
+    if (!doc.ok() || !doc->IsObject()) return out;
+    for (const auto& d : (*doc)["items"].GetArray()) {
+      if (std::string(d["name"].GetString()) != dataset) continue;
+      json::Document files = api().Files(d["id"].GetString());
+      if (!files.IsObject()) return out;
+      for (const auto& f : files["items"].GetArray()) {
+        out[f["filename"].GetString()] = {f["sha256"].GetString(), f["version"].GetInt()};
+      }
+    }
+    return out;
+  }
+  // Waits until every (name, local file) pair is on the platform byte-exact.
+  bool WaitArrived(const std::string& dataset, const std::map<std::string, std::string>& want_sha,
+                   std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto have = Listing(dataset);
+      bool all = true;
+      for (const auto& [name, sha] : want_sha) all &= have.count(name) && have[name].first == sha;
+      if (all) return true;
+      if (std::chrono::steady_clock::now() > deadline) {
+        for (const auto& [name, sha] : want_sha) {
+          ADD_FAILURE() << name << ": platform has " << (have.count(name) ? have[name].first : "nothing")
+                        << ", want " << sha;
+        }
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  int Count(const std::string& method, const std::string& path, long status = 200) const {
+    int n = 0;
+    for (auto& [m, p, s] : server_->AccessLogEntries()) n += m == method && p == path && s == status;
+    return n;
+  }
+  int CountContaining(const std::string& method, const std::string& part) const {
+    int n = 0;
+    for (auto& [m, p, s] : server_->AccessLogEntries()) n += m == method && p.find(part) != std::string::npos;
+    return n;
+  }
+  int Presigns() const {
+    return Count("POST", "/api/ingest/upload/presigned") + CountContaining("POST", "/reupload/presigned");
+  }
+
+  TempDir tmp_;
+  int port_ = 0;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(MountTest, CpOfEverySizeAndATreeArrivesByteExact) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "run-1")), 0);
+  std::map<std::string, std::string> want;
+  for (auto [name, size] : std::vector<std::pair<std::string, uint64_t>>{{"zero", 0}, {"one", 1}, {"big.bin", 100 * kMiB}}) {
+    WriteRandomFile(tmp_ / name, size, size + 1);
+    ASSERT_EQ(Sh("cp " + Q(tmp_ / name) + " " + Q(*m / ("run-1/" + name))), 0);
+    want[name] = FileSha256Hex(tmp_ / name);
+  }
+  std::filesystem::create_directories(tmp_ / "tree/a/b/c");
+  for (const char* rel : {"tree/top.txt", "tree/a/one.csv", "tree/a/b/two.csv", "tree/a/b/c/three.tif"}) {
+    WriteRandomFile(tmp_ / rel, 5000 + std::strlen(rel), std::strlen(rel));
+    want[rel] = FileSha256Hex(tmp_ / rel);
+  }
+  ASSERT_EQ(Sh("cp -r " + Q(tmp_ / "tree") + " " + Q(*m / "run-1/")), 0);
+  EXPECT_TRUE(WaitArrived("run-1", want));
+  // What the mount shows matches too.
+  EXPECT_EQ(FileSha256Hex(*m / "run-1/big.bin"), want["big.bin"]);
+  EXPECT_EQ(FileSha256Hex(*m / "run-1/tree/a/b/c/three.tif"), want["tree/a/b/c/three.tif"]);
+  EXPECT_EQ(WaitXattr(*m / "run-1/big.bin", "user.ingestfs.state", "completed"), "completed");
+  EXPECT_EQ(Xattr(*m / "run-1/big.bin", "user.ingestfs.progress"), std::to_string(100 * kMiB) + "/" +
+                                                                         std::to_string(100 * kMiB) + " 100%");
+}
+
+TEST_F(MountTest, MkdirCreatesADatasetOnThePlatform) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "made-here")), 0);
+  auto doc = json::Parse(api().Read("/datasets").body, "datasets");
+  bool found = false;
+  for (const auto& d : (*doc)["items"].GetArray()) found |= std::string(d["name"].GetString()) == "made-here";
+  EXPECT_TRUE(found);
+  EXPECT_NE(Sh("touch " + Q(*m / "file-at-root") + " 2>/dev/null"), 0) << "files live inside datasets";
+}
+
+TEST_F(MountTest, RsyncTempThenRenameUploadsOnlyRealNamesAndNothingTheSecondTime) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "rs")), 0);
+  std::filesystem::create_directories(tmp_ / "src/sub");
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 8; ++i) {
+    std::string rel = (i % 2 ? "src/sub/f" : "src/f") + std::to_string(i);
+    WriteRandomFile(tmp_ / rel, 1000 * (i + 1) * (i + 1), i);
+    want[rel] = FileSha256Hex(tmp_ / rel);
+  }
+  ASSERT_EQ(Sh("rsync -a " + Q(tmp_ / "src") + " " + Q(*m / "rs/")), 0);
+  ASSERT_TRUE(WaitArrived("rs", want));
+  for (auto& [m2, p, s] : server_->AccessLogEntries()) {
+    EXPECT_EQ(p.find("/.f"), std::string::npos) << "a temporary name reached the platform: " << p;
+  }
+  int before = Presigns();
+  EXPECT_EQ(before, 8);
+  ASSERT_EQ(Sh("rsync -a " + Q(tmp_ / "src") + " " + Q(*m / "rs/")), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(Presigns(), before) << "an unchanged tree must upload nothing";
+  // --inplace writes the real name directly.
+  WriteRandomFile(tmp_ / "src/f0", 77777, 99);
+  want["src/f0"] = FileSha256Hex(tmp_ / "src/f0");
+  ASSERT_EQ(Sh("rsync -a --inplace " + Q(tmp_ / "src") + " " + Q(*m / "rs/")), 0);
+  EXPECT_TRUE(WaitArrived("rs", want));
+  EXPECT_EQ(Listing("rs")["src/f0"].second, 2);
+}
+
+TEST_F(MountTest, ShellRedirectsAndDdIntoTheMiddle) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "sh")), 0);
+  ASSERT_EQ(Sh("echo first > " + Q(*m / "sh/log.txt")), 0);
+  ASSERT_EQ(Sh("echo second >> " + Q(*m / "sh/log.txt")), 0);
+  ASSERT_EQ(Sh("seq 1 100000 > " + Q(*m / "sh/seq.txt")), 0);
+  ASSERT_EQ(Sh("seq 1 100000 > " + Q(tmp_ / "seq.txt")), 0);
+  ASSERT_TRUE(WaitArrived("sh", {{"log.txt", Sha256Hex("first\nsecond\n")}, {"seq.txt", FileSha256Hex(tmp_ / "seq.txt")}}));
+  // dd into the middle of a file that is on the platform: the result is the file with those bytes.
+  ASSERT_EQ(Sh("printf XYZ | dd of=" + Q(*m / "sh/seq.txt") + " bs=1 seek=1000 conv=notrunc status=none"), 0);
+  ASSERT_EQ(Sh("printf XYZ | dd of=" + Q(tmp_ / "seq.txt") + " bs=1 seek=1000 conv=notrunc status=none"), 0);
+  EXPECT_TRUE(WaitArrived("sh", {{"seq.txt", FileSha256Hex(tmp_ / "seq.txt")}}));
+  EXPECT_EQ(Listing("sh")["seq.txt"].second, 2);
+  EXPECT_EQ(CountContaining("POST", "/reupload/presigned"), 1);
+}
+
+TEST_F(MountTest, OverwriteOfAPlatformFileGoesThroughReupload) {
+  Api a = api();
+  std::string ds = a.CreateDataset("over");
+  ASSERT_EQ(json::GetString(UploadThroughApi(a, ds, "x.tif", RandomBytes(5000, 1)), "status").value(), "completed");
+  auto m = Mount();
+  WriteRandomFile(tmp_ / "new.tif", 3 * kMiB, 2);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "new.tif") + " " + Q(*m / "over/x.tif")), 0);
+  ASSERT_TRUE(WaitArrived("over", {{"x.tif", FileSha256Hex(tmp_ / "new.tif")}}));
+  EXPECT_EQ(Listing("over")["x.tif"].second, 2);
+  EXPECT_EQ(CountContaining("POST", "/reupload/presigned"), 1);
+}
+
+TEST_F(MountTest, ReopenWithinSettleUploadsOnceWithEverything) {
+  auto m = Mount({}, "2");
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "settle")), 0);
+  ASSERT_EQ(Sh("printf 'part one\\n' > " + Q(*m / "settle/run.log")), 0);
+  ASSERT_EQ(Sh("sleep 0.5; printf 'part two\\n' >> " + Q(*m / "settle/run.log")), 0);
+  EXPECT_EQ(WaitXattr(*m / "settle/run.log", "user.ingestfs.state", "pending", std::chrono::seconds(1)), "pending");
+  ASSERT_TRUE(WaitArrived("settle", {{"run.log", Sha256Hex("part one\npart two\n")}}));
+  EXPECT_EQ(Presigns(), 1) << "one upload, after the file settled";
+}
+
+TEST_F(MountTest, PlatformFilesCannotBeDeletedOrMovedLocalOnesCanBeCancelled) {
+  auto m = Mount({}, "30");
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "ops")), 0);
+  ASSERT_EQ(Sh("echo kept > " + Q(*m / "ops/kept.txt")), 0);
+  ASSERT_EQ(Sh("echo gone > " + Q(*m / "ops/gone.txt")), 0);
+  ASSERT_EQ(Sh("rm " + Q(*m / "ops/gone.txt")), 0) << "a file not yet uploaded can be removed";
+  ASSERT_EQ(Sh("mv " + Q(*m / "ops/kept.txt") + " " + Q(*m / "ops/renamed.txt")), 0);
+  m->Unmount();
+  m = Mount();  // settle 0.2 now: the journal's pending upload resumes at once
+  ASSERT_TRUE(WaitArrived("ops", {{"renamed.txt", Sha256Hex("kept\n")}}));
+  auto listing = Listing("ops");
+  EXPECT_EQ(listing.count("gone.txt"), 0u);
+  EXPECT_EQ(listing.count("kept.txt"), 0u);
+  EXPECT_NE(::unlink((*m / "ops/renamed.txt").c_str()), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_NE(::rename((*m / "ops/renamed.txt").c_str(), (*m / "ops/elsewhere.txt").c_str()), 0);
+  EXPECT_EQ(errno, EXDEV);
+  std::ifstream err(m->stderr_path());
+  std::string log((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("refused"), std::string::npos) << "each refusal is logged";
+}
+
+TEST_F(MountTest, XattrsFollowAnUploadAndShowFailures) {
+  Serve({"--max-bytes-per-sec", "8MiB", "--readonly-token", "viewer"});
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "x")), 0);
+  WriteRandomFile(tmp_ / "slow.bin", 40 * kMiB, 3);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "slow.bin") + " " + Q(*m / "x/slow.bin")), 0);
+  std::set<std::string> seen;
+  for (int i = 0; i < 400; ++i) {
+    std::string s = Xattr(*m / "x/slow.bin", "user.ingestfs.state");
+    seen.insert(s);
+    if (s == "completed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(seen.count("uploading")) << "states seen: " << seen.size();
+  EXPECT_TRUE(seen.count("completed"));
+  EXPECT_FALSE(Xattr(*m / "x/slow.bin", "user.ingestfs.job_id").empty());
+  m->Unmount();
+  // A token the platform refuses writes with: the file shows failed, with the server's words.
+  std::ofstream(tmp_ / "token") << "viewer\n";
+  m = Mount();
+  ASSERT_EQ(Sh("echo no > " + Q(*m / "x/denied.txt")), 0);
+  std::string state;
+  for (int i = 0; i < 200 && state != "failed"; ++i) {
+    state = Xattr(*m / "x/denied.txt", "user.ingestfs.state");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(state, "failed");
+  EXPECT_NE(Xattr(*m / "x/denied.txt", "user.ingestfs.error").find("read-only"), std::string::npos);
+}
+
+TEST_F(MountTest, FailingServerOnlyDelays) {
+  Serve({"--fail-rate", "0.3", "--drop-rate", "0.05"});
+  auto m = Mount();
+  while (Sh("mkdir " + Q(*m / "flaky") + " 2>/dev/null") != 0 && !std::filesystem::exists(*m / "flaky")) {
+  }
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 10; ++i) {
+    std::string name = "f" + std::to_string(i);
+    WriteRandomFile(tmp_ / name, i == 0 ? 12 * kMiB : 1000 * i + 1, i);
+    ASSERT_EQ(Sh("cp " + Q(tmp_ / name) + " " + Q(*m / ("flaky/" + name))), 0);
+    want[name] = FileSha256Hex(tmp_ / name);
+  }
+  EXPECT_TRUE(WaitArrived("flaky", want, std::chrono::seconds(120)));
+}
+
+TEST_F(MountTest, KillNineMidUploadThenRemountDeliversEverything) {
+  Serve({"--max-bytes-per-sec", "10MiB"});
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "crash")), 0);
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 4; ++i) {
+    std::string name = "f" + std::to_string(i);
+    WriteRandomFile(tmp_ / name, 12 * kMiB, 40 + i);
+    ASSERT_EQ(Sh("cp " + Q(tmp_ / name) + " " + Q(*m / ("crash/" + name))), 0);
+    want[name] = FileSha256Hex(tmp_ / name);
+  }
+  for (int i = 0; i < 200 && CountContaining("PUT", "/ingest/staging/") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  m->KillNine();
+  EXPECT_LT(Listing("crash").size(), 4u) << "the kill should have come mid-upload";
+  // The same server and cache dir: the journal's uploads resume at once.
+  m = Mount();
+  EXPECT_TRUE(WaitArrived("crash", want, std::chrono::seconds(120)));
+}
+
+TEST_F(MountTest, UnmountWithUploadsPendingLosesNothing) {
+  auto m = Mount({}, "60");
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "later")), 0);
+  ASSERT_EQ(Sh("echo waiting > " + Q(*m / "later/w.txt")), 0);
+  int status = m->Unmount();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(Listing("later").empty());
+  m = Mount();
+  EXPECT_TRUE(WaitArrived("later", {{"w.txt", Sha256Hex("waiting\n")}}));
+}
+
+TEST_F(MountTest, BadOptionsAreClearErrors) {
+  auto run = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinDir() + "/ingestfs"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Child c;
+    c.Start(argv, tmp_ / "opt.err");
+    int st = c.Wait(std::chrono::seconds(10));
+    std::ifstream in(tmp_ / "opt.err");
+    std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::filesystem::remove(tmp_ / "opt.err");
+    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, err);
+  };
+  std::filesystem::create_directories(tmp_ / "mp");
+  auto [c1, e1] = run({"not-a-url", tmp_ / "mp", "-f"});
+  EXPECT_EQ(c1, 2);
+  EXPECT_NE(e1.find("http://"), std::string::npos) << e1;
+  auto [c2, e2] = run({server_->api(), tmp_ / "mp", "-f", "-o", "settle=soon,token_file=" + tmp_ / "token"});
+  EXPECT_EQ(c2, 2);
+  EXPECT_NE(e2.find("settle"), std::string::npos) << e2;
+  auto [c3, e3] = run({server_->api(), tmp_ / "mp", "-f", "-o", "token_file=" + tmp_ / "missing"});
+  EXPECT_EQ(c3, 2);
+  EXPECT_NE(e3.find("token_file"), std::string::npos) << e3;
+  auto [c4, e4] = run({"--help"});
+  EXPECT_EQ(c4, 0);
+}
+
+}  // namespace
+}  // namespace ingestfs::testing
