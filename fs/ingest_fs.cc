@@ -216,6 +216,24 @@ void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcom
   }
 }
 
+std::vector<std::string> IngestFs::OpenFiles() {
+  std::vector<std::pair<std::string, std::string>> candidates;  // (entry id, label)
+  std::vector<std::string> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [ino, n] : nodes_) {
+      if (n->is_dir || n->entry_id.empty() || n->unlinked || IsTemporaryName(n->name)) continue;
+      if (n->writers > 0) out.push_back(n->dataset + "/" + n->rel);
+      else candidates.emplace_back(n->entry_id, n->dataset + "/" + n->rel);
+    }
+  }
+  for (const auto& [id, label] : candidates) {
+    auto e = journal_.Get(id);
+    if (e && !e->closed) out.push_back(label);  // released, being fsynced and hashed
+  }
+  return out;
+}
+
 StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
   uint64_t refresh = 0;
   {
@@ -800,6 +818,7 @@ StatusOr<std::string> IngestFs::GetXattr(uint64_t ino, const std::string& name) 
     remote = n->remote && n->entry_id.empty();
     size = AttrOf(*n).size;
   }
+  if (ino == kRootIno && name == "user.ingestfs.control" && !cfg_.control_socket.empty()) return cfg_.control_socket;
   if (is_dir || name.rfind("user.ingestfs.", 0) != 0) return Errno(ENODATA, name);
   std::optional<upload::FileStatus> st;
   if (!id.empty() && scheduler_ != nullptr) st = scheduler_->Get(id);
@@ -821,6 +840,7 @@ StatusOr<std::vector<std::string>> IngestFs::ListXattr(uint64_t ino) {
   std::lock_guard<std::mutex> lock(mu_);
   Node* n = Find(ino);
   if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+  if (ino == kRootIno && !cfg_.control_socket.empty()) return std::vector<std::string>{"user.ingestfs.control"};
   if (n->is_dir) return std::vector<std::string>{};
   return std::vector<std::string>{"user.ingestfs.state", "user.ingestfs.progress", "user.ingestfs.error",
                                   "user.ingestfs.job_id"};

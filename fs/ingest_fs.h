@@ -45,6 +45,7 @@ struct FsConfig {
   gid_t gid = 0;
   mode_t umask = 022;
   std::chrono::milliseconds listing_ttl{30000};
+  std::string control_socket;  // shown as user.ingestfs.control on the root
 };
 
 // The default temporary-name patterns.
@@ -79,6 +80,8 @@ class IngestFs {
   // A file was confirmed by the platform (called by the scheduler's workers).
   void OnConfirmed(const cache::Entry& entry, const upload::UploadOutcome& outcome);
   bool IsTemporaryName(const std::string& base) const;
+  // Files (not temporary) open for writing, or closed but not yet recorded: "dataset/name".
+  std::vector<std::string> OpenFiles();
 
   StatusOr<Attr> Lookup(uint64_t parent, const std::string& name);
   void Forget(uint64_t ino, uint64_t n);

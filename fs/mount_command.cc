@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "common/json.h"
+#include "fs/control.h"
 #include "fs/fuse_ops.h"
 #include "fs/ingest_fs.h"
 #include "upload/ingest_dialect.h"
@@ -103,6 +106,54 @@ int OptProc(void* data, const char* arg, int key, fuse_args*) {
     return 0;
   }
   return 1;
+}
+
+// The control socket's answers (see fs/control.h).
+std::string HandleControl(const std::string& req, IngestFs& fs, upload::Scheduler& scheduler) {
+  if (req == "retry") {
+    int n = scheduler.RetryFailed();
+    return json::Object([&](json::Writer& w) { json::KeyInt(w, "retried", n); });
+  }
+  if (req != "status") return R"({"error":"unknown request"})";
+  std::vector<std::string> open = fs.OpenFiles();
+  std::vector<upload::FileStatus> files = scheduler.Snapshot();
+  std::map<std::string, int> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0}, {"failed", 0}, {"completed", 0}};
+  return json::Object([&](json::Writer& w) {
+    json::Key(w, "files");
+    w.StartArray();
+    for (const std::string& o : open) {
+      size_t slash = o.find('/');
+      w.StartObject();
+      json::KeyString(w, "dataset", o.substr(0, slash));
+      json::KeyString(w, "name", o.substr(slash + 1));
+      json::KeyString(w, "state", "open");
+      json::KeyInt(w, "size", 0);
+      json::KeyInt(w, "sent", 0);
+      json::KeyString(w, "error", "");
+      w.EndObject();
+    }
+    for (const upload::FileStatus& f : files) {
+      if (f.state == upload::FileState::kLocal) continue;  // being written, or a temporary name
+      counts[upload::FileStateName(f.state)]++;
+      w.StartObject();
+      json::KeyString(w, "dataset", f.dataset);
+      json::KeyString(w, "name", f.name);
+      json::KeyString(w, "state", upload::FileStateName(f.state));
+      json::KeyInt(w, "size", static_cast<int64_t>(f.size));
+      json::KeyInt(w, "sent", static_cast<int64_t>(std::min(f.sent, f.size)));
+      json::KeyString(w, "error", f.error);
+      json::KeyString(w, "job_id", f.job_id);
+      json::KeyInt(w, "attempts", f.attempts);
+      json::KeyInt(w, "since_ms", f.since_ms);
+      w.EndObject();
+    }
+    w.EndArray();
+    json::Key(w, "counts");
+    w.StartObject();
+    json::KeyInt(w, "open", static_cast<int64_t>(open.size()));
+    for (const auto& [k, v] : counts) json::KeyInt(w, k, v);
+    w.EndObject();
+  });
 }
 
 int Fail(const std::string& msg) {
@@ -215,6 +266,7 @@ int RunMountCommand(int argc, char** argv) {
     cfg.cache_dir = std::string(cwd) + "/" + cfg.cache_dir;
   }
 
+  cfg.control_socket = cfg.cache_dir + "/control.sock";
   std::vector<std::string> warnings;
   auto journal = cache::Journal::Open(cfg.cache_dir, &warnings);
   for (const std::string& w : warnings) std::cerr << "ingestfs: journal: " << w << "\n";
@@ -247,6 +299,11 @@ int RunMountCommand(int argc, char** argv) {
       if (fuse_daemonize(cmd.foreground) == 0) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
         scheduler.Start();
+        ControlServer control(cfg.control_socket, [&](const std::string& req) {
+          return HandleControl(req, fs, scheduler);
+        });
+        Status cs = control.Start();
+        if (!cs.ok()) LOG_ERROR("status commands will not work: %s", cs.message().c_str());
         size_t pending = (*journal)->Unfinished().size();
         LOG_INFO("mounted %s on %s (cache %s, %zu upload(s) to resume)", RedactUrl(cfg.api).c_str(), cmd.mountpoint,
                  cfg.cache_dir.c_str(), pending);

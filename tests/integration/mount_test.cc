@@ -351,3 +351,66 @@ TEST_F(MountTest, BadOptionsAreClearErrors) {
 
 }  // namespace
 }  // namespace ingestfs::testing
+
+namespace ingestfs::testing {
+namespace {
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+};
+
+CmdResult Ingestfs(const std::string& args) {
+  CmdResult r;
+  std::string cmd = BinDir() + "/ingestfs " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+TEST_F(MountTest, StatusWaitAndRetryTalkToTheDaemon) {
+  Serve({"--max-bytes-per-sec", "16MiB", "--readonly-token", "viewer"});
+  ASSERT_FALSE(api().CreateDataset("st").empty());
+  std::ofstream(tmp_ / "token") << "viewer\n";  // uploads will be refused (403)
+  auto m = Mount();
+  ASSERT_TRUE(m->ok());
+  EXPECT_NE(Sh("mkdir " + Q(*m / "no-rights") + " 2>/dev/null"), 0) << "the platform refuses: mkdir fails";
+  ASSERT_EQ(Sh("echo refused > " + Q(*m / "st/a.txt")), 0);
+  CmdResult w = Ingestfs("wait " + Q(m->path()) + " --timeout 30");
+  EXPECT_EQ(w.code, 1) << "a failed file makes wait exit 1: " << w.out;
+  EXPECT_NE(w.out.find("failed"), std::string::npos) << w.out;
+  EXPECT_NE(w.out.find("st/a.txt"), std::string::npos) << w.out;
+  EXPECT_NE(w.out.find("read-only"), std::string::npos) << w.out;
+  CmdResult js = Ingestfs("status " + Q(m->path()) + " --json");
+  ASSERT_EQ(js.code, 0);
+  auto doc = json::Parse(js.out, "status");
+  ASSERT_TRUE(doc.ok()) << js.out;
+  EXPECT_EQ((*doc)["counts"]["failed"].GetInt(), 1);
+  m->Unmount();
+
+  // The right token now: retry puts the failed file back, wait sees it through.
+  std::ofstream(tmp_ / "token") << ServerProcess::kToken << "\n";
+  m = Mount();
+  WriteRandomFile(tmp_ / "slow.bin", 32 * kMiB, 5);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "slow.bin") + " " + Q(*m / "st/slow.bin")), 0);
+  CmdResult busy = Ingestfs("status " + Q(m->path()));
+  EXPECT_EQ(busy.code, 0);
+  EXPECT_NE(busy.out.find("st/slow.bin"), std::string::npos) << busy.out;
+  CmdResult timeout = Ingestfs("wait " + Q(m->path()) + " --timeout 0.2");
+  EXPECT_EQ(timeout.code, 2) << timeout.out;
+  CmdResult retry = Ingestfs("retry " + Q(m->path()));
+  EXPECT_EQ(retry.code, 0);
+  EXPECT_NE(retry.out.find("1 failed file(s) queued again"), std::string::npos) << retry.out;
+  CmdResult done = Ingestfs("wait " + Q(m->path()) + " --timeout 120");
+  EXPECT_EQ(done.code, 0) << done.out;
+  EXPECT_TRUE(WaitArrived("st", {{"a.txt", Sha256Hex("refused\n")}, {"slow.bin", FileSha256Hex(tmp_ / "slow.bin")}},
+                          std::chrono::seconds(5)));
+  EXPECT_EQ(Ingestfs("status " + Q(tmp_.path())).code, 1) << "not a mount: a clear error";
+}
+
+}  // namespace
+}  // namespace ingestfs::testing

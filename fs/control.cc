@@ -1,0 +1,239 @@
+#include "fs/control.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "upload/progress.h"
+
+namespace ingestfs::fs {
+
+namespace {
+sockaddr_un Address(const std::string& path, bool* ok) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  *ok = path.size() < sizeof(a.sun_path);
+  if (*ok) std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  return a;
+}
+}  // namespace
+
+Status ControlServer::Start() {
+  bool ok;
+  sockaddr_un a = Address(path_, &ok);
+  if (!ok) return Status(Code::kInvalidArgument, "control socket path is too long: " + path_);
+  ::unlink(path_.c_str());
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return Status::FromErrno(errno, "socket");
+  mode_t old = ::umask(0177);
+  int rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  ::umask(old);
+  if (rc != 0 || ::listen(fd_, 16) != 0) return Status::FromErrno(errno, "listen on " + path_);
+  thread_ = std::thread([this] { Loop(); });
+  return Status::Ok();
+}
+
+void ControlServer::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+    ::unlink(path_.c_str());
+  }
+}
+
+void ControlServer::Loop() {
+  while (!stop_) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;
+    int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    timeval tv{5, 0};
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string req;
+    char buf[256];
+    while (req.find('\n') == std::string::npos && req.size() < 4096) {
+      ssize_t n = ::read(c, buf, sizeof(buf));
+      if (n <= 0) break;
+      req.append(buf, static_cast<size_t>(n));
+    }
+    std::string answer;
+    try {
+      answer = handler_(std::string(Trim(req))) + "\n";
+    } catch (const std::exception& e) {
+      answer = "{\"error\":" + json::Object([&](json::Writer& w) { json::KeyString(w, "e", e.what()); }) + "}\n";
+    }
+    size_t off = 0;
+    while (off < answer.size()) {
+      ssize_t n = ::write(c, answer.data() + off, answer.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::close(c);
+  }
+}
+
+StatusOr<std::string> ControlRequest(const std::string& socket_path, const std::string& request) {
+  bool ok;
+  sockaddr_un a = Address(socket_path, &ok);
+  if (!ok) return Status(Code::kInvalidArgument, "socket path too long");
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno(errno, "socket");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    int err = errno;
+    ::close(fd);
+    return Status::FromErrno(err, "connect to the mount's control socket " + socket_path);
+  }
+  std::string line = request + "\n";
+  (void)::write(fd, line.data(), line.size());
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+namespace {
+
+constexpr char kUsage[] = R"(Usage: ingestfs status MOUNTPOINT [--json]
+       ingestfs wait MOUNTPOINT [--timeout SECONDS]
+       ingestfs retry MOUNTPOINT
+
+  status   what the mount still has to upload: a table of files pending, uploading (with
+           progress) and failed (with the reason); --json for the same as JSON
+  wait     waits until nothing is left to upload (files still open for writing count);
+           exit 0 when all arrived, 1 when any failed, 2 on timeout (default: no timeout)
+  retry    puts failed files back in the queue
+)";
+
+int Fail(const std::string& msg, int code = 2) {
+  std::cerr << "ingestfs: " << msg << "\n";
+  return code;
+}
+
+StatusOr<std::string> SocketOf(const std::string& mountpoint) {
+  char buf[4096];
+  ssize_t n = ::getxattr(mountpoint.c_str(), "user.ingestfs.control", buf, sizeof(buf));
+  if (n < 0) {
+    return Status::FromErrno(errno, mountpoint + " is not an ingestfs mount (or it is not running)");
+  }
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+StatusOr<json::Document> Query(const std::string& socket, const std::string& request) {
+  ASSIGN_OR_RETURN(std::string text, ControlRequest(socket, request));
+  return json::Parse(text, "the mount's answer");
+}
+
+void PrintTable(const json::Document& doc) {
+  const json::Value& files = doc["files"];
+  bool header = false;
+  for (const auto& f : files.GetArray()) {
+    std::string state = f["state"].GetString();
+    if (state == "completed") continue;
+    if (!header) {
+      std::printf("%-11s %10s %9s  %s\n", "STATE", "SIZE", "PROGRESS", "DATASET/NAME");
+      header = true;
+    }
+    uint64_t size = f["size"].GetUint64();
+    uint64_t sent = f["sent"].GetUint64();
+    std::string progress = state == "uploading" && size > 0 ? std::to_string(sent * 100 / size) + "%" : "";
+    std::printf("%-11s %10s %9s  %s/%s\n", state.c_str(), upload::TerminalProgress::Bytes(static_cast<double>(size)).c_str(),
+                progress.c_str(), f["dataset"].GetString(), f["name"].GetString());
+    std::string err = f["error"].GetString();
+    if (!err.empty()) std::printf("%-11s %10s %9s    %s\n", "", "", "", err.c_str());
+  }
+  const json::Value& c = doc["counts"];
+  std::printf("open %d, pending %d, uploading %d, processing %d, failed %d, completed %d\n", c["open"].GetInt(),
+              c["pending"].GetInt(), c["uploading"].GetInt(), c["processing"].GetInt(), c["failed"].GetInt(),
+              c["completed"].GetInt());
+}
+
+}  // namespace
+
+int RunControlCommand(int argc, char** argv) {
+  std::string cmd = argv[0];
+  std::string mountpoint;
+  bool json_out = false;
+  double timeout = -1;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else if (a == "--json" && cmd == "status") {
+      json_out = true;
+    } else if (a == "--timeout" && cmd == "wait" && i + 1 < argc) {
+      auto t = ParseRate(argv[++i]);
+      if (!t) return Fail("--timeout takes seconds");
+      timeout = *t;
+    } else if (StartsWith(a, "-")) {
+      return Fail("unknown option " + a + "\n" + kUsage);
+    } else if (mountpoint.empty()) {
+      mountpoint = a;
+    } else {
+      return Fail("unexpected argument " + a);
+    }
+  }
+  if (mountpoint.empty()) return Fail(std::string("MOUNTPOINT is required\n") + kUsage);
+  auto socket = SocketOf(mountpoint);
+  if (!socket.ok()) return Fail(socket.status().message(), cmd == "wait" ? 2 : 1);
+  if (cmd == "retry") {
+    auto doc = Query(*socket, "retry");
+    if (!doc.ok()) return Fail(doc.status().message(), 1);
+    std::printf("%d failed file(s) queued again\n", json::IntOr(*doc, "retried") > 0 ? static_cast<int>(json::IntOr(*doc, "retried")) : 0);
+    return 0;
+  }
+  if (cmd == "status") {
+    auto text = ControlRequest(*socket, "status");
+    if (!text.ok()) return Fail(text.status().message(), 1);
+    if (json_out) {
+      std::cout << *text;
+      return 0;
+    }
+    auto doc = json::Parse(*text, "the mount's answer");
+    if (!doc.ok()) return Fail(doc.status().message(), 1);
+    PrintTable(*doc);
+    return 0;
+  }
+  // wait
+  auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    auto doc = Query(*socket, "status");
+    if (!doc.ok()) return Fail(doc.status().message(), 2);
+    const json::Value& c = (*doc)["counts"];
+    int busy = c["open"].GetInt() + c["pending"].GetInt() + c["uploading"].GetInt() + c["processing"].GetInt();
+    if (busy == 0) {
+      if (c["failed"].GetInt() > 0) {
+        PrintTable(*doc);
+        return 1;
+      }
+      return 0;
+    }
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (timeout >= 0 && waited >= timeout) {
+      PrintTable(*doc);
+      std::cerr << "ingestfs wait: timed out after " << timeout << " s with " << busy << " file(s) left\n";
+      return 2;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace ingestfs::fs
