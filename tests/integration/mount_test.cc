@@ -414,3 +414,23 @@ TEST_F(MountTest, StatusWaitAndRetryTalkToTheDaemon) {
 
 }  // namespace
 }  // namespace ingestfs::testing
+
+namespace ingestfs::testing {
+namespace {
+
+TEST_F(MountTest, TheFuseMountHelperMountsItAsFstabWould) {
+  // mount(8) runs mount.fuse3 for type fuse.ingestfs, which runs `ingestfs SOURCE MP -o ...`
+  // with fstab's options; _netdev and nofail are for mount(8) and must not upset ingestfs.
+  std::filesystem::create_directories(tmp_ / "helper-mnt");
+  std::string cmd = "PATH=" + BinDir() + ":$PATH mount.fuse3 " + Q(server_->api()) + " " + Q(tmp_ / "helper-mnt") +
+                    " -t ingestfs -o _netdev,nofail,token_file=" + tmp_ / "token" + ",cache_dir=" + tmp_ / "hcache";
+  ASSERT_EQ(Sh(cmd), 0);
+  ASSERT_TRUE(IsMounted(tmp_ / "helper-mnt"));
+  EXPECT_EQ(Sh("mkdir " + Q(tmp_ / "helper-mnt/fstab") + " && echo via-helper > " + Q(tmp_ / "helper-mnt/fstab/f")), 0);
+  EXPECT_EQ(Sh(BinDir() + "/ingestfs wait " + Q(tmp_ / "helper-mnt") + " --timeout 30"), 0);
+  EXPECT_EQ(Sh("umount " + Q(tmp_ / "helper-mnt")), 0);
+  EXPECT_TRUE(WaitArrived("fstab", {{"f", Sha256Hex("via-helper\n")}}));
+}
+
+}  // namespace
+}  // namespace ingestfs::testing
