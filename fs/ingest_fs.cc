@@ -234,19 +234,25 @@ std::vector<std::string> IngestFs::OpenFiles() {
   return out;
 }
 
-StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
-  uint64_t refresh = 0;
+Status IngestFs::RefreshFor(uint64_t dir) {
+  uint64_t dataset = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Node* p = Find(parent);
-    if (p == nullptr || !p->is_dir) return Errno(ENOTDIR, "lookup in a non-folder");
-    if (p->ino != kRootIno) {
-      Node* ds = Child(Find(kRootIno), p->dataset);
-      if (ds != nullptr) refresh = ds->ino;
+    Node* n = Find(dir);
+    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
+    if (!n->is_dir) return Errno(ENOTDIR, "not a folder");
+    if (dir != kRootIno) {
+      Node* ds = Child(Find(kRootIno), n->dataset);
+      if (ds != nullptr) dataset = ds->ino;
     }
   }
-  if (parent == kRootIno) RefreshRoot();
-  else if (refresh != 0) RefreshDataset(refresh);
+  if (dir == kRootIno) RefreshRoot();
+  else if (dataset != 0) RefreshDataset(dataset);
+  return Status::Ok();
+}
+
+StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
+  RETURN_IF_ERROR(RefreshFor(parent));
   std::lock_guard<std::mutex> lock(mu_);
   Node* p = Find(parent);
   Node* c = p == nullptr ? nullptr : Child(p, name);
@@ -271,19 +277,7 @@ StatusOr<Attr> IngestFs::GetAttr(uint64_t ino) {
 }
 
 StatusOr<std::vector<DirEntry>> IngestFs::ReadDir(uint64_t ino) {
-  uint64_t refresh = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Node* n = Find(ino);
-    if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
-    if (!n->is_dir) return Errno(ENOTDIR, "not a folder");
-    if (ino != kRootIno) {
-      Node* ds = Child(Find(kRootIno), n->dataset);
-      if (ds != nullptr) refresh = ds->ino;
-    }
-  }
-  if (ino == kRootIno) RefreshRoot();
-  else if (refresh != 0) RefreshDataset(refresh);
+  RETURN_IF_ERROR(RefreshFor(ino));
   std::lock_guard<std::mutex> lock(mu_);
   Node* n = Find(ino);
   if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);

@@ -146,6 +146,8 @@ class IngestFs {
   void Detach(Node* n);                                            // REQUIRES: mu_
   std::string RelFor(const Node* dir, const std::string& name) const;
 
+  // Refreshes the listing behind folder `dir` when it is stale (the root's, or its dataset's).
+  Status RefreshFor(uint64_t dir);
   void RefreshRoot();
   void RefreshDataset(uint64_t dataset_ino);
   // A local file holding the platform's bytes of `ino` (downloaded into the read cache if needed).
