@@ -460,7 +460,7 @@ Status Journal::RecordConfirmed(const std::string& id, const std::string& remote
   auto it = entries_.find(id);
   bool kept = false;
   if (kept_path != nullptr) {
-    std::string to = dir_ + "/read/" + id;
+    std::string to = KeptPath(id);
     kept = ::rename(it->second.data_path.c_str(), to.c_str()) == 0;
     if (kept) *kept_path = to;
   }

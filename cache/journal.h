@@ -107,6 +107,9 @@ class Journal {
                          std::string* kept_path = nullptr);
 
   std::optional<Entry> Get(const std::string& id) const;
+  // Where RecordConfirmed(id, ..., &kept) moves the cache copy. The move is one rename, so at
+  // any moment the bytes are at the entry's data_path or here.
+  std::string KeptPath(const std::string& id) const { return dir_ + "/read/" + id; }
   // Entries not yet confirmed, oldest first. Failed ones are included.
   std::vector<Entry> Unfinished() const;
   const std::string& dir() const { return dir_; }

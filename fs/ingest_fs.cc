@@ -105,14 +105,21 @@ Attr IngestFs::AttrOf(const Node& n) {
     return a;
   }
   a.mode = S_IFREG | (0644 & ~cfg_.umask);
+  a.size = n.remote_size;
   if (!n.entry_id.empty()) {
-    auto e = journal_.Get(n.entry_id);
     struct stat st;
-    if (e && ::stat(e->data_path.c_str(), &st) == 0) a.size = static_cast<uint64_t>(st.st_size);
-  } else {
-    a.size = n.remote_size;
+    std::string path = LocalVersionPath(n);
+    if (!path.empty() && ::stat(path.c_str(), &st) == 0) a.size = static_cast<uint64_t>(st.st_size);
   }
   return a;
+}
+
+std::string IngestFs::LocalVersionPath(const Node& n) const {
+  if (n.entry_id.empty()) return "";
+  if (PathExists(n.data_path)) return n.data_path;
+  // Confirmed a moment ago: the scheduler has not told us yet, but the bytes moved here.
+  std::string kept = journal_.KeptPath(n.entry_id);
+  return PathExists(kept) ? kept : "";
 }
 
 void IngestFs::Detach(Node* n) {
@@ -200,6 +207,7 @@ void IngestFs::RestoreFromJournal() {
     if (n == nullptr) continue;
     n->entry_id = e.id;
     n->last_entry_id = e.id;
+    n->data_path = e.data_path;
     n->mtime = Now();
   }
 }
@@ -448,6 +456,7 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
     if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
     n->entry_id = e->id;
     n->last_entry_id = e->id;
+    n->data_path = e->data_path;
     return e->data_path;
   }
   return Status(Code::kUnavailable, "the file kept changing state; try again", EAGAIN);
@@ -550,10 +559,7 @@ StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
     Node* n = Find(ino);
     if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
     if (n->is_dir) return Errno(EISDIR, n->rel);
-    if (!n->entry_id.empty()) {
-      auto e = journal_.Get(n->entry_id);
-      if (e) path = e->data_path;
-    }
+    path = LocalVersionPath(*n);
   }
   if (path.empty()) {
     auto copy = LocalCopy(ino);

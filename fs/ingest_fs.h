@@ -122,6 +122,7 @@ class IngestFs {
     uint64_t remote_size = 0;
     std::string remote_sha256;
     std::string entry_id;       // a local version not yet confirmed
+    std::string data_path;      // its cache copy (journal's data_path, or KeptPath once confirmed)
     std::string last_entry_id;  // the most recent upload, for status after confirmation
     std::string read_path;      // local copy of the platform's version, if any
     int writers = 0;
@@ -142,6 +143,8 @@ class IngestFs {
   Node* EnsurePath(Node* dataset, const std::string& rel, bool leaf_is_dir);  // REQUIRES: mu_
   Node* DatasetNode(const std::string& dataset);                   // REQUIRES: mu_
   Attr AttrOf(const Node& n);                                      // REQUIRES: mu_
+  // The file holding a node's local version: its data_path, or where confirmation moved it.
+  std::string LocalVersionPath(const Node& n) const;              // REQUIRES: mu_
   void MaybeFree(Node* n);                                         // REQUIRES: mu_
   void Detach(Node* n);                                            // REQUIRES: mu_
   std::string RelFor(const Node* dir, const std::string& name) const;
