@@ -36,7 +36,7 @@ ingestfs options (-o):
                        for root, ~/.cache/ingestfs/NAME otherwise; NAME from the mount point)
   dialect=NAME         the platform's dialect (default ingest)
   settle=SECONDS       quiet time after the last close before a file is uploaded (default 2)
-  parallel=N           uploads in flight at once (default 4)
+  parallel=N           files uploading at once (default 8)
   uid=N, gid=N         owner shown for every file (default: the mounting user)
   umask=OCTAL          permission bits removed from 0755/0644 (default 022)
   ignore=PAT[:PAT...]  more temporary-name patterns (fnmatch) kept local until renamed;
@@ -204,7 +204,7 @@ int RunMountCommand(int argc, char** argv) {
   cfg.uid = ::getuid();
   cfg.gid = ::getgid();
   cfg.temp_patterns = DefaultTempPatterns();
-  int parallel = 4;
+  int parallel = 8;
   auto seconds = [](const char* v, const char* name, double max, double* out) -> bool {
     auto r = ParseRate(v);
     if (!r || *r > max) {

@@ -260,7 +260,7 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
       return Status::Ok();
     }
     if (Cancelled(run)) return Status(Code::kCancelled, "stopped while the platform was processing " + run.entry.name);
-    std::this_thread::sleep_for(pause);
+    std::this_thread::sleep_for(pause);  // small files are usually done by the first or second look
     pause = std::min(pause * 2, opts_.poll_max);
   }
 }

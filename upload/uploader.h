@@ -41,7 +41,7 @@ class ProgressSink {
 struct UploaderOptions {
   int parallel = 4;  // parts in flight per file
   RetryPolicy retry;
-  std::chrono::milliseconds poll_initial{20};
+  std::chrono::milliseconds poll_initial{5};  // the first poll goes at once; then this, doubling
   std::chrono::milliseconds poll_max{1000};
   int max_restarts = 3;  // new sessions for one file before it fails
   bool keep_confirmed = false;  // move confirmed copies to the read cache instead of removing them
