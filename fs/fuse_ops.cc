@@ -64,6 +64,8 @@ void Init(void*, fuse_conn_info* conn) {
   // No writeback cache: every write reaches the cache copy at once, so close and fsync mean
   // what they say.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
 }
 
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -175,6 +177,27 @@ void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, 
   });
 }
 
+// Zero-copy writes: libfuse moves the data from /dev/fuse into the cache copy with splice(2)
+// where it can, instead of copying it through our memory.
+void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  Guard(req, "write", [&] {
+    auto t = Fs(req).PrepareWrite(fi->fh, static_cast<uint64_t>(off));
+    if (!t.ok()) return (void)fuse_reply_err(req, ErrnoOf(t.status()));
+    size_t size = fuse_buf_size(in);
+    fuse_bufvec out = FUSE_BUFVEC_INIT(size);
+    out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    out.buf[0].fd = t->fd;
+    out.buf[0].pos = static_cast<off_t>(t->offset);
+    ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+    if (n < 0) {
+      LOG_ERROR("writing the cache copy failed: %s", strerror(static_cast<int>(-n)));
+      return (void)fuse_reply_err(req, static_cast<int>(-n));
+    }
+    Fs(req).Wrote(t->ino);
+    fuse_reply_write(req, static_cast<size_t>(n));
+  });
+}
+
 void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   // Writes reach the cache copy directly, so a close has nothing left to report here.
   fuse_reply_err(req, 0);
@@ -215,6 +238,35 @@ void ReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
       size_t need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
                                       static_cast<off_t>(i + 1));
       if (need > size - used) break;
+      used += need;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+// Entries with their attributes, so that `ls -l` needs no lookup per file. Each entry handed to
+// the kernel (but "." and "..") counts as a lookup, taken only once it fits in the reply.
+void ReadDirPlus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Guard(req, "readdirplus", [&] {
+    auto* snap = reinterpret_cast<DirSnapshot*>(fi->fh);
+    std::vector<char> buf(size);
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(off); i < snap->entries.size(); ++i) {
+      const DirEntry& d = snap->entries[i];
+      fuse_entry_param e{};
+      bool dot = d.name == "." || d.name == "..";
+      if (dot) {
+        e.attr.st_ino = d.ino;
+        e.attr.st_mode = S_IFDIR;
+      } else {
+        auto a = Fs(req).GetAttr(d.ino);
+        if (!a.ok()) continue;  // gone since opendir
+        e = ToEntry(*a);
+      }
+      size_t need = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e,
+                                           static_cast<off_t>(i + 1));
+      if (need > size - used) break;
+      if (!dot) Fs(req).AddLookup(d.ino);
       used += need;
     }
     fuse_reply_buf(req, buf.data(), used);
@@ -298,11 +350,13 @@ const fuse_lowlevel_ops* FuseOps() {
     o.open = Open;
     o.read = Read;
     o.write = Write;
+    o.write_buf = WriteBuf;
     o.flush = Flush;
     o.release = Release;
     o.fsync = Fsync;
     o.opendir = OpenDir;
     o.readdir = ReadDir;
+    o.readdirplus = ReadDirPlus;
     o.releasedir = ReleaseDir;
     o.statfs = StatFs;
     o.getxattr = GetXattr;

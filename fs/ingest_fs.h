@@ -85,6 +85,8 @@ class IngestFs {
 
   StatusOr<Attr> Lookup(uint64_t parent, const std::string& name);
   void Forget(uint64_t ino, uint64_t n);
+  // For readdirplus: the kernel now holds one more lookup of `ino`. False if it is gone.
+  bool AddLookup(uint64_t ino);
   StatusOr<Attr> GetAttr(uint64_t ino);
   StatusOr<Attr> SetAttr(uint64_t ino, std::optional<uint64_t> size, std::optional<int64_t> mtime,
                          std::optional<uint64_t> fh);
@@ -98,6 +100,15 @@ class IngestFs {
   StatusOr<uint64_t> Open(uint64_t ino, int flags);
   StatusOr<size_t> Read(uint64_t fh, char* buf, size_t size, uint64_t off);
   StatusOr<size_t> Write(uint64_t fh, const char* buf, size_t size, uint64_t off);
+  // For zero-copy writes: the cache copy's fd and the offset to write at (the end of the file
+  // for O_APPEND). The fd stays valid until the handle is released. Call Wrote() afterwards.
+  struct WriteTarget {
+    int fd = -1;
+    uint64_t offset = 0;
+    uint64_t ino = 0;
+  };
+  StatusOr<WriteTarget> PrepareWrite(uint64_t fh, uint64_t off);
+  void Wrote(uint64_t ino);
   Status Fsync(uint64_t fh);
   Status Release(uint64_t fh);
   StatusOr<std::string> GetXattr(uint64_t ino, const std::string& name);

@@ -2,10 +2,14 @@
 // until the platform confirmed everything (ingestfs wait). Prints each time and its ratio.
 //   build/bin/bench_mount [LARGE_MIB]     (default 1024)
 // The mount runs with settle=0 so that "confirmed" measures the upload, not the quiet period.
+// Every figure is the median of 3 runs; "confirmed" is from the start of the command until
+// `ingestfs wait` returned.
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -59,6 +63,13 @@ void Seed(const Api& api, const std::string& name, int n) {
   }
 }
 
+constexpr int kRuns = 3;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 void Row(const char* what, double local, double mount, double confirmed) {
   std::printf("%-34s local %8.3f s   mount %8.3f s   ratio %5.2f", what, local, mount, mount / local);
   if (confirmed >= 0) std::printf("   confirmed after %7.3f s", confirmed);
@@ -108,29 +119,34 @@ int main(int argc, char** argv) {
   std::string mnt = m->path();
   std::string wait = BinDir() + "/ingestfs wait " + Q(mnt) + " --timeout 600";
   std::system(("mkdir " + Q(mnt + "/bench")).c_str());
-  std::system(("mkdir -p " + Q(tmp / "local/bench")).c_str());
 
-  std::string dd = "dd if=" + Q(tmp / "large.src") + " bs=1M conv=fsync status=none of=";
-  double l = Time(dd + Q(tmp / "local/bench/large.bin"));
-  auto t0 = std::chrono::steady_clock::now();
-  double f = Time(dd + Q(mnt + "/bench/large.bin"));
-  Time(wait);
-  double c = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  Row(("dd bs=1M of " + std::to_string(mib) + " MiB (conv=fsync)").c_str(), l, f, c);
-
-  l = Time("cp -r " + Q(tmp / "small/run") + " " + Q(tmp / "local/bench/small") + " && sync");
-  t0 = std::chrono::steady_clock::now();
-  f = Time("cp -r " + Q(tmp / "small/run") + " " + Q(mnt + "/bench/small"));
-  Time(wait);
-  c = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  Row("cp -r of 1,000 files of 4 KiB", l, f, c);
-
-  l = Time("rsync -a " + Q(tmp / "medium/run/") + " " + Q(tmp / "local/bench/medium/") + " && sync");
-  t0 = std::chrono::steady_clock::now();
-  f = Time("rsync -a " + Q(tmp / "medium/run/") + " " + Q(mnt + "/bench/medium/"));
-  Time(wait);
-  c = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  Row("rsync -a of 200 files of 1 MiB", l, f, c);
+  // Each workload runs kRuns times, local and mount alternating, into fresh destinations; the
+  // medians are printed (this kind of disk varies a lot from one run to the next).
+  auto measure = [&](const char* label, const std::function<std::string(const std::string&)>& cmd_into) {
+    std::vector<double> local, mount, confirmed;
+    for (int r = 0; r < kRuns; ++r) {
+      std::string tag = std::to_string(r);
+      std::system("sync");
+      local.push_back(Time(cmd_into(tmp / ("local/bench/" + tag)) + " && sync"));
+      std::system("sync");
+      auto t0 = std::chrono::steady_clock::now();
+      mount.push_back(Time(cmd_into(mnt + "/bench/" + tag)));
+      Time(wait);
+      confirmed.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    Row(label, Median(local), Median(mount), Median(confirmed));
+  };
+  std::system(("mkdir -p " + Q(tmp / "local/bench/0") + " " + Q(tmp / "local/bench/1") + " " + Q(tmp / "local/bench/2")).c_str());
+  for (int r = 0; r < kRuns; ++r) std::system(("mkdir -p " + Q(mnt + "/bench/" + std::to_string(r))).c_str());
+  measure(("dd bs=1M of " + std::to_string(mib) + " MiB (conv=fsync)").c_str(), [&](const std::string& dir) {
+    return "dd if=" + Q(tmp / "large.src") + " bs=1M conv=fsync status=none of=" + Q(dir + "/large.bin");
+  });
+  measure("cp -r of 1,000 files of 4 KiB", [&](const std::string& dir) {
+    return "cp -r " + Q(tmp / "small/run") + " " + Q(dir + "/small");
+  });
+  measure("rsync -a of 200 files of 1 MiB", [&](const std::string& dir) {
+    return "rsync -a " + Q(tmp / "medium/run/") + " " + Q(dir + "/medium/");
+  });
 
   for (int n : {1000, 10000}) {
     // Cold: a fresh mount that has never listed this dataset.
@@ -138,12 +154,15 @@ int main(int argc, char** argv) {
     m = std::make_unique<MountProcess>(mo);
     std::string ls = "ls -lR " + Q(mnt + "/list-" + std::to_string(n)) + " > /dev/null";
     std::string lls = "ls -lR " + Q(tmp / ("local/list-" + std::to_string(n))) + " > /dev/null";
-    double local = Time(lls);
     double cold = Time(ls);
-    double warm = Time(ls);
+    std::vector<double> local, warm;
+    for (int r = 0; r < kRuns; ++r) {
+      local.push_back(Time(lls));
+      warm.push_back(Time(ls));
+    }
     std::string label = "ls -lR of " + std::to_string(n) + " platform files";
-    std::printf("%-34s local %8.3f s   mount cold %8.3f s   warm %8.3f s   warm ratio %5.2f\n", label.c_str(), local,
-                cold, warm, warm / local);
+    std::printf("%-34s local %8.3f s   mount cold %8.3f s   warm %8.3f s   warm ratio %5.2f\n", label.c_str(),
+                Median(local), cold, Median(warm), Median(warm) / Median(local));
   }
   m->Unmount();
   return 0;
