@@ -257,9 +257,9 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
 
 Journal::~Journal() = default;
 
-Status Journal::Append(const std::string& id, const std::string& record) {
-  ASSIGN_OR_RETURN(RecordWriter w, RecordWriter::Open(JournalPath(id)));
-  return w.Append(record);
+Status Journal::Append(const std::string& id, const std::string& record, bool durable) {
+  ASSIGN_OR_RETURN(RecordWriter w, RecordWriter::Open(JournalPath(id), durable));
+  return w.Append(record, durable);
 }
 
 StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
@@ -277,14 +277,13 @@ StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
     ::unlink(tmp.c_str());
     return st;
   }
-  std::lock_guard<std::mutex> lock(mu_);
   meta.id = id;
   meta.size = size;
   meta.sha256 = *sha;
   meta.data_path = data;
   meta.source = meta.source.empty() ? source : meta.source;
   meta.closed = true;
-  st = RecordAddLocked(meta);
+  st = RecordAdd(meta, true);
   if (!st.ok()) {
     ::unlink(data.c_str());
     return st.Annotate("recording " + source + " in the journal");
@@ -292,8 +291,11 @@ StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
   return meta;
 }
 
-Status Journal::RecordAddLocked(Entry& meta) {
-  meta.seq = next_seq_++;
+Status Journal::RecordAdd(Entry& meta, bool durable) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    meta.seq = next_seq_++;
+  }
   meta.created_at = Iso8601Utc(std::time(nullptr));
   std::string rec = json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "add");
@@ -314,11 +316,12 @@ Status Journal::RecordAddLocked(Entry& meta) {
     }
     json::KeyString(w, "created_at", meta.created_at);
   });
-  Status st = Append(meta.id, rec);
+  Status st = Append(meta.id, rec, durable);
   if (!st.ok()) {
     ::unlink(JournalPath(meta.id).c_str());
     return st;
   }
+  std::lock_guard<std::mutex> lock(mu_);
   entries_[meta.id] = meta;
   return Status::Ok();
 }
@@ -337,14 +340,12 @@ StatusOr<Entry> Journal::AddOpen(Entry meta, const std::string& initial_content)
       return sha.status();
     }
   }
-  RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
-  std::lock_guard<std::mutex> lock(mu_);
   meta.id = id;
   meta.data_path = data;
   meta.closed = false;
   meta.size = 0;
   meta.sha256.clear();
-  Status st = RecordAddLocked(meta);
+  Status st = RecordAdd(meta, false);
   if (!st.ok()) {
     ::unlink(data.c_str());
     return st;
@@ -373,12 +374,17 @@ StatusOr<Entry> Journal::Close(const std::string& id) {
     size += n;
   }
   std::string hex = HexEncode(sha.Finish());
+  // The names of the data file and of the journal file were not synced when they were made.
+  RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
   RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "closed");
     json::KeyInt(w, "size", static_cast<int64_t>(size));
     json::KeyString(w, "sha256", hex);
   })));
-  return *Get(id);
+  RETURN_IF_ERROR(FsyncDir(dir_ + "/journal"));
+  auto e = Get(id);
+  if (!e) return Status(Code::kNotFound, "journal entry " + id + " was removed meanwhile");
+  return *e;
 }
 
 Status Journal::RecordReopened(const std::string& id) { return Update(id, R"({"t":"reopened"})"); }
@@ -407,11 +413,18 @@ Status Journal::Discard(const std::string& id) {
 }
 
 Status Journal::Update(const std::string& id, const std::string& record) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return Status(Code::kNotFound, "no journal entry " + id);
+  // The append (and its fdatasync) runs without the lock, so that files do not queue behind
+  // each other's syncs. One file's records come from one thread at a time, except `part`
+  // records of parallel workers, which commute; O_APPEND keeps each line whole.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (entries_.count(id) == 0) return Status(Code::kNotFound, "no journal entry " + id);
+  }
   RETURN_IF_ERROR(Append(id, record));
   auto doc = json::Parse(record, "record");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return Status(Code::kNotFound, "journal entry " + id + " was removed meanwhile");
   ApplyRecord(*doc, &it->second);
   return Status::Ok();
 }

@@ -86,9 +86,11 @@ class Journal {
 
   // Records a new local version whose bytes will be written in place at the returned entry's
   // data_path (the mount). With `initial_content` the data file starts as a copy of that file
-  // (modifying a file without truncating it); otherwise empty.
+  // (modifying a file without truncating it); otherwise empty. Nothing is synced yet: a version
+  // becomes durable when it is closed (Close), as the contract asks of closed files.
   StatusOr<Entry> AddOpen(Entry meta, const std::string& initial_content = "");
-  // The writer closed it: fsyncs the data file, measures and hashes it, records `closed`.
+  // The writer closed it: fsyncs the data file and both directories, measures and hashes it,
+  // and records `closed` durably.
   StatusOr<Entry> Close(const std::string& id);
   // Opened for write again: the session so far is void.
   Status RecordReopened(const std::string& id);
@@ -116,9 +118,10 @@ class Journal {
 
  private:
   Journal() = default;
-  Status Append(const std::string& id, const std::string& record);  // REQUIRES: mu_ held
-  // Assigns seq and created_at, writes the `add` record, and adds the entry. REQUIRES: mu_ held.
-  Status RecordAddLocked(Entry& meta);
+  Status Append(const std::string& id, const std::string& record, bool durable = true);  // thread-safe
+  // Assigns seq and created_at, writes the `add` record (synced when `durable`), and adds the
+  // entry.
+  Status RecordAdd(Entry& meta, bool durable);
   // Appends `record` to entry `id` durably, then applies it to the in-memory entry.
   Status Update(const std::string& id, const std::string& record);
   std::string JournalPath(const std::string& id) const { return dir_ + "/journal/" + id + ".jnl"; }

@@ -57,20 +57,20 @@ StatusOr<ReplayResult> ReplayRecords(const std::string& path) {
   return out;
 }
 
-StatusOr<RecordWriter> RecordWriter::Open(const std::string& path) {
+StatusOr<RecordWriter> RecordWriter::Open(const std::string& path, bool durable) {
   bool existed = PathExists(path);
   RecordWriter w;
   w.path_ = path;
   w.fd_ = UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   if (!w.fd_.valid()) return Status::FromErrno(errno, "open " + path);
-  if (!existed) RETURN_IF_ERROR(FsyncDir(DirName(path)));
+  if (!existed && durable) RETURN_IF_ERROR(FsyncDir(DirName(path)));
   return w;
 }
 
-Status RecordWriter::Append(std::string_view json_text) {
+Status RecordWriter::Append(std::string_view json_text, bool durable) {
   std::string line = FrameRecord(json_text);
   RETURN_IF_ERROR(WriteAll(fd_.get(), line.data(), line.size(), path_));
-  if (::fdatasync(fd_.get()) != 0) return Status::FromErrno(errno, "fdatasync " + path_);
+  if (durable && ::fdatasync(fd_.get()) != 0) return Status::FromErrno(errno, "fdatasync " + path_);
   return Status::Ok();
 }
 

@@ -31,10 +31,10 @@ StatusOr<ReplayResult> ReplayRecords(const std::string& path);
 
 class RecordWriter {
  public:
-  // Opens `path` for appending, creating it (and fsyncing its directory) if needed.
-  static StatusOr<RecordWriter> Open(const std::string& path);
-  // Appends one record and fdatasyncs.
-  Status Append(std::string_view json_text);
+  // Opens `path` for appending, creating it (and, with `durable`, fsyncing its directory).
+  static StatusOr<RecordWriter> Open(const std::string& path, bool durable = true);
+  // Appends one record, and with `durable` fdatasyncs it.
+  Status Append(std::string_view json_text, bool durable = true);
   const std::string& path() const { return path_; }
 
  private:

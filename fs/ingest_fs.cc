@@ -277,6 +277,12 @@ void IngestFs::Forget(uint64_t ino, uint64_t n) {
   MaybeFree(node);
 }
 
+std::shared_ptr<std::mutex> IngestFs::VersionMutex(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  return n != nullptr ? n->version_mu : std::make_shared<std::mutex>();
+}
+
 bool IngestFs::AddLookup(uint64_t ino) {
   std::lock_guard<std::mutex> lock(mu_);
   Node* n = Find(ino);
@@ -308,7 +314,7 @@ StatusOr<std::vector<DirEntry>> IngestFs::ReadDir(uint64_t ino) {
 }
 
 StatusOr<Attr> IngestFs::Mkdir(uint64_t parent, const std::string& name) {
-  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::shared_lock<std::shared_mutex> ns(ns_mu_);
   std::string rel;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -354,7 +360,7 @@ StatusOr<Attr> IngestFs::Mkdir(uint64_t parent, const std::string& name) {
 }
 
 Status IngestFs::Rmdir(uint64_t parent, const std::string& name) {
-  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::unique_lock<std::shared_mutex> ns(ns_mu_);
   std::lock_guard<std::mutex> lock(mu_);
   Node* p = Find(parent);
   Node* c = p == nullptr ? nullptr : Child(p, name);
@@ -490,7 +496,7 @@ void IngestFs::EndWrite(uint64_t ino) {
 }
 
 StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std::string& name, int flags) {
-  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::shared_lock<std::shared_mutex> ns(ns_mu_);
   uint64_t existing = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -519,6 +525,8 @@ StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std:
     Node* c = AddChild(Find(parent), name, false);
     ino = c->ino;
   }
+  auto version = VersionMutex(ino);
+  std::lock_guard<std::mutex> vlock(*version);
   auto path = BeginWrite(ino, true);
   std::lock_guard<std::mutex> lock(mu_);
   Node* c = Find(ino);
@@ -545,7 +553,9 @@ StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std:
 StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
   bool write = (flags & O_ACCMODE) != O_RDONLY;
   if (write) {
-    std::lock_guard<std::mutex> ops(ops_mu_);
+    std::shared_lock<std::shared_mutex> ns(ns_mu_);
+    auto version = VersionMutex(ino);
+    std::lock_guard<std::mutex> vlock(*version);
     auto path = BeginWrite(ino, (flags & O_TRUNC) != 0);
     if (!path.ok()) return path.status();
     std::lock_guard<std::mutex> lock(mu_);
@@ -651,7 +661,16 @@ Status IngestFs::Fsync(uint64_t fh) {
 }
 
 Status IngestFs::Release(uint64_t fh) {
-  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::shared_lock<std::shared_mutex> ns(ns_mu_);
+  std::shared_ptr<std::mutex> version;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Status::Ok();
+    Node* n = Find(it->second->ino);
+    version = n != nullptr ? n->version_mu : std::make_shared<std::mutex>();
+  }
+  std::lock_guard<std::mutex> vlock(*version);
   std::unique_ptr<Handle> h;
   bool last_writer = false;
   {
@@ -687,7 +706,9 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
       if (::ftruncate(fd, static_cast<off_t>(*size)) != 0) return Status::FromErrno(errno, "truncate");
     } else {
       // truncate(2) without an open handle: a write of its own.
-      std::lock_guard<std::mutex> ops(ops_mu_);
+      std::shared_lock<std::shared_mutex> ns(ns_mu_);
+      auto version = VersionMutex(ino);
+      std::lock_guard<std::mutex> vlock(*version);
       bool writing;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -710,7 +731,7 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
 }
 
 Status IngestFs::Unlink(uint64_t parent, const std::string& name) {
-  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::unique_lock<std::shared_mutex> ns(ns_mu_);
   std::string id;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -740,7 +761,7 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
                         unsigned flags) {
   constexpr unsigned kNoReplace = 1;  // RENAME_NOREPLACE
   if (flags & ~kNoReplace) return Errno(EINVAL, "rename flags not supported");
-  std::lock_guard<std::mutex> ops(ops_mu_);
+  std::unique_lock<std::shared_mutex> ns(ns_mu_);
   std::string id, replaced_id, new_dataset, new_rel;
   bool was_temp, now_temp, src_closed = false;
   {

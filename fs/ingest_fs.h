@@ -8,11 +8,14 @@
 // recorded, and after `settle` it is uploaded by the scheduler. Temporary names (rsync's
 // .name.XXXXXX, ~$*, *.tmp, ...) stay local until renamed to a real name.
 //
-// Thread safety: every method is thread-safe. Locks: ops_mu_ serialises operations that change
-// which version a file has (create, open for write, release of a writer, truncate, rename,
-// unlink); mu_ guards the tree and is held only briefly. LOCK ORDER: ops_mu_ before mu_. Neither
-// is held while waiting on the network, except ops_mu_ during Scheduler::Hold (bounded by the
-// part in flight) and mkdir's dataset creation.
+// Thread safety: every method is thread-safe. Locks:
+//   ns_mu_       shared by operations on one file (create, open for write, release, truncate,
+//                mkdir); exclusive for the ones that move or remove names (rename, unlink, rmdir).
+//   version_mu   one per file node: serialises changes of which version the file has.
+//   mu_          guards the tree and the handle table; held only briefly, never across I/O.
+// LOCK ORDER: ns_mu_, then a node's version_mu, then mu_. None is held while waiting on the
+// network, except during Scheduler::Hold (bounded by the part in flight) and mkdir's dataset
+// creation. The kernel already serialises create/mkdir/unlink/rename within one directory.
 #pragma once
 
 #include <sys/statvfs.h>
@@ -22,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -137,6 +141,7 @@ class IngestFs {
     std::string last_entry_id;  // the most recent upload, for status after confirmation
     std::string read_path;      // local copy of the platform's version, if any
     int writers = 0;
+    std::shared_ptr<std::mutex> version_mu = std::make_shared<std::mutex>();
     // Dataset folders:
     std::chrono::steady_clock::time_point listed_at{};
     bool listing = false;
@@ -166,9 +171,10 @@ class IngestFs {
   void RefreshDataset(uint64_t dataset_ino);
   // A local file holding the platform's bytes of `ino` (downloaded into the read cache if needed).
   StatusOr<std::string> LocalCopy(uint64_t ino);
-  // Makes `ino` have a writable local version (reopening or creating one). REQUIRES: ops_mu_.
+  // Makes `ino` have a writable local version (reopening or creating one). REQUIRES: ns_mu_
+  // shared and the node's version_mu.
   StatusOr<std::string> BeginWrite(uint64_t ino, bool truncate);
-  // The last writer closed: fsync, hash, record, schedule. REQUIRES: ops_mu_.
+  // The last writer closed: fsync, hash, record, schedule. REQUIRES: as BeginWrite.
   void EndWrite(uint64_t ino);
   uint64_t NewHandle(Handle h);
 
@@ -177,7 +183,10 @@ class IngestFs {
   cache::Journal& journal_;
   upload::Scheduler* scheduler_ = nullptr;
 
-  std::mutex ops_mu_;
+  // The version lock of `ino` (a copy, so that it outlives the node if need be).
+  std::shared_ptr<std::mutex> VersionMutex(uint64_t ino);
+
+  std::shared_mutex ns_mu_;
   std::mutex mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;  // GUARDED_BY(mu_)
   std::map<std::string, std::string> dataset_ids_;             // GUARDED_BY(mu_): name -> id
