@@ -440,3 +440,24 @@ TEST_F(MountTest, TheFuseMountHelperMountsItAsFstabWould) {
 
 }  // namespace
 }  // namespace ingestfs::testing
+
+namespace ingestfs::testing {
+namespace {
+
+TEST_F(MountTest, PlatformOnlyFilesAreReadAndAppendedToThroughADownload) {
+  Api a = api();
+  std::string ds = a.CreateDataset("dl");
+  std::string data = RandomBytes(3 * kMiB + 17, 31);
+  ASSERT_EQ(json::GetString(UploadThroughApi(a, ds, "sub/data.bin", data), "status").value(), "completed");
+  auto m = Mount();
+  EXPECT_EQ(std::filesystem::file_size(*m / "dl/sub/data.bin"), data.size());
+  EXPECT_EQ(FileSha256Hex(*m / "dl/sub/data.bin"), Sha256Hex(data)) << "read through a download";
+  EXPECT_GE(CountContaining("GET", "/files/download"), 1);
+  // Appending without O_TRUNC starts from the platform's bytes.
+  ASSERT_EQ(Sh("printf 'appended line\\n' >> " + Q(*m / "dl/sub/data.bin")), 0);
+  EXPECT_TRUE(WaitArrived("dl", {{"sub/data.bin", Sha256Hex(data + "appended line\n")}}));
+  EXPECT_EQ(Listing("dl")["sub/data.bin"].second, 2);
+}
+
+}  // namespace
+}  // namespace ingestfs::testing
