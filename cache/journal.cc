@@ -387,6 +387,14 @@ StatusOr<Entry> Journal::Close(const std::string& id) {
   return *e;
 }
 
+Status Journal::Sync(const std::string& id) {
+  UniqueFd fd(::open(JournalPath(id).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + JournalPath(id));
+  if (::fdatasync(fd.get()) != 0) return Status::FromErrno(errno, "fdatasync " + JournalPath(id));
+  RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
+  return FsyncDir(dir_ + "/journal");
+}
+
 Status Journal::RecordReopened(const std::string& id) { return Update(id, R"({"t":"reopened"})"); }
 
 Status Journal::RecordRenamed(const std::string& id, const std::string& dataset, const std::string& name) {

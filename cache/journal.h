@@ -84,6 +84,9 @@ class Journal {
   // and then records the entry. `meta` gives api, dialect, dataset, name, content type.
   StatusOr<Entry> AddCopy(const std::string& source, Entry meta);
 
+  // Makes everything recorded for `id` durable (its journal file, and the names of its files):
+  // fsync(2) of a file being written through the mount.
+  Status Sync(const std::string& id);
   // Records a new local version whose bytes will be written in place at the returned entry's
   // data_path (the mount). With `initial_content` the data file starts as a copy of that file
   // (modifying a file without truncating it); otherwise empty. Nothing is synced yet: a version

@@ -198,9 +198,9 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_
   });
 }
 
-void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  // Writes reach the cache copy directly, so a close has nothing left to report here.
-  fuse_reply_err(req, 0);
+void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  // Errors the user must see at close(2) come from here: the kernel drops release's errors.
+  Guard(req, "flush", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Flush(fi->fh))); });
 }
 
 void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

@@ -476,23 +476,63 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
   return Status(Code::kUnavailable, "the file kept changing state; try again", EAGAIN);
 }
 
-void IngestFs::EndWrite(uint64_t ino) {
+std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::milliseconds> delay) {
   std::string id, base;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Node* n = Find(ino);
-    if (n == nullptr || n->entry_id.empty()) return;
+    if (n == nullptr || n->entry_id.empty()) return "";
     id = n->entry_id;
     base = n->name;
-    if (n->unlinked) return;
+    if (n->unlinked) return "";
   }
+  auto e = journal_.Get(id);
+  if (e && e->closed) return "";  // already closed and sent by a sync_upload flush
   auto closed = journal_.Close(id);
   if (!closed.ok()) {
     LOG_ERROR("closing %s: %s", base.c_str(), closed.status().message().c_str());
-    return;
+    return "";
   }
-  if (IsTemporaryName(base)) return;  // stays local until renamed to a real name
-  scheduler_->Schedule(id, cfg_.settle);
+  if (IsTemporaryName(base)) return "";  // stays local until renamed to a real name
+  scheduler_->Schedule(id, delay.value_or(cfg_.settle));
+  return id;
+}
+
+Status IngestFs::SyncUpload(uint64_t fh) {
+  uint64_t ino;
+  std::string label;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end() || !it->second->writable || it->second->synced) return Status::Ok();
+    ino = it->second->ino;
+    Node* n = Find(ino);
+    if (n == nullptr || n->writers != 1) return Status::Ok();  // another writer still has it open
+    label = n->dataset + "/" + n->rel;
+  }
+  if (::fdatasync(HandleFd(fh)) != 0) return Status::FromErrno(errno, "fsync the cache copy");
+  std::string id;
+  {
+    std::shared_lock<std::shared_mutex> ns(ns_mu_);
+    auto version = VersionMutex(ino);
+    std::lock_guard<std::mutex> vlock(*version);
+    id = EndWrite(ino, std::chrono::milliseconds(0));
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it != handles_.end()) it->second->synced = true;
+  }
+  if (id.empty()) return Status::Ok();  // a temporary name: stays local
+  auto state = scheduler_->WaitSettled(id, cfg_.sync_timeout);
+  if (state == upload::FileState::kCompleted) return Status::Ok();
+  auto st = scheduler_->Get(id);
+  std::string why = !state ? "timed out waiting for the platform" : st ? st->error : "upload failed";
+  LOG_ERROR("close of %s with sync_upload: %s", label.c_str(), why.c_str());
+  return Errno(EIO, label + ": " + why);
+}
+
+Status IngestFs::Flush(uint64_t fh) {
+  if (!cfg_.sync_upload) return Status::Ok();  // writes are in the cache copy already
+  return SyncUpload(fh);
 }
 
 StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std::string& name, int flags) {
@@ -606,6 +646,32 @@ StatusOr<size_t> IngestFs::Read(uint64_t fh, char* buf, size_t size, uint64_t of
 StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off) {
   WriteTarget t;
   bool append;
+  bool synced = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it != handles_.end()) {
+      synced = it->second->synced;
+      t.ino = it->second->ino;
+    }
+  }
+  if (synced) {
+    // sync_upload sent this version at a flush, and the descriptor (a dup) writes again: the
+    // writes belong to a new version, starting from what was sent.
+    std::shared_lock<std::shared_mutex> ns(ns_mu_);
+    auto version = VersionMutex(t.ino);
+    std::lock_guard<std::mutex> vlock(*version);
+    auto path = BeginWrite(t.ino, false);
+    if (!path.ok()) return path.status();
+    UniqueFd fd(::open(path->c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno(errno, "open " + *path);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    if (it != handles_.end()) {
+      it->second->fd = std::move(fd);
+      it->second->synced = false;
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = handles_.find(fh);
@@ -655,9 +721,23 @@ Status IngestFs::Fsync(uint64_t fh) {
     if (it == handles_.end()) return Errno(EBADF, "bad handle");
     fd = it->second->fd.get();
   }
-  // The journal recorded the version when it was created; its bytes are durable now.
   if (::fdatasync(fd) != 0) return Status::FromErrno(errno, "fsync the cache copy");
-  return Status::Ok();
+  if (cfg_.sync_upload) return SyncUpload(fh);
+  // The version's journal record (written unsynced at create) and file names become durable.
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    Node* n = it == handles_.end() ? nullptr : Find(it->second->ino);
+    if (n != nullptr) id = n->entry_id;
+  }
+  return id.empty() ? Status::Ok() : journal_.Sync(id);
+}
+
+int IngestFs::HandleFd(uint64_t fh) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = handles_.find(fh);
+  return it == handles_.end() ? -1 : it->second->fd.get();
 }
 
 Status IngestFs::Release(uint64_t fh) {

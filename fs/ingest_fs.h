@@ -50,6 +50,9 @@ struct FsConfig {
   mode_t umask = 022;
   std::chrono::milliseconds listing_ttl{30000};
   std::string control_socket;  // shown as user.ingestfs.control on the root
+  // close(2) (and fsync) return only once the platform confirmed the file; EIO if it failed.
+  bool sync_upload = false;
+  std::chrono::milliseconds sync_timeout{std::chrono::hours(1)};
 };
 
 // The default temporary-name patterns.
@@ -114,6 +117,8 @@ class IngestFs {
   StatusOr<WriteTarget> PrepareWrite(uint64_t fh, uint64_t off);
   void Wrote(uint64_t ino);
   Status Fsync(uint64_t fh);
+  // close(2) of a descriptor: with sync_upload, the last writer's flush uploads and waits.
+  Status Flush(uint64_t fh);
   Status Release(uint64_t fh);
   StatusOr<std::string> GetXattr(uint64_t ino, const std::string& name);
   StatusOr<std::vector<std::string>> ListXattr(uint64_t ino);
@@ -151,6 +156,7 @@ class IngestFs {
     UniqueFd fd;
     bool writable = false;
     bool append = false;
+    bool synced = false;  // sync_upload: the version was uploaded by flush/fsync; writes start a new one
   };
 
   Node* Find(uint64_t ino);                                        // REQUIRES: mu_
@@ -174,9 +180,13 @@ class IngestFs {
   // Makes `ino` have a writable local version (reopening or creating one). REQUIRES: ns_mu_
   // shared and the node's version_mu.
   StatusOr<std::string> BeginWrite(uint64_t ino, bool truncate);
-  // The last writer closed: fsync, hash, record, schedule. REQUIRES: as BeginWrite.
-  void EndWrite(uint64_t ino);
+  // The last writer closed: fsync, hash, record, schedule (after `delay`, or the settle time).
+  // Returns the entry scheduled, if any. REQUIRES: as BeginWrite.
+  std::string EndWrite(uint64_t ino, std::optional<std::chrono::milliseconds> delay = std::nullopt);
+  // sync_upload: closes the version now, uploads it at once and waits for the platform.
+  Status SyncUpload(uint64_t fh);
   uint64_t NewHandle(Handle h);
+  int HandleFd(uint64_t fh);
 
   FsConfig cfg_;
   upload::Dialect& dialect_;

@@ -42,6 +42,8 @@ ingestfs options (-o):
   ignore=PAT[:PAT...]  more temporary-name patterns (fnmatch) kept local until renamed;
                        always: .*.?????? ~$* *.tmp .~lock* *.swp *.part
   listing_ttl=SECONDS  how long platform listings are cached (default 30)
+  sync_upload          close(2) and fsync(2) return only once the platform confirmed the file
+                       (close fails with EIO, and a log line, when the upload failed)
   allow_other          let other users (e.g. smbd) use the mount (FUSE option)
 
 Other FUSE options (-o) pass through, e.g. fsname=..., default_permissions.
@@ -64,6 +66,7 @@ struct RawOptions {
   char* umask = nullptr;
   char* ignore = nullptr;
   char* listing_ttl = nullptr;
+  int sync_upload = 0;
   int help = 0;
   int version = 0;
   std::string source;
@@ -83,6 +86,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("umask=%s", umask),
     INGESTFS_OPT("ignore=%s", ignore),
     INGESTFS_OPT("listing_ttl=%s", listing_ttl),
+    {"sync_upload", offsetof(RawOptions, sync_upload), 1},
     FUSE_OPT_KEY("-h", kKeyHelp),
     FUSE_OPT_KEY("--help", kKeyHelp),
     FUSE_OPT_KEY("-V", kKeyVersion),
@@ -201,6 +205,7 @@ int RunMountCommand(int argc, char** argv) {
   cfg.api = raw.source;
   cfg.dialect = raw.dialect != nullptr ? raw.dialect : "ingest";
   if (cfg.dialect != "ingest") return Fail("dialect=" + cfg.dialect + " is not supported (ingest)");
+  cfg.sync_upload = raw.sync_upload != 0;
   cfg.uid = ::getuid();
   cfg.gid = ::getgid();
   cfg.temp_patterns = DefaultTempPatterns();

@@ -156,6 +156,17 @@ bool Scheduler::Idle() const {
   return true;
 }
 
+std::optional<FileState> Scheduler::WaitSettled(const std::string& id, std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  bool done = cv_.wait_for(lock, timeout, [&] {
+    auto it = items_.find(id);
+    return it == items_.end() || (!it->second.queued && !it->second.running);
+  });
+  auto it = items_.find(id);
+  if (!done || it == items_.end()) return std::nullopt;
+  return it->second.status.state;
+}
+
 bool Scheduler::WaitIdle(std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
   return cv_.wait_for(lock, timeout, [&] {

@@ -72,6 +72,8 @@ class Scheduler : private ProgressSink {
   std::vector<FileStatus> Snapshot() const;
   // Nothing pending, uploading or processing.
   bool Idle() const;
+  // Blocks until `id` is neither queued nor uploading (or the timeout) and returns its state.
+  std::optional<FileState> WaitSettled(const std::string& id, std::chrono::milliseconds timeout) const;
   // Blocks until Idle() or the timeout; true when idle.
   bool WaitIdle(std::chrono::milliseconds timeout) const;
 

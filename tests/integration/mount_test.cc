@@ -461,3 +461,32 @@ TEST_F(MountTest, PlatformOnlyFilesAreReadAndAppendedToThroughADownload) {
 
 }  // namespace
 }  // namespace ingestfs::testing
+
+namespace ingestfs::testing {
+namespace {
+
+TEST_F(MountTest, SyncUploadMakesCloseWaitForThePlatformAndReportFailure) {
+  Serve({"--readonly-token", "viewer"});
+  ASSERT_FALSE(api().CreateDataset("sync").empty());
+  auto m = Mount({"sync_upload"}, "5");
+  WriteRandomFile(tmp_ / "s.bin", 9 * kMiB, 12);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "s.bin") + " " + Q(*m / "sync/s.bin")), 0);
+  // No waiting: when cp has closed the file, the platform has it (the settle time is skipped).
+  EXPECT_EQ(Listing("sync")["s.bin"].first, FileSha256Hex(tmp_ / "s.bin"));
+  m->Unmount();
+  // A refused upload makes close(2) fail, so the program that saved the file knows.
+  std::ofstream(tmp_ / "token") << "viewer\n";
+  m = Mount({"sync_upload"});
+  std::string py = "import os\nf = os.open('" + (*m / "sync/refused.txt") +
+                   "', os.O_WRONLY | os.O_CREAT)\nos.write(f, b'x')\ntry:\n    os.close(f)\n    print('closed')\n"
+                   "except OSError as e:\n    print('close failed', e.errno)\n";
+  std::ofstream(tmp_ / "close.py") << py;
+  FILE* p = ::popen(("python3 " + Q(tmp_ / "close.py")).c_str(), "r");
+  char buf[256] = {0};
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, p);
+  ::pclose(p);
+  EXPECT_EQ(std::string(buf, n), "close failed " + std::to_string(EIO) + "\n");
+}
+
+}  // namespace
+}  // namespace ingestfs::testing
