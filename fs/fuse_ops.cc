@@ -225,52 +225,40 @@ void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-void ReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  Guard(req, "readdir", [&] {
-    auto* snap = reinterpret_cast<DirSnapshot*>(fi->fh);
-    std::vector<char> buf(size);
-    size_t used = 0;
-    for (size_t i = static_cast<size_t>(off); i < snap->entries.size(); ++i) {
-      const DirEntry& e = snap->entries[i];
-      struct stat st {};
-      st.st_ino = e.ino;
-      st.st_mode = e.is_dir ? S_IFDIR : S_IFREG;
-      size_t need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
-                                      static_cast<off_t>(i + 1));
-      if (need > size - used) break;
-      used += need;
+// One page of a directory snapshot. With `plus` (readdirplus) each entry carries its
+// attributes, so that `ls -l` needs no lookup per file; each entry handed to the kernel that
+// way (but "." and "..") counts as a lookup, taken only once it fits in the reply.
+void FillDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  auto* snap = reinterpret_cast<DirSnapshot*>(fi->fh);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < snap->entries.size(); ++i) {
+    const DirEntry& d = snap->entries[i];
+    bool dot = d.name == "." || d.name == "..";
+    fuse_entry_param e{};
+    e.attr.st_ino = d.ino;
+    e.attr.st_mode = d.is_dir ? S_IFDIR : S_IFREG;
+    if (plus && !dot) {
+      auto a = Fs(req).GetAttr(d.ino);
+      if (!a.ok()) continue;  // gone since opendir
+      e = ToEntry(*a);
     }
-    fuse_reply_buf(req, buf.data(), used);
-  });
+    auto next = static_cast<off_t>(i + 1);
+    size_t need = plus ? fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e, next)
+                       : fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &e.attr, next);
+    if (need > size - used) break;
+    if (plus && !dot) Fs(req).AddLookup(d.ino);
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
 }
 
-// Entries with their attributes, so that `ls -l` needs no lookup per file. Each entry handed to
-// the kernel (but "." and "..") counts as a lookup, taken only once it fits in the reply.
+void ReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Guard(req, "readdir", [&] { FillDir(req, size, off, fi, false); });
+}
+
 void ReadDirPlus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  Guard(req, "readdirplus", [&] {
-    auto* snap = reinterpret_cast<DirSnapshot*>(fi->fh);
-    std::vector<char> buf(size);
-    size_t used = 0;
-    for (size_t i = static_cast<size_t>(off); i < snap->entries.size(); ++i) {
-      const DirEntry& d = snap->entries[i];
-      fuse_entry_param e{};
-      bool dot = d.name == "." || d.name == "..";
-      if (dot) {
-        e.attr.st_ino = d.ino;
-        e.attr.st_mode = S_IFDIR;
-      } else {
-        auto a = Fs(req).GetAttr(d.ino);
-        if (!a.ok()) continue;  // gone since opendir
-        e = ToEntry(*a);
-      }
-      size_t need = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e,
-                                           static_cast<off_t>(i + 1));
-      if (need > size - used) break;
-      if (!dot) Fs(req).AddLookup(d.ino);
-      used += need;
-    }
-    fuse_reply_buf(req, buf.data(), used);
-  });
+  Guard(req, "readdirplus", [&] { FillDir(req, size, off, fi, true); });
 }
 
 void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

@@ -577,17 +577,21 @@ StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std:
     }
     return path.status();
   }
-  Handle h;
-  h.ino = ino;
-  h.fd = UniqueFd(::open(path->c_str(), O_RDWR | O_CLOEXEC));
-  if (!h.fd.valid()) return Status::FromErrno(errno, "open " + *path);
-  h.writable = true;
-  h.append = (flags & O_APPEND) != 0;
-  c->writers++;
+  ASSIGN_OR_RETURN(uint64_t fh, NewWriteHandle(c, *path, flags));
   c->mtime = Now();
   c->nlookup++;
-  uint64_t fh = NewHandle(std::move(h));
   return std::make_pair(AttrOf(*c), fh);
+}
+
+StatusOr<uint64_t> IngestFs::NewWriteHandle(Node* n, const std::string& path, int flags) {
+  Handle h;
+  h.ino = n->ino;
+  h.fd = UniqueFd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!h.fd.valid()) return Status::FromErrno(errno, "open " + path);
+  h.writable = true;
+  h.append = (flags & O_APPEND) != 0;
+  n->writers++;
+  return NewHandle(std::move(h));
 }
 
 StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
@@ -601,15 +605,8 @@ StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
     std::lock_guard<std::mutex> lock(mu_);
     Node* n = Find(ino);
     if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
-    Handle h;
-    h.ino = ino;
-    h.fd = UniqueFd(::open(path->c_str(), O_RDWR | O_CLOEXEC));
-    if (!h.fd.valid()) return Status::FromErrno(errno, "open " + *path);
-    h.writable = true;
-    h.append = (flags & O_APPEND) != 0;
-    n->writers++;
     if (flags & O_TRUNC) n->mtime = Now();
-    return NewHandle(std::move(h));
+    return NewWriteHandle(n, *path, flags);
   }
   std::string path;
   {

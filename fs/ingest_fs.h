@@ -185,7 +185,9 @@ class IngestFs {
   std::string EndWrite(uint64_t ino, std::optional<std::chrono::milliseconds> delay = std::nullopt);
   // sync_upload: closes the version now, uploads it at once and waits for the platform.
   Status SyncUpload(uint64_t fh);
-  uint64_t NewHandle(Handle h);
+  uint64_t NewHandle(Handle h);                                    // REQUIRES: mu_
+  // A handle writing `path` for node `n` (O_APPEND kept), counted as a writer. REQUIRES: mu_.
+  StatusOr<uint64_t> NewWriteHandle(Node* n, const std::string& path, int flags);
   int HandleFd(uint64_t fh);
 
   FsConfig cfg_;
