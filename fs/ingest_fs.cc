@@ -214,14 +214,18 @@ void IngestFs::RestoreFromJournal() {
 
 void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcome& outcome) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [ino, n] : nodes_) {
-    if (n->entry_id != entry.id) continue;
-    n->entry_id.clear();
-    n->remote = true;
-    n->remote_size = entry.size;
-    n->remote_sha256 = entry.sha256;
-    n->read_path = outcome.kept_path;
+  // The entry's dataset and name are the file's current ones (renames are journaled).
+  Node* n = Child(Find(kRootIno), entry.dataset);
+  for (const std::string& part : Split(entry.name, '/')) {
+    if (n == nullptr) break;
+    n = Child(n, part);
   }
+  if (n == nullptr || n->entry_id != entry.id) return;  // unlinked or replaced meanwhile
+  n->entry_id.clear();
+  n->remote = true;
+  n->remote_size = entry.size;
+  n->remote_sha256 = entry.sha256;
+  n->read_path = outcome.kept_path;
 }
 
 std::vector<std::string> IngestFs::OpenFiles() {

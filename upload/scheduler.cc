@@ -239,6 +239,7 @@ void Scheduler::Loop() {
     if (out.status.ok()) {
       item.status.sent = item.status.size;
       SetState(item, FileState::kCompleted);
+      PruneCompletedLocked();
     } else if (out.status.code() == Code::kCancelled) {
       if (!item.queued && item.status.state != FileState::kLocal) SetState(item, FileState::kLocal);
       if (item.queued) SetState(item, FileState::kPending);
@@ -258,6 +259,19 @@ void Scheduler::Loop() {
     }
     cv_.notify_all();
   }
+}
+
+void Scheduler::PruneCompletedLocked() {
+  // A mount runs for weeks: keep the newest completed files for status, forget older ones.
+  std::vector<std::pair<int64_t, std::string>> done;
+  for (const auto& [id, item] : items_) {
+    if (item.status.state == FileState::kCompleted && !item.queued && !item.running) {
+      done.emplace_back(item.status.since_ms, id);
+    }
+  }
+  if (done.size() <= kKeepCompleted) return;
+  std::sort(done.begin(), done.end());
+  for (size_t i = 0; i + kKeepCompleted < done.size(); ++i) items_.erase(done[i].second);
 }
 
 void Scheduler::OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) {

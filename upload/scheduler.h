@@ -89,6 +89,8 @@ class Scheduler : private ProgressSink {
   };
   void Loop();
   void SetState(Item& item, FileState s);  // REQUIRES: mu_ held
+  void PruneCompletedLocked();             // REQUIRES: mu_ held
+  static constexpr size_t kKeepCompleted = 2000;
   // ProgressSink (called by the uploader from workers).
   void OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) override;
   void OnPhase(const std::string& id, const std::string& phase) override;
