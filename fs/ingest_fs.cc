@@ -26,8 +26,8 @@ std::vector<std::string> DefaultTempPatterns() {
   return {".*.??????", "~$*", "*.tmp", ".~lock*", "*.swp", "*.part"};
 }
 
-IngestFs::IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal)
-    : cfg_(std::move(cfg)), dialect_(dialect), journal_(journal) {
+IngestFs::IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal, cache::MtimeStore* mtimes)
+    : cfg_(std::move(cfg)), dialect_(dialect), journal_(journal), mtimes_(mtimes) {
   auto root = std::make_unique<Node>();
   root->ino = kRootIno;
   root->parent = kRootIno;
@@ -193,8 +193,11 @@ void IngestFs::RefreshDataset(uint64_t dataset_ino) {
       n->read_path.clear();  // someone else uploaded a new version: our copy is stale
     }
     n->remote_sha256 = f.sha256;
-    if (n->entry_id.empty() && changed && f.mtime > 0 && n->mtime == 0) n->mtime = f.mtime;
-    if (n->entry_id.empty() && n->mtime == 0) n->mtime = f.mtime > 0 ? f.mtime : Now();
+    if (n->entry_id.empty() && changed) {
+      std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.sha256) : std::nullopt;
+      if (kept) n->mtime = *kept;  // the writer's time, for the content we uploaded
+      else if (n->mtime == 0) n->mtime = f.mtime > 0 ? f.mtime : Now();
+    }
   }
 }
 
@@ -226,6 +229,7 @@ void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcom
   n->remote_size = entry.size;
   n->remote_sha256 = entry.sha256;
   n->read_path = outcome.kept_path;
+  if (mtimes_ != nullptr) mtimes_->Put(entry.dataset, entry.name, entry.sha256, n->mtime);
 }
 
 std::vector<std::string> IngestFs::OpenFiles() {
@@ -806,8 +810,14 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
   std::lock_guard<std::mutex> lock(mu_);
   Node* n = Find(ino);
   if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
-  if (mtime) n->mtime = *mtime;
-  else if (size) n->mtime = Now();
+  if (mtime) {
+    n->mtime = *mtime;
+    if (mtimes_ != nullptr && n->entry_id.empty() && n->remote) {
+      mtimes_->Put(n->dataset, n->rel, n->remote_sha256, n->mtime);
+    }
+  } else if (size) {
+    n->mtime = Now();
+  }
   return AttrOf(*n);
 }
 

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cache/journal.h"
+#include "cache/mtime_store.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "upload/dialect.h"
@@ -79,7 +80,8 @@ class IngestFs {
  public:
   static constexpr uint64_t kRootIno = 1;
 
-  IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal);
+  // `mtimes` may be null (then mtimes are kept only while mounted).
+  IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal, cache::MtimeStore* mtimes = nullptr);
   // The scheduler is built after the filesystem (it calls OnConfirmed); attach it before use.
   void AttachScheduler(upload::Scheduler* scheduler) { scheduler_ = scheduler; }
   // Puts every unfinished journal entry into the tree (after a crash, reboot or unmount).
@@ -193,6 +195,7 @@ class IngestFs {
   FsConfig cfg_;
   upload::Dialect& dialect_;
   cache::Journal& journal_;
+  cache::MtimeStore* mtimes_;
   upload::Scheduler* scheduler_ = nullptr;
 
   // The version lock of `ino` (a copy, so that it outlives the node if need be).

@@ -279,10 +279,12 @@ int RunMountCommand(int argc, char** argv) {
     std::cerr << "ingestfs: " << journal.status().message() << "\n";
     return 1;
   }
+  auto mtimes = cache::MtimeStore::Open(cfg.cache_dir);
+  if (!mtimes.ok()) std::cerr << "ingestfs: mtimes: " << mtimes.status().message() << " (kept only while mounted)\n";
   upload::InitHttp();
   upload::ClientPool pool;
   upload::IngestDialect dialect(cfg.api, token, pool);
-  IngestFs fs(cfg, dialect, **journal);
+  IngestFs fs(cfg, dialect, **journal, mtimes.ok() ? mtimes->get() : nullptr);
   upload::Scheduler::Options sched_opts;
   sched_opts.settle = cfg.settle;
   sched_opts.workers = parallel;

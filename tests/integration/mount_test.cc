@@ -490,3 +490,36 @@ TEST_F(MountTest, SyncUploadMakesCloseWaitForThePlatformAndReportFailure) {
 
 }  // namespace
 }  // namespace ingestfs::testing
+
+namespace ingestfs::testing {
+namespace {
+
+TEST_F(MountTest, RsyncAfterARemountStillFindsTheTreeUnchanged) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "again")), 0);
+  std::filesystem::create_directories(tmp_ / "src2/d");
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 5; ++i) {
+    std::string rel = "src2/d/f" + std::to_string(i);
+    WriteRandomFile(tmp_ / rel, 20000 + i, 70 + i);
+    want[rel] = FileSha256Hex(tmp_ / rel);
+  }
+  // Instrument data is older than its upload: the platform's times differ from the files'.
+  ASSERT_EQ(Sh("touch -d '2021-03-04 05:06:07' " + Q(tmp_ / "src2/d") + "/*"), 0);
+  ASSERT_EQ(Sh("rsync -a " + Q(tmp_ / "src2") + " " + Q(*m / "again/")), 0);
+  ASSERT_EQ(Sh(BinDir() + "/ingestfs wait " + Q(m->path()) + " --timeout 60"), 0);
+  ASSERT_TRUE(WaitArrived("again", want));
+  int before = Presigns();
+  m->Unmount();
+  m = Mount();  // a fresh view: sizes and times come from the platform and the cache dir
+  std::string out = tmp_ / "rsync.out";
+  ASSERT_EQ(Sh("rsync -ai " + Q(tmp_ / "src2") + " " + Q(*m / "again/") + " > " + Q(out)), 0);
+  std::ifstream in(out);
+  std::string itemized((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(itemized.find(">f"), std::string::npos) << "rsync sent files again:\n" << itemized;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(Presigns(), before);
+}
+
+}  // namespace
+}  // namespace ingestfs::testing
