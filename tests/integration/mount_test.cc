@@ -355,20 +355,16 @@ TEST_F(MountTest, BadOptionsAreClearErrors) {
   EXPECT_EQ(c4, 0);
 }
 
-}  // namespace
-}  // namespace ingestfs::testing
-
-namespace ingestfs::testing {
-namespace {
 
 struct CmdResult {
   int code = -1;
   std::string out;
 };
 
-CmdResult Ingestfs(const std::string& args) {
+// Runs a shell command, capturing its output (stderr too) and exit code.
+CmdResult Capture(const std::string& cmd_line) {
   CmdResult r;
-  std::string cmd = BinDir() + "/ingestfs " + args + " 2>&1";
+  std::string cmd = cmd_line + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   char buf[4096];
   size_t n;
@@ -377,6 +373,8 @@ CmdResult Ingestfs(const std::string& args) {
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
 }
+
+CmdResult Ingestfs(const std::string& args) { return Capture(BinDir() + "/ingestfs " + args); }
 
 TEST_F(MountTest, StatusWaitAndRetryTalkToTheDaemon) {
   Serve({"--max-bytes-per-sec", "16MiB", "--readonly-token", "viewer"});
@@ -418,11 +416,6 @@ TEST_F(MountTest, StatusWaitAndRetryTalkToTheDaemon) {
   EXPECT_EQ(Ingestfs("status " + Q(tmp_.path())).code, 1) << "not a mount: a clear error";
 }
 
-}  // namespace
-}  // namespace ingestfs::testing
-
-namespace ingestfs::testing {
-namespace {
 
 TEST_F(MountTest, TheFuseMountHelperMountsItAsFstabWould) {
   // mount(8) runs mount.fuse3 for type fuse.ingestfs, which runs `ingestfs SOURCE MP -o ...`
@@ -438,11 +431,6 @@ TEST_F(MountTest, TheFuseMountHelperMountsItAsFstabWould) {
   EXPECT_TRUE(WaitArrived("fstab", {{"f", Sha256Hex("via-helper\n")}}));
 }
 
-}  // namespace
-}  // namespace ingestfs::testing
-
-namespace ingestfs::testing {
-namespace {
 
 TEST_F(MountTest, PlatformOnlyFilesAreReadAndAppendedToThroughADownload) {
   Api a = api();
@@ -459,11 +447,6 @@ TEST_F(MountTest, PlatformOnlyFilesAreReadAndAppendedToThroughADownload) {
   EXPECT_EQ(Listing("dl")["sub/data.bin"].second, 2);
 }
 
-}  // namespace
-}  // namespace ingestfs::testing
-
-namespace ingestfs::testing {
-namespace {
 
 TEST_F(MountTest, SyncUploadMakesCloseWaitForThePlatformAndReportFailure) {
   Serve({"--readonly-token", "viewer"});
@@ -481,18 +464,9 @@ TEST_F(MountTest, SyncUploadMakesCloseWaitForThePlatformAndReportFailure) {
                    "', os.O_WRONLY | os.O_CREAT)\nos.write(f, b'x')\ntry:\n    os.close(f)\n    print('closed')\n"
                    "except OSError as e:\n    print('close failed', e.errno)\n";
   std::ofstream(tmp_ / "close.py") << py;
-  FILE* p = ::popen(("python3 " + Q(tmp_ / "close.py")).c_str(), "r");
-  char buf[256] = {0};
-  size_t n = std::fread(buf, 1, sizeof(buf) - 1, p);
-  ::pclose(p);
-  EXPECT_EQ(std::string(buf, n), "close failed " + std::to_string(EIO) + "\n");
+  EXPECT_EQ(Capture("python3 " + Q(tmp_ / "close.py")).out, "close failed " + std::to_string(EIO) + "\n");
 }
 
-}  // namespace
-}  // namespace ingestfs::testing
-
-namespace ingestfs::testing {
-namespace {
 
 TEST_F(MountTest, RsyncAfterARemountStillFindsTheTreeUnchanged) {
   auto m = Mount();
