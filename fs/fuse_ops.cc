@@ -16,6 +16,7 @@ namespace {
 
 constexpr double kAttrTimeout = 1.0;
 constexpr double kEntryTimeout = 1.0;
+constexpr double kNegativeTimeout = 1.0;
 
 IngestFs& Fs(fuse_req_t req) { return *static_cast<IngestFs*>(fuse_req_userdata(req)); }
 
@@ -71,6 +72,14 @@ void Init(void*, fuse_conn_info* conn) {
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guard(req, "lookup", [&] {
     auto a = Fs(req).Lookup(parent, name);
+    if (!a.ok() && ErrnoOf(a.status()) == ENOENT) {
+      // A negative entry the kernel may keep briefly: `cp` and rsync look a name up before
+      // creating it, and the create itself would otherwise ask again. Names that appear on
+      // the platform meanwhile show after at most this delay (listings are cached longer).
+      fuse_entry_param none{};
+      none.entry_timeout = kNegativeTimeout;
+      return (void)fuse_reply_entry(req, &none);
+    }
     if (!a.ok()) return (void)fuse_reply_err(req, ErrnoOf(a.status()));
     fuse_entry_param e = ToEntry(*a);
     fuse_reply_entry(req, &e);

@@ -3,7 +3,7 @@
 // lock is held across a fuse_reply_* call.
 #pragma once
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
 #include "common/status.h"
