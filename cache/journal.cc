@@ -12,6 +12,7 @@
 #include <ctime>
 #include <vector>
 
+#include "common/log.h"
 #include "common/crypto.h"
 #include "common/record_log.h"
 #include "common/strings.h"
@@ -178,6 +179,7 @@ void ApplyRecord(const json::Value& r, Entry* e) {
 StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, std::vector<std::string>* warnings) {
   std::unique_ptr<Journal> j(new Journal());
   j->dir_ = cache_dir;
+  j->receipts_ = std::make_unique<ReceiptLog>(j->ReceiptsPath());
   RETURN_IF_ERROR(MakeDirs(cache_dir + "/journal"));
   RETURN_IF_ERROR(MakeDirs(cache_dir + "/data"));
   RETURN_IF_ERROR(MakeDirs(cache_dir + "/read"));
@@ -472,6 +474,12 @@ Status Journal::RecordRetry(const std::string& id) { return Update(id, R"({"t":"
 
 Status Journal::RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version,
                                 std::string* kept_path) {
+  if (auto e = Get(id)) {
+    Receipt r{std::time(nullptr), e->dataset, e->name, e->size, remote_sha256.empty() ? e->sha256 : remote_sha256,
+              e->session ? e->session->job_id : "", remote_version};
+    Status st = receipts_->Append(r);
+    if (!st.ok()) LOG_WARN("no receipt for %s/%s: %s", e->dataset.c_str(), e->name.c_str(), st.message().c_str());
+  }
   RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "confirmed");
     json::KeyString(w, "sha256", remote_sha256);

@@ -34,6 +34,7 @@
 
 #include "common/file_util.h"
 #include "common/json.h"
+#include "cache/receipts.h"
 #include "common/status.h"
 
 namespace ingestfs::cache {
@@ -106,8 +107,9 @@ class Journal {
   Status RecordCompleted(const std::string& id);
   Status RecordFailed(const std::string& id, const std::string& error);
   Status RecordRetry(const std::string& id);
-  // Records the confirmation, then removes the journal file and the cache copy, or, with
-  // `kept_path`, moves the copy to read/ (a plain cache of platform content) and says where.
+  // Appends the receipt (receipts.csv), records the confirmation, then removes the journal file
+  // and the cache copy, or, with `kept_path`, moves the copy to read/ (a plain cache of platform
+  // content) and says where.
   Status RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version,
                          std::string* kept_path = nullptr);
 
@@ -118,6 +120,8 @@ class Journal {
   // Entries not yet confirmed, oldest first. Failed ones are included.
   std::vector<Entry> Unfinished() const;
   const std::string& dir() const { return dir_; }
+  // <cache dir>/receipts.csv: one line per confirmed upload (see receipts.h).
+  std::string ReceiptsPath() const { return dir_ + "/receipts.csv"; }
 
  private:
   Journal() = default;
@@ -131,6 +135,7 @@ class Journal {
 
   std::string dir_;
   UniqueFd lock_fd_;
+  std::unique_ptr<ReceiptLog> receipts_;
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;  // GUARDED_BY(mu_)
   int64_t next_seq_ = 1;                  // GUARDED_BY(mu_)

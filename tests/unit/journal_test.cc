@@ -48,6 +48,31 @@ TEST(Journal, AddCopiesDurablyAndConfirmReleases) {
   EXPECT_TRUE((*j)->Unfinished().empty());
 }
 
+TEST(Journal, EveryConfirmationLeavesAReceipt) {
+  TempDir dir;
+  auto j = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(j.ok());
+  auto a = (*j)->AddCopy(WriteSource(dir, "a", "one"), Meta("plate 1/A01, \"raw\".tif"));
+  auto b = (*j)->AddCopy(WriteSource(dir, "b", "two!"), Meta("b.csv"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  UploadSession s;
+  s.job_id = "job-b";
+  ASSERT_TRUE((*j)->RecordSession(b->id, s).ok());
+  ASSERT_TRUE((*j)->RecordConfirmed(a->id, a->sha256, 1).ok());
+  ASSERT_TRUE((*j)->RecordConfirmed(b->id, b->sha256, 3).ok());
+  auto text = ReadFileToString((*j)->ReceiptsPath());
+  ASSERT_TRUE(text.ok());
+  std::vector<std::string> lines;
+  for (size_t at = 0, nl; (nl = text->find('\n', at)) != std::string::npos; at = nl + 1) lines.push_back(text->substr(at, nl - at));
+  ASSERT_EQ(lines.size(), 3u) << *text;
+  EXPECT_EQ(lines[0] + "\n", ReceiptLog::kHeader);
+  // time,dataset,name,size,sha256,job_id,version; the name's comma and quotes are quoted.
+  EXPECT_NE(lines[1].find(",ds,\"plate 1/A01, \"\"raw\"\".tif\",3," + a->sha256 + ",,1"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find(",ds,b.csv,4," + b->sha256 + ",job-b,3"), std::string::npos) << lines[2];
+  EXPECT_EQ(lines[2].size() - lines[2].find(",ds,"), std::string(",ds,b.csv,4," + b->sha256 + ",job-b,3").size());
+  EXPECT_EQ(lines[2][4], '-');  // 2026-...
+}
+
 TEST(Journal, ReplayRestoresEveryPartialState) {
   TempDir dir;
   std::string src = WriteSource(dir, "src", std::string(100, 'x'));
