@@ -1,5 +1,8 @@
 #include "common/strings.h"
 
+#include <cstdarg>
+#include <cstdio>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -150,6 +153,19 @@ StatusOr<uint64_t> ParseSize(std::string_view text) {
     return Status(Code::kInvalidArgument, "'" + std::string(text) + "' is too large");
   }
   return v * mult;
+}
+
+std::string StringPrintf(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  va_list again;
+  va_copy(again, ap);
+  int n = std::vsnprintf(nullptr, 0, fmt, ap);
+  va_end(ap);
+  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, again);
+  va_end(again);
+  return out;
 }
 
 }  // namespace ingestfs

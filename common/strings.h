@@ -38,4 +38,7 @@ std::optional<int64_t> ParseInt(std::string_view text);
 // Parses a non-negative decimal fraction such as "0.2" or "1".
 std::optional<double> ParseRate(std::string_view text);
 
+// printf(3) into a std::string.
+std::string StringPrintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
 }  // namespace ingestfs

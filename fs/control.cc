@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "fs/status_report.h"
 #include "upload/progress.h"
 
 namespace ingestfs::fs {
@@ -141,29 +142,7 @@ StatusOr<json::Document> Query(const std::string& socket, const std::string& req
   return json::Parse(text, "the mount's answer");
 }
 
-void PrintTable(const json::Document& doc) {
-  const json::Value& files = doc["files"];
-  bool header = false;
-  for (const auto& f : files.GetArray()) {
-    std::string state = f["state"].GetString();
-    if (state == "completed") continue;
-    if (!header) {
-      std::printf("%-11s %10s %9s  %s\n", "STATE", "SIZE", "PROGRESS", "DATASET/NAME");
-      header = true;
-    }
-    uint64_t size = f["size"].GetUint64();
-    uint64_t sent = f["sent"].GetUint64();
-    std::string progress = state == "uploading" && size > 0 ? std::to_string(sent * 100 / size) + "%" : "";
-    std::printf("%-11s %10s %9s  %s/%s\n", state.c_str(), upload::TerminalProgress::Bytes(static_cast<double>(size)).c_str(),
-                progress.c_str(), f["dataset"].GetString(), f["name"].GetString());
-    std::string err = f["error"].GetString();
-    if (!err.empty()) std::printf("%-11s %10s %9s    %s\n", "", "", "", err.c_str());
-  }
-  const json::Value& c = doc["counts"];
-  std::printf("open %d, pending %d, uploading %d, processing %d, failed %d, completed %d\n", c["open"].GetInt(),
-              c["pending"].GetInt(), c["uploading"].GetInt(), c["processing"].GetInt(), c["failed"].GetInt(),
-              c["completed"].GetInt());
-}
+void PrintTable(const json::Document& doc) { std::fputs(StatusTable(doc).c_str(), stdout); }
 
 }  // namespace
 

@@ -40,7 +40,7 @@ fuse_entry_param ToEntry(const Attr& a) {
   fuse_entry_param e{};
   e.ino = a.ino;
   e.attr = ToStat(a);
-  e.attr_timeout = kAttrTimeout;
+  e.attr_timeout = a.changing ? 0 : kAttrTimeout;
   e.entry_timeout = kEntryTimeout;
   return e;
 }
@@ -107,7 +107,7 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     auto a = Fs(req).GetAttr(ino);
     if (!a.ok()) return (void)fuse_reply_err(req, ErrnoOf(a.status()));
     struct stat st = ToStat(*a);
-    fuse_reply_attr(req, &st, kAttrTimeout);
+    fuse_reply_attr(req, &st, a->changing ? 0 : kAttrTimeout);
   });
 }
 
@@ -123,7 +123,7 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     auto a = Fs(req).SetAttr(ino, size, mtime, fh);
     if (!a.ok()) return (void)fuse_reply_err(req, ErrnoOf(a.status()));
     struct stat st = ToStat(*a);
-    fuse_reply_attr(req, &st, kAttrTimeout);
+    fuse_reply_attr(req, &st, a->changing ? 0 : kAttrTimeout);
   });
 }
 
@@ -165,6 +165,8 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!fh.ok()) return (void)fuse_reply_err(req, ErrnoOf(fh.status()));
     fi->fh = *fh;
     fi->keep_cache = 0;
+    // .ingestfs/ files change on their own: read them from the daemon every time.
+    if (IngestFs::IsStatusFile(ino)) fi->direct_io = 1;
     if (fuse_reply_open(req, fi) != 0) (void)Fs(req).Release(*fh);
   });
 }

@@ -1,6 +1,7 @@
 #include "fs/ingest_fs.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,8 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/strings.h"
+#include "common/time_util.h"
+#include "fs/status_report.h"
 
 namespace ingestfs::fs {
 
@@ -35,6 +38,92 @@ IngestFs::IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journ
   root->mtime = Now();
   root->nlookup = 1;
   nodes_[kRootIno] = std::move(root);
+  // .ingestfs/ and its files take inodes 2..6 (kStatusDirIno, kFirstStatusFileIno..).
+  Node* dir = AddChild(Find(kRootIno), kStatusDir, true);
+  dir->special = Special::kStatusDir;
+  dir->dataset.clear();
+  for (auto [name, kind] : {std::pair{"status.txt", Special::kStatusTxt}, {"status.json", Special::kStatusJson},
+                            {"failed.txt", Special::kFailedTxt}, {"receipts.csv", Special::kReceiptsCsv}}) {
+    Node* f = AddChild(dir, name, false);
+    f->special = kind;
+    f->dataset.clear();
+    f->rel.clear();
+  }
+}
+
+Status IngestFs::RefuseStatus(const Node* n, const char* op, const std::string& name) {
+  if (n == nullptr || n->special == Special::kNone) return Status::Ok();
+  LOG_WARN("%s %s refused: %s/ is the mount's read-only status folder", op, name.c_str(), kStatusDir);
+  return Errno(EROFS, std::string(kStatusDir) + "/ is read-only");
+}
+
+void IngestFs::RefreshStatus(bool now) {
+  if (!now) {
+    std::lock_guard<std::mutex> lock(status_mu_);
+    if (!status_text_.empty() && std::chrono::steady_clock::now() - status_at_ < std::chrono::seconds(1)) return;
+  }
+  std::string js = StatusJson();
+  auto doc = json::Parse(js, "status");
+  std::map<Special, std::string> text;
+  text[Special::kStatusJson] = js + "\n";
+  if (doc.ok()) {
+    text[Special::kStatusTxt] = StatusText(*doc);
+    text[Special::kFailedTxt] = FailedText(*doc);
+  }
+  std::lock_guard<std::mutex> lock(status_mu_);
+  status_text_ = std::move(text);
+  status_at_ = std::chrono::steady_clock::now();
+}
+
+std::string IngestFs::StatusContent(Special kind) {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  auto it = status_text_.find(kind);
+  return it == status_text_.end() ? std::string() : it->second;
+}
+
+std::string IngestFs::StatusJson() {
+  std::vector<std::string> open = OpenFiles();
+  std::vector<upload::FileStatus> files = scheduler_ != nullptr ? scheduler_->Snapshot() : std::vector<upload::FileStatus>{};
+  std::map<std::string, int> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0}, {"failed", 0}, {"completed", 0}};
+  return json::Object([&](json::Writer& w) {
+    json::KeyString(w, "time", Iso8601Utc(std::time(nullptr)));
+    json::KeyString(w, "platform", RedactUrl(cfg_.api));
+    json::KeyString(w, "dialect", cfg_.dialect);
+    json::Key(w, "files");
+    w.StartArray();
+    for (const std::string& o : open) {
+      size_t slash = o.find('/');
+      w.StartObject();
+      json::KeyString(w, "dataset", o.substr(0, slash));
+      json::KeyString(w, "name", o.substr(slash + 1));
+      json::KeyString(w, "state", "open");
+      json::KeyInt(w, "size", 0);
+      json::KeyInt(w, "sent", 0);
+      json::KeyString(w, "error", "");
+      w.EndObject();
+    }
+    for (const upload::FileStatus& f : files) {
+      if (f.state == upload::FileState::kLocal) continue;  // being written, or a temporary name
+      counts[upload::FileStateName(f.state)]++;
+      w.StartObject();
+      json::KeyString(w, "dataset", f.dataset);
+      json::KeyString(w, "name", f.name);
+      json::KeyString(w, "state", upload::FileStateName(f.state));
+      json::KeyInt(w, "size", static_cast<int64_t>(f.size));
+      json::KeyInt(w, "sent", static_cast<int64_t>(std::min(f.sent, f.size)));
+      json::KeyString(w, "error", f.error);
+      json::KeyString(w, "job_id", f.job_id);
+      json::KeyInt(w, "attempts", f.attempts);
+      json::KeyInt(w, "since_ms", f.since_ms);
+      w.EndObject();
+    }
+    w.EndArray();
+    json::Key(w, "counts");
+    w.StartObject();
+    json::KeyInt(w, "open", static_cast<int64_t>(open.size()));
+    for (const auto& [k, v] : counts) json::KeyInt(w, k, v);
+    w.EndObject();
+  });
 }
 
 bool IngestFs::IsTemporaryName(const std::string& base) const {
@@ -99,6 +188,22 @@ Attr IngestFs::AttrOf(const Node& n) {
   a.mtime = n.mtime;
   a.uid = cfg_.uid;
   a.gid = cfg_.gid;
+  if (n.special != Special::kNone) {
+    a.changing = true;
+    a.mtime = Now();
+    a.mode = n.is_dir ? S_IFDIR | 0555 : S_IFREG | 0444;
+    a.nlink = n.is_dir ? 2 : 1;
+    if (n.special == Special::kReceiptsCsv) {
+      struct stat st;
+      if (::stat(journal_.ReceiptsPath().c_str(), &st) == 0) {
+        a.size = static_cast<uint64_t>(st.st_size);
+        a.mtime = st.st_mtim.tv_sec;
+      }
+    } else if (!n.is_dir) {
+      a.size = StatusContent(n.special).size();
+    }
+    return a;
+  }
   if (n.is_dir) {
     a.mode = S_IFDIR | (0755 & ~cfg_.umask);
     a.nlink = 2;
@@ -151,6 +256,7 @@ void IngestFs::RefreshRoot() {
   }
   root_listed_at_ = std::chrono::steady_clock::now();
   for (const upload::DatasetInfo& d : *list) {
+    if (d.name == kStatusDir) continue;  // the status folder's name: not shown
     dataset_ids_[d.name] = d.id;
     DatasetNode(d.name);
   }
@@ -268,6 +374,7 @@ Status IngestFs::RefreshFor(uint64_t dir) {
 }
 
 StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
+  if (parent == kStatusDirIno) RefreshStatus();
   RETURN_IF_ERROR(RefreshFor(parent));
   std::lock_guard<std::mutex> lock(mu_);
   Node* p = Find(parent);
@@ -300,6 +407,7 @@ bool IngestFs::AddLookup(uint64_t ino) {
 }
 
 StatusOr<Attr> IngestFs::GetAttr(uint64_t ino) {
+  if (IsStatusFile(ino)) RefreshStatus();
   std::lock_guard<std::mutex> lock(mu_);
   Node* n = Find(ino);
   if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
@@ -307,6 +415,7 @@ StatusOr<Attr> IngestFs::GetAttr(uint64_t ino) {
 }
 
 StatusOr<std::vector<DirEntry>> IngestFs::ReadDir(uint64_t ino) {
+  if (ino == kStatusDirIno) RefreshStatus();
   RETURN_IF_ERROR(RefreshFor(ino));
   std::lock_guard<std::mutex> lock(mu_);
   Node* n = Find(ino);
@@ -328,6 +437,7 @@ StatusOr<Attr> IngestFs::Mkdir(uint64_t parent, const std::string& name) {
     std::lock_guard<std::mutex> lock(mu_);
     Node* p = Find(parent);
     if (p == nullptr || !p->is_dir) return Errno(ENOTDIR, "mkdir in a non-folder");
+    RETURN_IF_ERROR(RefuseStatus(p, "mkdir", name));
     if (Child(p, name) != nullptr) return Status(Code::kAlreadyExists, name, EEXIST);
     if (parent != kRootIno) {
       rel = RelFor(p, name);
@@ -374,6 +484,7 @@ Status IngestFs::Rmdir(uint64_t parent, const std::string& name) {
   Node* c = p == nullptr ? nullptr : Child(p, name);
   if (c == nullptr) return Status(Code::kNotFound, name, ENOENT);
   if (!c->is_dir) return Errno(ENOTDIR, name);
+  RETURN_IF_ERROR(RefuseStatus(c, "rmdir", name));
   if (!c->children.empty()) return Errno(ENOTEMPTY, name);
   if (parent == kRootIno) {
     LOG_WARN("rmdir %s refused: datasets are not deleted from the mount", name.c_str());
@@ -550,6 +661,7 @@ StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std:
     std::lock_guard<std::mutex> lock(mu_);
     Node* p = Find(parent);
     if (p == nullptr || !p->is_dir) return Errno(ENOTDIR, "create in a non-folder");
+    RETURN_IF_ERROR(RefuseStatus(p, "create", name));
     if (parent == kRootIno) {
       LOG_WARN("create %s refused: files go inside a dataset folder (mkdir one first)", name.c_str());
       return Errno(EPERM, "files go inside a dataset folder");
@@ -604,6 +716,31 @@ StatusOr<uint64_t> IngestFs::NewWriteHandle(Node* n, const std::string& path, in
 
 StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
   bool write = (flags & O_ACCMODE) != O_RDONLY;
+  if (ino == kStatusDirIno || IsStatusFile(ino)) {
+    Special kind;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Node* n = Find(ino);
+      if (write) return RefuseStatus(n, "write", n->name);
+      kind = n->special;
+    }
+    Handle h;
+    h.ino = ino;
+    if (kind == Special::kReceiptsCsv) {
+      h.fd = UniqueFd(::open(journal_.ReceiptsPath().c_str(), O_RDONLY | O_CLOEXEC));
+      if (!h.fd.valid() && errno != ENOENT) return Status::FromErrno(errno, "open " + journal_.ReceiptsPath());
+    }
+    if (!h.fd.valid()) {
+      // A snapshot in memory: what one open reads does not change under it.
+      RefreshStatus(true);
+      std::string text = kind == Special::kReceiptsCsv ? std::string(cache::ReceiptLog::kHeader) : StatusContent(kind);
+      h.fd = UniqueFd(::memfd_create("ingestfs-status", MFD_CLOEXEC));
+      if (!h.fd.valid()) return Status::FromErrno(errno, "memfd_create");
+      RETURN_IF_ERROR(WriteAll(h.fd.get(), text.data(), text.size(), "status snapshot"));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    return NewHandle(std::move(h));
+  }
   if (write) {
     std::shared_lock<std::shared_mutex> ns(ns_mu_);
     auto version = VersionMutex(ino);
@@ -780,6 +917,11 @@ Status IngestFs::Release(uint64_t fh) {
 
 StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std::optional<int64_t> mtime,
                                  std::optional<uint64_t> fh) {
+  if (ino == kStatusDirIno || IsStatusFile(ino)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    return RefuseStatus(n, "setattr", n->name);
+  }
   if (size) {
     int fd = -1;
     if (fh) {
@@ -829,6 +971,7 @@ Status IngestFs::Unlink(uint64_t parent, const std::string& name) {
     Node* p = Find(parent);
     Node* c = p == nullptr ? nullptr : Child(p, name);
     if (c == nullptr) return Status(Code::kNotFound, name, ENOENT);
+    RETURN_IF_ERROR(RefuseStatus(c, "rm", name));
     if (c->is_dir) return Errno(EISDIR, name);
     if (c->remote) {
       LOG_WARN("rm %s/%s refused: the file is on the platform, which does not delete files through the mount",
@@ -862,6 +1005,8 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     Node* s = p == nullptr ? nullptr : Child(p, name);
     if (s == nullptr) return Status(Code::kNotFound, name, ENOENT);
     if (np == nullptr || !np->is_dir) return Errno(ENOTDIR, new_name);
+    RETURN_IF_ERROR(RefuseStatus(s, "rename", name));
+    RETURN_IF_ERROR(RefuseStatus(np, "rename", new_name));
     if (new_parent == kRootIno || parent == kRootIno) {
       LOG_WARN("rename %s -> %s refused: datasets are not renamed, and files live inside them", name.c_str(),
                new_name.c_str());

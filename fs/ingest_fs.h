@@ -68,6 +68,7 @@ struct Attr {
   uint32_t nlink = 1;
   uid_t uid = 0;
   gid_t gid = 0;
+  bool changing = false;  // a file of .ingestfs/: its size changes on its own (no caching)
 };
 
 struct DirEntry {
@@ -79,6 +80,10 @@ struct DirEntry {
 class IngestFs {
  public:
   static constexpr uint64_t kRootIno = 1;
+  // The read-only status folder at the root (never a dataset; a platform dataset of that name
+  // is not shown).
+  static constexpr char kStatusDir[] = ".ingestfs";
+  static constexpr uint64_t kStatusDirIno = 2, kFirstStatusFileIno = 3, kLastStatusFileIno = 6;
 
   // `mtimes` may be null (then mtimes are kept only while mounted).
   IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal, cache::MtimeStore* mtimes = nullptr);
@@ -91,6 +96,11 @@ class IngestFs {
   bool IsTemporaryName(const std::string& base) const;
   // Files (not temporary) open for writing, or closed but not yet recorded: "dataset/name".
   std::vector<std::string> OpenFiles();
+  // The mount's status as JSON: files open, pending, uploading, processing, failed, completed
+  // (what `ingestfs status --json` prints and .ingestfs/status.json holds).
+  std::string StatusJson();
+  // True for the files of .ingestfs/ (the adapter serves them with direct I/O).
+  static bool IsStatusFile(uint64_t ino) { return ino >= kFirstStatusFileIno && ino <= kLastStatusFileIno; }
 
   StatusOr<Attr> Lookup(uint64_t parent, const std::string& name);
   void Forget(uint64_t ino, uint64_t n);
@@ -127,8 +137,10 @@ class IngestFs {
   StatusOr<struct statvfs> Statfs();
 
  private:
+  enum class Special { kNone, kStatusDir, kStatusTxt, kStatusJson, kFailedTxt, kReceiptsCsv };
   struct Node {
     uint64_t ino = 0;
+    Special special = Special::kNone;
     uint64_t parent = 0;
     std::string name;
     bool is_dir = false;
@@ -191,6 +203,13 @@ class IngestFs {
   // A handle writing `path` for node `n` (O_APPEND kept), counted as a writer. REQUIRES: mu_.
   StatusOr<uint64_t> NewWriteHandle(Node* n, const std::string& path, int flags);
   int HandleFd(uint64_t fh);
+  // The content of a .ingestfs/ file, as last rendered.
+  // Rendered outside mu_, at most once a second unless `now` (an open renders afresh, so that
+  // the fstat after it agrees with what it reads); AttrOf and Open read the cached text.
+  void RefreshStatus(bool now = false);
+  std::string StatusContent(Special kind);  // REQUIRES: not status_mu_
+  // EROFS (with a log line) when `n` is .ingestfs/ or in it. REQUIRES: mu_
+  Status RefuseStatus(const Node* n, const char* op, const std::string& name);
 
   FsConfig cfg_;
   upload::Dialect& dialect_;
@@ -210,6 +229,9 @@ class IngestFs {
   uint64_t next_fh_ = 1;                                           // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point root_listed_at_{};         // GUARDED_BY(mu_)
   bool root_listing_ = false;                                      // GUARDED_BY(mu_)
+  std::mutex status_mu_;                  // guards the two below; taken without other locks
+  std::map<Special, std::string> status_text_;  // GUARDED_BY(status_mu_)
+  std::chrono::steady_clock::time_point status_at_{};  // GUARDED_BY(status_mu_)
 };
 
 }  // namespace ingestfs::fs

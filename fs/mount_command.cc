@@ -119,45 +119,7 @@ std::string HandleControl(const std::string& req, IngestFs& fs, upload::Schedule
     return json::Object([&](json::Writer& w) { json::KeyInt(w, "retried", n); });
   }
   if (req != "status") return R"({"error":"unknown request"})";
-  std::vector<std::string> open = fs.OpenFiles();
-  std::vector<upload::FileStatus> files = scheduler.Snapshot();
-  std::map<std::string, int> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0}, {"failed", 0}, {"completed", 0}};
-  return json::Object([&](json::Writer& w) {
-    json::Key(w, "files");
-    w.StartArray();
-    for (const std::string& o : open) {
-      size_t slash = o.find('/');
-      w.StartObject();
-      json::KeyString(w, "dataset", o.substr(0, slash));
-      json::KeyString(w, "name", o.substr(slash + 1));
-      json::KeyString(w, "state", "open");
-      json::KeyInt(w, "size", 0);
-      json::KeyInt(w, "sent", 0);
-      json::KeyString(w, "error", "");
-      w.EndObject();
-    }
-    for (const upload::FileStatus& f : files) {
-      if (f.state == upload::FileState::kLocal) continue;  // being written, or a temporary name
-      counts[upload::FileStateName(f.state)]++;
-      w.StartObject();
-      json::KeyString(w, "dataset", f.dataset);
-      json::KeyString(w, "name", f.name);
-      json::KeyString(w, "state", upload::FileStateName(f.state));
-      json::KeyInt(w, "size", static_cast<int64_t>(f.size));
-      json::KeyInt(w, "sent", static_cast<int64_t>(std::min(f.sent, f.size)));
-      json::KeyString(w, "error", f.error);
-      json::KeyString(w, "job_id", f.job_id);
-      json::KeyInt(w, "attempts", f.attempts);
-      json::KeyInt(w, "since_ms", f.since_ms);
-      w.EndObject();
-    }
-    w.EndArray();
-    json::Key(w, "counts");
-    w.StartObject();
-    json::KeyInt(w, "open", static_cast<int64_t>(open.size()));
-    for (const auto& [k, v] : counts) json::KeyInt(w, k, v);
-    w.EndObject();
-  });
+  return fs.StatusJson();
 }
 
 int Fail(const std::string& msg) {

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "common/file_util.h"
 #include "common/json.h"
 #include "tests/support/http.h"
 #include "tests/support/mount.h"
@@ -416,6 +417,62 @@ TEST_F(MountTest, StatusWaitAndRetryTalkToTheDaemon) {
   EXPECT_EQ(Ingestfs("status " + Q(tmp_.path())).code, 1) << "not a mount: a clear error";
 }
 
+
+TEST_F(MountTest, TheStatusFolderShowsFailuresAndReceiptsAndIsReadOnly) {
+  Serve({"--readonly-token", "viewer"});
+  ASSERT_FALSE(api().CreateDataset("st").empty());
+  std::ofstream(tmp_ / "token") << "viewer\n";  // uploads will be refused (403)
+  auto m = Mount();
+  ASSERT_TRUE(m->ok());
+  std::string dir = *m / ".ingestfs";
+  CmdResult ls = Capture("ls -a " + Q(m->path()) + " && ls " + Q(dir));
+  EXPECT_NE(ls.out.find(".ingestfs"), std::string::npos) << ls.out;
+  for (const char* f : {"status.txt", "status.json", "failed.txt", "receipts.csv"}) {
+    EXPECT_NE(ls.out.find(f), std::string::npos) << ls.out;
+  }
+  ASSERT_EQ(Sh("echo refused > " + Q(*m / "st/plate 1.csv")), 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 30").code, 1);
+  // What someone at the instrument sees through the share: the file and the platform's reason.
+  CmdResult txt = Capture("cat " + Q(dir + "/status.txt"));
+  EXPECT_NE(txt.out.find("failed"), std::string::npos) << txt.out;
+  EXPECT_NE(txt.out.find("st/plate 1.csv"), std::string::npos) << txt.out;
+  EXPECT_NE(txt.out.find("read-only"), std::string::npos) << txt.out;
+  CmdResult failed = Capture("cat " + Q(dir + "/failed.txt"));
+  EXPECT_NE(failed.out.find("1 failed file(s)"), std::string::npos) << failed.out;
+  EXPECT_NE(failed.out.find("st/plate 1.csv\n    "), std::string::npos) << failed.out;
+  // A copy made with cp (which trusts the size from stat) is whole, valid JSON.
+  ASSERT_EQ(Sh("cp " + Q(dir + "/status.json") + " " + Q(tmp_ / "status.json")), 0);
+  auto doc = json::Parse(*ReadFileToString(tmp_ / "status.json"), "status.json");
+  ASSERT_TRUE(doc.ok()) << *ReadFileToString(tmp_ / "status.json");
+  EXPECT_EQ((*doc)["counts"]["failed"].GetInt(), 1);
+  // Read-only, whatever one tries; never a dataset on the platform.
+  for (std::string cmd : {"(echo x > " + Q(dir + "/status.txt") + ")", "touch " + Q(dir + "/new"), "mkdir " + Q(dir + "/d"),
+                          "rm " + Q(dir + "/failed.txt"), "rmdir " + Q(dir), "mv " + Q(dir) + " " + Q(*m / "x"),
+                          "mv " + Q(*m / "st/plate 1.csv") + " " + Q(dir + "/p.csv"), "truncate -s 0 " + Q(dir + "/status.txt")}) {
+    CmdResult r = Capture(cmd);
+    EXPECT_NE(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find("Read-only file system"), std::string::npos) << cmd << ": " << r.out;
+  }
+  EXPECT_EQ(Sh("mkdir " + Q(dir) + " 2>/dev/null"), 1) << "exists";
+  EXPECT_EQ(api().Read("/datasets?limit=1000").body.find(".ingestfs"), std::string::npos);
+  CmdResult receipts = Capture("cat " + Q(dir + "/receipts.csv"));
+  EXPECT_EQ(receipts.out, "time,dataset,name,size,sha256,job_id,version\n") << "no receipt yet";
+  m->Unmount();
+
+  // With the right token the file arrives, and its receipt says so.
+  std::ofstream(tmp_ / "token") << ServerProcess::kToken << "\n";
+  m = Mount();
+  ASSERT_EQ(Ingestfs("retry " + Q(m->path())).code, 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  ASSERT_EQ(Sh("echo second > " + Q(*m / "st/b.txt")), 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  auto listing = Listing("st");
+  receipts = Capture("cat " + Q(*m / ".ingestfs/receipts.csv"));
+  EXPECT_NE(receipts.out.find(",st,plate 1.csv,8," + Sha256Hex("refused\n") + ","), std::string::npos) << receipts.out;
+  EXPECT_NE(receipts.out.find(",st,b.txt,7," + Sha256Hex("second\n") + ","), std::string::npos) << receipts.out;
+  EXPECT_EQ(listing["b.txt"].first, Sha256Hex("second\n"));
+  EXPECT_NE(Capture("cat " + Q(*m / ".ingestfs/failed.txt")).out.find("no failed files"), std::string::npos);
+}
 
 TEST_F(MountTest, TheFuseMountHelperMountsItAsFstabWould) {
   // mount(8) runs mount.fuse3 for type fuse.ingestfs, which runs `ingestfs SOURCE MP -o ...`

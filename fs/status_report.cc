@@ -1,0 +1,73 @@
+#include "fs/status_report.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "common/strings.h"
+#include "upload/progress.h"
+
+namespace ingestfs::fs {
+
+namespace {
+std::string Str(const json::Value& v, const char* key) {
+  auto it = v.FindMember(key);
+  return it != v.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
+}
+
+int64_t Int(const json::Value& v, const char* key) {
+  auto it = v.FindMember(key);
+  return it != v.MemberEnd() && it->value.IsInt64() ? it->value.GetInt64() : 0;
+}
+}  // namespace
+
+std::string StatusTable(const json::Value& status) {
+  std::string out;
+  bool header = false;
+  if (status.HasMember("files") && status["files"].IsArray()) {
+    for (const auto& f : status["files"].GetArray()) {
+      std::string state = Str(f, "state");
+      if (state == "completed") continue;
+      if (!header) {
+        out += StringPrintf("%-11s %10s %9s  %s\n", "STATE", "SIZE", "PROGRESS", "DATASET/NAME");
+        header = true;
+      }
+      int64_t size = Int(f, "size"), sent = Int(f, "sent");
+      std::string progress = state == "uploading" && size > 0 ? std::to_string(sent * 100 / size) + "%" : "";
+      std::string size_text = upload::TerminalProgress::Bytes(static_cast<double>(size));
+      out += StringPrintf("%-11s %10s %9s  %s/%s\n", state.c_str(), size_text.c_str(), progress.c_str(),
+                    Str(f, "dataset").c_str(), Str(f, "name").c_str());
+      std::string err = Str(f, "error");
+      if (!err.empty()) out += StringPrintf("%-11s %10s %9s    %s\n", "", "", "", err.c_str());
+    }
+  }
+  const json::Value& c = status["counts"];
+  out += StringPrintf("open %" PRId64 ", pending %" PRId64 ", uploading %" PRId64 ", processing %" PRId64
+                ", failed %" PRId64 ", completed %" PRId64 "\n",
+                Int(c, "open"), Int(c, "pending"), Int(c, "uploading"), Int(c, "processing"), Int(c, "failed"),
+                Int(c, "completed"));
+  return out;
+}
+
+std::string StatusText(const json::Value& status) {
+  std::string out = "ingestfs status at " + Str(status, "time") + "\n";
+  if (status.HasMember("platform")) out += "platform: " + Str(status, "platform") + "\n";
+  out += "\n" + StatusTable(status);
+  return out;
+}
+
+std::string FailedText(const json::Value& status) {
+  std::string out;
+  int n = 0;
+  if (status.HasMember("files") && status["files"].IsArray()) {
+    for (const auto& f : status["files"].GetArray()) {
+      if (Str(f, "state") != "failed") continue;
+      ++n;
+      out += Str(f, "dataset") + "/" + Str(f, "name") + "\n    " + Str(f, "error") + "\n";
+    }
+  }
+  if (n == 0) return "no failed files (" + Str(status, "time") + ")\n";
+  return std::to_string(n) + " failed file(s) at " + Str(status, "time") +
+         "; `ingestfs retry MOUNTPOINT` queues them again\n\n" + out;
+}
+
+}  // namespace ingestfs::fs

@@ -1,0 +1,21 @@
+// The mount's status as people read it: the table of `ingestfs status` and the files of the
+// read-only `.ingestfs/` folder at the root of the mount (for someone at an instrument PC who
+// sees the mount only through a share). All of them render the status JSON the daemon builds
+// (IngestFs::StatusJson), so the command, the socket and the folder never disagree.
+#pragma once
+
+#include <string>
+
+#include "common/json.h"
+
+namespace ingestfs::fs {
+
+// The table of files not yet confirmed (state, size, progress, dataset/name, and the reason of a
+// failure under it) and a line of counts.
+std::string StatusTable(const json::Value& status);
+// `.ingestfs/status.txt`: a heading with the time and the cache, then StatusTable.
+std::string StatusText(const json::Value& status);
+// `.ingestfs/failed.txt`: one block per failed file with its reason, or a line saying none.
+std::string FailedText(const json::Value& status);
+
+}  // namespace ingestfs::fs
