@@ -4,6 +4,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -11,7 +14,9 @@
 #include <cstring>
 #include <iostream>
 #include <thread>
+#include <vector>
 
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -115,12 +120,17 @@ namespace {
 constexpr char kUsage[] = R"(Usage: ingestfs status MOUNTPOINT [--json]
        ingestfs wait MOUNTPOINT [--timeout SECONDS]
        ingestfs retry MOUNTPOINT
+       ingestfs unmount MOUNTPOINT [--wait [--timeout SECONDS]] [--force]
 
   status   what the mount still has to upload: a table of files pending, uploading (with
            progress) and failed (with the reason); --json for the same as JSON
   wait     waits until nothing is left to upload (files still open for writing count);
            exit 0 when all arrived, 1 when any failed, 2 on timeout (default: no timeout)
   retry    puts failed files back in the queue
+  unmount  unmounts once nothing is left to upload, and waits for the daemon to exit; refuses
+           (exit 1) while files are open, pending or uploading, unless --wait (drain first;
+           exit 2 if --timeout passes) or --force (unmount anyway: the journal keeps them and
+           the next mount resumes them). Failed files do not block; they are listed.
 )";
 
 int Fail(const std::string& msg, int code = 2) {
@@ -144,12 +154,98 @@ StatusOr<json::Document> Query(const std::string& socket, const std::string& req
 
 void PrintTable(const json::Document& doc) { std::fputs(StatusTable(doc).c_str(), stdout); }
 
+struct Idle {
+  json::Document status;
+  int busy = 0;    // open, pending, uploading or processing
+  int failed = 0;
+  std::string error;  // the daemon could not be asked
+};
+
+int Busy(const json::Value& counts) {
+  return counts["open"].GetInt() + counts["pending"].GetInt() + counts["uploading"].GetInt() +
+         counts["processing"].GetInt();
+}
+
+// Polls the daemon until nothing is busy or `timeout` seconds passed (< 0: no limit; 0: ask once).
+Idle WaitIdle(const std::string& socket, double timeout) {
+  Idle idle;
+  auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    auto doc = Query(socket, "status");
+    if (!doc.ok()) {
+      idle.error = doc.status().message();
+      return idle;
+    }
+    idle.status = std::move(doc).value();
+    idle.busy = Busy(idle.status["counts"]);
+    idle.failed = idle.status["counts"]["failed"].GetInt();
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (idle.busy == 0 || (timeout >= 0 && waited >= timeout)) return idle;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+// The daemon's pid, from the lock file of its cache dir (next to the control socket).
+pid_t DaemonPid(const std::string& socket) {
+  auto text = ReadFileToString(socket.substr(0, socket.rfind('/')) + "/lock");
+  if (!text.ok()) return 0;
+  auto pid = ParseInt(Trim(*text));
+  return pid && *pid > 0 ? static_cast<pid_t>(*pid) : 0;
+}
+
+int Unmount(const std::string& mountpoint, const std::string& socket, bool wait, double timeout, bool force) {
+  Idle idle = WaitIdle(socket, wait ? timeout : 0);
+  if (!idle.error.empty()) return Fail(idle.error, 1);
+  if (idle.busy > 0) {
+    PrintTable(idle.status);
+    if (!force) {
+      std::cerr << "ingestfs unmount: " << idle.busy << " file(s) not yet on the platform"
+                << (wait ? " after " + std::to_string(static_cast<int>(timeout)) + " s" : "")
+                << "; not unmounting. Use --wait to let them drain, or --force to unmount anyway (they stay"
+                << " in the journal and the next mount resumes them).\n";
+      return wait ? 2 : 1;
+    }
+    std::cerr << "ingestfs unmount: --force: " << idle.busy
+              << " file(s) stay in the journal; the next mount with the same cache dir resumes them\n";
+  }
+  if (idle.failed > 0) {
+    PrintTable(idle.status);
+    std::cerr << "ingestfs unmount: " << idle.failed
+              << " failed file(s) stay in the journal (ingestfs retry after the next mount)\n";
+  }
+  pid_t pid = DaemonPid(socket);
+  std::vector<char*> args = {const_cast<char*>("fusermount3"), const_cast<char*>("-u"),
+                             const_cast<char*>(mountpoint.c_str()), nullptr};
+  pid_t child = 0;
+  int rc = -1;
+  if (::posix_spawnp(&child, "fusermount3", nullptr, nullptr, args.data(), environ) != 0) {
+    return Fail("cannot run fusermount3 (is fuse3 installed?)", 1);
+  }
+  while (::waitpid(child, &rc, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+    return Fail("unmounting " + mountpoint + " failed (is a process still using it? see fuser -m " + mountpoint + ")", 1);
+  }
+  // The daemon closes its journal and exits once the kernel lets go.
+  auto alive = [](pid_t p) {
+    if (::kill(p, 0) != 0) return false;
+    auto stat = ReadFileToString("/proc/" + std::to_string(p) + "/stat");  // a zombie has exited
+    size_t paren = stat.ok() ? stat->rfind(')') : std::string::npos;
+    return paren == std::string::npos || paren + 2 >= stat->size() || (*stat)[paren + 2] != 'Z';
+  };
+  for (int i = 0; pid > 0 && i < 300 && alive(pid); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::cout << "unmounted " << mountpoint << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int RunControlCommand(int argc, char** argv) {
   std::string cmd = argv[0];
   std::string mountpoint;
-  bool json_out = false;
+  bool json_out = false, wait = false, force = false;
   double timeout = -1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -158,7 +254,11 @@ int RunControlCommand(int argc, char** argv) {
       return 0;
     } else if (a == "--json" && cmd == "status") {
       json_out = true;
-    } else if (a == "--timeout" && cmd == "wait" && i + 1 < argc) {
+    } else if (a == "--wait" && cmd == "unmount") {
+      wait = true;
+    } else if (a == "--force" && cmd == "unmount") {
+      force = true;
+    } else if (a == "--timeout" && (cmd == "wait" || cmd == "unmount") && i + 1 < argc) {
       auto t = ParseRate(argv[++i]);
       if (!t) return Fail("--timeout takes seconds");
       timeout = *t;
@@ -171,6 +271,7 @@ int RunControlCommand(int argc, char** argv) {
     }
   }
   if (mountpoint.empty()) return Fail(std::string("MOUNTPOINT is required\n") + kUsage);
+  if (timeout >= 0 && cmd == "unmount" && !wait) return Fail("--timeout goes with --wait");
   auto socket = SocketOf(mountpoint);
   if (!socket.ok()) return Fail(socket.status().message(), cmd == "wait" ? 2 : 1);
   if (cmd == "retry") {
@@ -191,28 +292,20 @@ int RunControlCommand(int argc, char** argv) {
     PrintTable(*doc);
     return 0;
   }
+  if (cmd == "unmount") return Unmount(mountpoint, *socket, wait, timeout, force);
   // wait
-  auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    auto doc = Query(*socket, "status");
-    if (!doc.ok()) return Fail(doc.status().message(), 2);
-    const json::Value& c = (*doc)["counts"];
-    int busy = c["open"].GetInt() + c["pending"].GetInt() + c["uploading"].GetInt() + c["processing"].GetInt();
-    if (busy == 0) {
-      if (c["failed"].GetInt() > 0) {
-        PrintTable(*doc);
-        return 1;
-      }
-      return 0;
-    }
-    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (timeout >= 0 && waited >= timeout) {
-      PrintTable(*doc);
-      std::cerr << "ingestfs wait: timed out after " << timeout << " s with " << busy << " file(s) left\n";
-      return 2;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Idle idle = WaitIdle(*socket, timeout);
+  if (!idle.error.empty()) return Fail(idle.error, 2);
+  if (idle.busy > 0) {
+    PrintTable(idle.status);
+    std::cerr << "ingestfs wait: timed out after " << timeout << " s with " << idle.busy << " file(s) left\n";
+    return 2;
   }
+  if (idle.failed > 0) {
+    PrintTable(idle.status);
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace ingestfs::fs

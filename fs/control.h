@@ -36,7 +36,7 @@ class ControlServer {
 // Sends `request` to the socket and returns the answer.
 StatusOr<std::string> ControlRequest(const std::string& socket_path, const std::string& request);
 
-// `ingestfs status|wait|retry MOUNTPOINT ...` (argv[0] is the command name).
+// `ingestfs status|wait|retry|unmount MOUNTPOINT ...` (argv[0] is the command name).
 int RunControlCommand(int argc, char** argv);
 
 }  // namespace ingestfs::fs

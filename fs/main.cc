@@ -1,4 +1,5 @@
-// ingestfs: the command. `ingestfs upload ...` uploads through the engine; the mount comes next.
+// ingestfs: the command. `ingestfs upload ...` uploads through the engine; status, wait, retry
+// and unmount talk to a running mount; anything else is the mount itself.
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -10,7 +11,7 @@
 namespace {
 constexpr char kUsage[] = R"(Usage: ingestfs SOURCE MOUNTPOINT [-o option,...] [-f] [-d]
        ingestfs upload [options] FILE...
-       ingestfs status|wait|retry MOUNTPOINT
+       ingestfs status|wait|retry|unmount MOUNTPOINT
 
   ingestfs SOURCE MOUNTPOINT   mount the platform (ingestfs --help for the options)
   ingestfs upload              upload files and wait until the platform confirms them
@@ -18,6 +19,8 @@ constexpr char kUsage[] = R"(Usage: ingestfs SOURCE MOUNTPOINT [-o option,...] [
   ingestfs status MOUNTPOINT   what the mount still has to upload (--json)
   ingestfs wait MOUNTPOINT     wait until everything is uploaded (--timeout S; exit 1 if any failed)
   ingestfs retry MOUNTPOINT    put failed files back in the queue
+  ingestfs unmount MOUNTPOINT  unmount once nothing is left to upload (--wait [--timeout S]
+                               to drain first, --force to unmount anyway; ingestfs unmount --help)
 )";
 }  // namespace
 
@@ -28,7 +31,7 @@ int main(int argc, char** argv) {
   }
   std::string cmd = argv[1];
   if (cmd == "upload") return ingestfs::fs::RunUploadCommand(argc - 1, argv + 1);
-  if (cmd == "status" || cmd == "wait" || cmd == "retry") return ingestfs::fs::RunControlCommand(argc - 1, argv + 1);
+  if (cmd == "status" || cmd == "wait" || cmd == "retry" || cmd == "unmount") return ingestfs::fs::RunControlCommand(argc - 1, argv + 1);
   // Everything else is the mount, so that mount(8) and fstab can call `ingestfs SOURCE MP -o ...`.
   return ingestfs::fs::RunMountCommand(argc, argv);
 }

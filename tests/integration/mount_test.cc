@@ -47,6 +47,26 @@ int Sh(const std::string& cmd) {
 
 std::string Q(const std::string& s) { return "'" + s + "'"; }
 
+struct CmdResult {
+  int code = -1;
+  std::string out;
+};
+
+// Runs a shell command, capturing its output (stderr too) and exit code.
+CmdResult Capture(const std::string& cmd_line) {
+  CmdResult r;
+  std::string cmd = cmd_line + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+CmdResult Ingestfs(const std::string& args) { return Capture(BinDir() + "/ingestfs " + args); }
+
 class MountTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -330,6 +350,44 @@ TEST_F(MountTest, UnmountWithUploadsPendingLosesNothing) {
   EXPECT_TRUE(WaitArrived("later", {{"w.txt", Sha256Hex("waiting\n")}}));
 }
 
+TEST_F(MountTest, UnmountCommandRefusesDrainsOrForces) {
+  Serve({"--max-bytes-per-sec", "8MiB"});
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "um")), 0);
+  WriteRandomFile(tmp_ / "a.bin", 24 * kMiB, 1);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "a.bin") + " " + Q(*m / "um/a.bin")), 0);
+  CmdResult refused = Ingestfs("unmount " + Q(m->path()));
+  EXPECT_EQ(refused.code, 1) << refused.out;
+  EXPECT_NE(refused.out.find("not yet on the platform"), std::string::npos) << refused.out;
+  EXPECT_NE(refused.out.find("um/a.bin"), std::string::npos) << refused.out;
+  EXPECT_TRUE(IsMounted(m->path()));
+  CmdResult short_wait = Ingestfs("unmount " + Q(m->path()) + " --wait --timeout 0.2");
+  EXPECT_EQ(short_wait.code, 2) << short_wait.out;
+  EXPECT_TRUE(IsMounted(m->path()));
+  EXPECT_EQ(Ingestfs("unmount " + Q(m->path()) + " --timeout 5").code, 2) << "--timeout needs --wait";
+  CmdResult drained = Ingestfs("unmount " + Q(m->path()) + " --wait --timeout 120");
+  EXPECT_EQ(drained.code, 0) << drained.out;
+  EXPECT_FALSE(IsMounted(m->path()));
+  EXPECT_TRUE(WaitArrived("um", {{"a.bin", FileSha256Hex(tmp_ / "a.bin")}}, std::chrono::seconds(1)))
+      << "drained before the unmount";
+  int status = m->Unmount();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the daemon exited by itself";
+
+  // --force: unmounted at once; the journal keeps the file and the next mount delivers it.
+  m = Mount();
+  WriteRandomFile(tmp_ / "b.bin", 24 * kMiB, 2);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "b.bin") + " " + Q(*m / "um/b.bin")), 0);
+  CmdResult forced = Ingestfs("unmount " + Q(m->path()) + " --force");
+  EXPECT_EQ(forced.code, 0) << forced.out;
+  EXPECT_NE(forced.out.find("stay in the journal"), std::string::npos) << forced.out;
+  EXPECT_FALSE(IsMounted(m->path()));
+  m->Unmount();
+  EXPECT_EQ(Listing("um").count("b.bin"), 0u);
+  m = Mount();
+  EXPECT_TRUE(WaitArrived("um", {{"b.bin", FileSha256Hex(tmp_ / "b.bin")}}));
+  EXPECT_EQ(Ingestfs("unmount " + Q(tmp_.path())).code, 1) << "not a mount";
+}
+
 TEST_F(MountTest, BadOptionsAreClearErrors) {
   auto run = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {BinDir() + "/ingestfs"};
@@ -357,25 +415,6 @@ TEST_F(MountTest, BadOptionsAreClearErrors) {
 }
 
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-};
-
-// Runs a shell command, capturing its output (stderr too) and exit code.
-CmdResult Capture(const std::string& cmd_line) {
-  CmdResult r;
-  std::string cmd = cmd_line + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  int st = ::pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-CmdResult Ingestfs(const std::string& args) { return Capture(BinDir() + "/ingestfs " + args); }
 
 TEST_F(MountTest, StatusWaitAndRetryTalkToTheDaemon) {
   Serve({"--max-bytes-per-sec", "16MiB", "--readonly-token", "viewer"});
