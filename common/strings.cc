@@ -134,6 +134,21 @@ std::optional<double> ParseRate(std::string_view text) {
   return v;
 }
 
+std::optional<double> ParseDuration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  double unit = 1;
+  switch (text.back()) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return ParseRate(text);
+  }
+  auto v = ParseRate(text.substr(0, text.size() - 1));
+  if (!v) return std::nullopt;
+  return *v * unit;
+}
+
 StatusOr<uint64_t> ParseSize(std::string_view text) {
   std::string_view t = Trim(text);
   size_t i = 0;

@@ -37,6 +37,8 @@ StatusOr<uint64_t> ParseSize(std::string_view text);
 std::optional<int64_t> ParseInt(std::string_view text);
 // Parses a non-negative decimal fraction such as "0.2" or "1".
 std::optional<double> ParseRate(std::string_view text);
+// A duration in seconds: a number with an optional unit s, m, h or d ("90", "30m", "1.5h", "7d").
+std::optional<double> ParseDuration(std::string_view text);
 
 // printf(3) into a std::string.
 std::string StringPrintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

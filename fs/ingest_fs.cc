@@ -84,11 +84,13 @@ std::string IngestFs::StatusContent(Special kind) {
 std::string IngestFs::StatusJson() {
   std::vector<std::string> open = OpenFiles();
   std::vector<upload::FileStatus> files = scheduler_ != nullptr ? scheduler_->Snapshot() : std::vector<upload::FileStatus>{};
-  std::map<std::string, int> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0}, {"failed", 0}, {"completed", 0}};
+  std::map<std::string, int> counts = {{"pending", 0},  {"uploading", 0}, {"processing", 0},
+                                       {"failed", 0},   {"completed", 0}, {"stalled", 0}};
   return json::Object([&](json::Writer& w) {
     json::KeyString(w, "time", Iso8601Utc(std::time(nullptr)));
     json::KeyString(w, "platform", RedactUrl(cfg_.api));
     json::KeyString(w, "dialect", cfg_.dialect);
+    json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
     json::Key(w, "files");
     w.StartArray();
     for (const std::string& o : open) {
@@ -105,6 +107,7 @@ std::string IngestFs::StatusJson() {
     for (const upload::FileStatus& f : files) {
       if (f.state == upload::FileState::kLocal) continue;  // being written, or a temporary name
       counts[upload::FileStateName(f.state)]++;
+      if (f.stalled) counts["stalled"]++;
       w.StartObject();
       json::KeyString(w, "dataset", f.dataset);
       json::KeyString(w, "name", f.name);
@@ -115,6 +118,9 @@ std::string IngestFs::StatusJson() {
       json::KeyString(w, "job_id", f.job_id);
       json::KeyInt(w, "attempts", f.attempts);
       json::KeyInt(w, "since_ms", f.since_ms);
+      json::KeyInt(w, "queued_ms", f.queued_ms);
+      json::Key(w, "stalled");
+      w.Bool(f.stalled);
       w.EndObject();
     }
     w.EndArray();
@@ -1101,8 +1107,10 @@ StatusOr<std::string> IngestFs::GetXattr(uint64_t ino, const std::string& name) 
   if (!id.empty() && scheduler_ != nullptr) st = scheduler_->Get(id);
   std::string state = writing ? "local" : st ? upload::FileStateName(st->state) : remote ? "completed" : "local";
   if (remote && (!st || st->state != upload::FileState::kFailed)) state = "completed";
+  if (st && st->stalled && state != "completed") state = "stalled";
   std::string key = name.substr(14);
   if (key == "state") return state;
+  if (key == "attempts") return std::to_string(st ? st->attempts : 0);
   if (key == "progress") {
     uint64_t sent = state == "completed" ? size : st ? std::min(st->sent, size) : 0;
     int pct = size == 0 ? (state == "completed" ? 100 : 0) : static_cast<int>(100.0 * static_cast<double>(sent) / static_cast<double>(size));
@@ -1120,7 +1128,7 @@ StatusOr<std::vector<std::string>> IngestFs::ListXattr(uint64_t ino) {
   if (ino == kRootIno && !cfg_.control_socket.empty()) return std::vector<std::string>{"user.ingestfs.control"};
   if (n->is_dir) return std::vector<std::string>{};
   return std::vector<std::string>{"user.ingestfs.state", "user.ingestfs.progress", "user.ingestfs.error",
-                                  "user.ingestfs.job_id"};
+                                  "user.ingestfs.job_id", "user.ingestfs.attempts"};
 }
 
 StatusOr<struct statvfs> IngestFs::Statfs() {

@@ -54,6 +54,8 @@ struct FsConfig {
   // close(2) (and fsync) return only once the platform confirmed the file; EIO if it failed.
   bool sync_upload = false;
   std::chrono::milliseconds sync_timeout{std::chrono::hours(1)};
+  // Shown in the status (the scheduler flags files waiting longer than this as stalled).
+  std::chrono::milliseconds stale_after{std::chrono::hours(1)};
 };
 
 // The default temporary-name patterns.

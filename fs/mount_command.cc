@@ -19,6 +19,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/ingest_fs.h"
 #include "upload/ingest_dialect.h"
+#include "upload/rate_limiter.h"
 #include "upload/scheduler.h"
 
 namespace ingestfs::fs {
@@ -42,6 +43,12 @@ ingestfs options (-o):
   ignore=PAT[:PAT...]  more temporary-name patterns (fnmatch) kept local until renamed;
                        always: .*.?????? ~$* *.tmp .~lock* *.swp *.part
   listing_ttl=SECONDS  how long platform listings are cached (default 30)
+  bwlimit=RATE         cap on upload speed in bytes/s for the whole mount, e.g. 10M, 500K
+                       (default: none)
+  retry_max=DURATION   longest pause between retries while the platform is unreachable
+                       (default 60s; 90, 30s, 5m...)
+  stale_after=DURATION a file not confirmed this long after it was closed is flagged
+                       "stalled" in status and xattrs (default 1h; 30m, 2h, 1d...)
   sync_upload          close(2) and fsync(2) return only once the platform confirmed the file
                        (close fails with EIO, and a log line, when the upload failed)
   allow_other          let other users (e.g. smbd) use the mount (FUSE option)
@@ -66,6 +73,9 @@ struct RawOptions {
   char* umask = nullptr;
   char* ignore = nullptr;
   char* listing_ttl = nullptr;
+  char* bwlimit = nullptr;
+  char* retry_max = nullptr;
+  char* stale_after = nullptr;
   int sync_upload = 0;
   int help = 0;
   int version = 0;
@@ -86,6 +96,9 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("umask=%s", umask),
     INGESTFS_OPT("ignore=%s", ignore),
     INGESTFS_OPT("listing_ttl=%s", listing_ttl),
+    INGESTFS_OPT("bwlimit=%s", bwlimit),
+    INGESTFS_OPT("retry_max=%s", retry_max),
+    INGESTFS_OPT("stale_after=%s", stale_after),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
     FUSE_OPT_KEY("-h", kKeyHelp),
     FUSE_OPT_KEY("--help", kKeyHelp),
@@ -191,6 +204,32 @@ int RunMountCommand(int argc, char** argv) {
     if (!seconds(raw.listing_ttl, "listing_ttl", 86400, &s)) return 2;
     cfg.listing_ttl = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
   }
+  auto duration = [](const char* v, const char* name, double min, double max) -> std::optional<std::chrono::milliseconds> {
+    auto d = ParseDuration(v);
+    if (!d || *d < min || *d > max) {
+      std::cerr << "ingestfs: " << name << "=" << v << " must be a duration from " << min << " s to " << max
+                << " s (a number of seconds, or with s, m, h, d)\n";
+      return std::nullopt;
+    }
+    return std::chrono::milliseconds(static_cast<int64_t>(*d * 1000));
+  };
+  std::chrono::milliseconds retry_max = std::chrono::seconds(60);
+  if (raw.retry_max != nullptr) {
+    auto d = duration(raw.retry_max, "retry_max", 0.1, 3600);
+    if (!d) return 2;
+    retry_max = *d;
+  }
+  if (raw.stale_after != nullptr) {
+    auto d = duration(raw.stale_after, "stale_after", 1, 365 * 86400.0);
+    if (!d) return 2;
+    cfg.stale_after = *d;
+  }
+  uint64_t bwlimit = 0;
+  if (raw.bwlimit != nullptr) {
+    auto r = ParseSize(raw.bwlimit);
+    if (!r.ok() || *r < 1024) return Fail(std::string("bwlimit=") + raw.bwlimit + " must be bytes per second, at least 1K (e.g. 10M, 500K)");
+    bwlimit = *r;
+  }
   if (raw.parallel != nullptr) {
     auto n = ParseInt(raw.parallel);
     if (!n || *n < 1 || *n > 64) return Fail("parallel must be 1 to 64");
@@ -253,7 +292,11 @@ int RunMountCommand(int argc, char** argv) {
   sched_opts.uploader.parallel = 4;
   sched_opts.uploader.keep_confirmed = true;
   sched_opts.uploader.retry.give_up_after = std::chrono::hours(1);
-  sched_opts.uploader.retry.max_backoff = std::chrono::seconds(60);
+  sched_opts.uploader.retry.max_backoff = retry_max;
+  sched_opts.stale_after = cfg.stale_after;
+  std::unique_ptr<upload::RateLimiter> limiter;
+  if (bwlimit > 0) limiter = std::make_unique<upload::RateLimiter>(bwlimit);
+  sched_opts.uploader.limiter = limiter.get();
   upload::Scheduler scheduler(dialect, **journal, sched_opts,
                               [&fs](const cache::Entry& e, const upload::UploadOutcome& o) { fs.OnConfirmed(e, o); });
   fs.AttachScheduler(&scheduler);

@@ -22,11 +22,18 @@ int64_t Int(const json::Value& v, const char* key) {
 
 std::string StatusTable(const json::Value& status) {
   std::string out;
+  int64_t stalled = status.HasMember("counts") ? Int(status["counts"], "stalled") : 0;
+  if (stalled > 0) {
+    out += "WARNING: " + std::to_string(stalled) + " file(s) waiting for more than " +
+           std::to_string(Int(status, "stale_after_s")) + " s (stalled): is the platform reachable? See the reasons below.\n";
+  }
   bool header = false;
   if (status.HasMember("files") && status["files"].IsArray()) {
     for (const auto& f : status["files"].GetArray()) {
       std::string state = Str(f, "state");
       if (state == "completed") continue;
+      auto st = f.FindMember("stalled");
+      if (st != f.MemberEnd() && st->value.IsBool() && st->value.GetBool()) state = "stalled";
       if (!header) {
         out += StringPrintf("%-11s %10s %9s  %s\n", "STATE", "SIZE", "PROGRESS", "DATASET/NAME");
         header = true;
@@ -37,20 +44,23 @@ std::string StatusTable(const json::Value& status) {
       out += StringPrintf("%-11s %10s %9s  %s/%s\n", state.c_str(), size_text.c_str(), progress.c_str(),
                     Str(f, "dataset").c_str(), Str(f, "name").c_str());
       std::string err = Str(f, "error");
+      int64_t attempts = Int(f, "attempts");
+      if (attempts > 0 && state != "failed") err += (err.empty() ? "" : " ") + std::string("[") + std::to_string(attempts) + " attempt(s)]";
       if (!err.empty()) out += StringPrintf("%-11s %10s %9s    %s\n", "", "", "", err.c_str());
     }
   }
   const json::Value& c = status["counts"];
   out += StringPrintf("open %" PRId64 ", pending %" PRId64 ", uploading %" PRId64 ", processing %" PRId64
-                ", failed %" PRId64 ", completed %" PRId64 "\n",
+                ", failed %" PRId64 ", completed %" PRId64 "%s\n",
                 Int(c, "open"), Int(c, "pending"), Int(c, "uploading"), Int(c, "processing"), Int(c, "failed"),
-                Int(c, "completed"));
+                Int(c, "completed"), stalled > 0 ? (" (" + std::to_string(stalled) + " stalled)").c_str() : "");
   return out;
 }
 
 std::string StatusText(const json::Value& status) {
   std::string out = "ingestfs status at " + Str(status, "time") + "\n";
   if (status.HasMember("platform")) out += "platform: " + Str(status, "platform") + "\n";
+
   out += "\n" + StatusTable(status);
   return out;
 }

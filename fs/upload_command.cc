@@ -24,6 +24,7 @@
 #include "common/strings.h"
 #include "upload/ingest_dialect.h"
 #include "upload/progress.h"
+#include "upload/rate_limiter.h"
 #include "upload/uploader.h"
 
 namespace ingestfs::fs {
@@ -49,6 +50,7 @@ recorded in its journal, so a killed run loses nothing: `--resume` finishes it.
   --content-type TYPE  sent with every file (default application/octet-stream)
   --dialect NAME       the platform's dialect (default ingest)
   --give-up-after SECS stop retrying a failing step after this long (default 3600; 0 = never)
+  --bwlimit RATE       cap on upload speed in bytes/s for the whole run, e.g. 10M, 500K
   --resume             finish the uploads left in the journal (by a killed or failed run)
   --retry-failed       with --resume: also try again the ones that failed permanently
   --json               print a machine-readable summary on stdout
@@ -111,6 +113,7 @@ int RunUploadCommand(int argc, char** argv) {
   std::string content_type = "application/octet-stream", dialect_name = "ingest";
   int parallel = 4;
   long give_up = 3600;
+  uint64_t bwlimit = 0;
   bool resume = false, retry_failed = false, json_out = false, quiet = false;
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
@@ -139,7 +142,7 @@ int RunUploadCommand(int argc, char** argv) {
     else if (a == "-v" || a == "--verbose") SetLogLevel(LogLevel::kDebug);
     else if (a == "--api" || a == "--dataset" || a == "--as" || a == "--token-file" || a == "--token" ||
              a == "--cache-dir" || a == "--parallel" || a == "--content-type" || a == "--dialect" ||
-             a == "--give-up-after") {
+             a == "--give-up-after" || a == "--bwlimit") {
       if (!value(a.c_str())) return Usage(a + " needs a value");
       if (a == "--api") api = v;
       else if (a == "--dataset") dataset = v;
@@ -153,6 +156,10 @@ int RunUploadCommand(int argc, char** argv) {
         auto n = ParseInt(v);
         if (!n || *n < 1 || *n > 64) return Usage("--parallel must be 1 to 64");
         parallel = static_cast<int>(*n);
+      } else if (a == "--bwlimit") {
+        auto r = ParseSize(v);
+        if (!r.ok() || *r < 1024) return Usage("--bwlimit must be bytes per second, at least 1K (e.g. 10M, 500K)");
+        bwlimit = *r;
       } else if (a == "--give-up-after") {
         auto n = ParseInt(v);
         if (!n) return Usage("--give-up-after takes seconds");
@@ -253,6 +260,9 @@ int RunUploadCommand(int argc, char** argv) {
   upload::TerminalProgress progress(stderr);
   upload::UploaderOptions opts;
   opts.parallel = parallel;
+  std::unique_ptr<upload::RateLimiter> limiter;
+  if (bwlimit > 0) limiter = std::make_unique<upload::RateLimiter>(bwlimit);
+  opts.limiter = limiter.get();
   opts.retry.give_up_after = std::chrono::seconds(give_up);
   auto uploader_for = [&](const cache::Entry& e) -> upload::Uploader& {
     std::string base = api.empty() ? e.api : api;

@@ -1,5 +1,7 @@
 #include "upload/http_client.h"
 
+#include "upload/rate_limiter.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,6 +66,7 @@ size_t OnRead(char* buf, size_t size, size_t nmemb, void* userdata) {
     uint64_t left = r.body_length - t->sent;
     want = static_cast<size_t>(std::min<uint64_t>(want, left));
     if (want == 0) return 0;
+    if (r.limiter != nullptr) want = r.limiter->Take(want);
     ssize_t n;
     do {
       n = ::pread(r.body_fd, buf, want, static_cast<off_t>(r.body_offset + t->sent));
@@ -117,7 +120,6 @@ StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& req) {
   curl_easy_setopt(curl_, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
   if (req.timeout_seconds > 0) curl_easy_setopt(curl_, CURLOPT_TIMEOUT, req.timeout_seconds);
-  if (max_send_ > 0) curl_easy_setopt(curl_, CURLOPT_MAX_SEND_SPEED_LARGE, static_cast<curl_off_t>(max_send_));
   bool has_body = req.method == "PUT" || req.method == "POST";
   if (has_body) {
     curl_off_t len = req.body_fd >= 0 ? static_cast<curl_off_t>(req.body_length)

@@ -21,6 +21,8 @@
 
 namespace ingestfs::upload {
 
+class RateLimiter;
+
 struct HttpRequest {
   std::string method = "GET";
   std::string url;
@@ -31,6 +33,7 @@ struct HttpRequest {
   uint64_t body_length = 0;
   long timeout_seconds = 0;          // 0: no overall limit (large parts); stalls are caught anyway
   int sink_fd = -1;                  // when set, a 2xx response body is written here, not kept
+  RateLimiter* limiter = nullptr;    // when set, a body_fd body is sent no faster than it allows
   // Called with the number of body bytes sent so far (for progress).
   std::function<void(uint64_t)> on_progress;
 };
@@ -53,12 +56,9 @@ class HttpClient {
   StatusOr<HttpResponse> Do(const HttpRequest& req);
 
   static constexpr size_t kMaxResponseBody = 8 << 20;
-  // Upload speed cap for this handle in bytes/s (0 = none).
-  void SetMaxSendSpeed(uint64_t bytes_per_sec) { max_send_ = bytes_per_sec; }
 
  private:
   CURL* curl_;
-  uint64_t max_send_ = 0;
 };
 
 // A thread-safe pool of clients, so that connections are reused across requests and threads.

@@ -49,6 +49,7 @@ void Scheduler::Start() {
       } else if (e.closed) {
         item.due = now;
         item.queued = true;
+        item.status.queued_ms = NowUnixMillis();
         SetState(item, FileState::kPending);
       }
     }
@@ -82,6 +83,8 @@ void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay)
   }
   item.status.error.clear();
   item.status.sent = 0;
+  item.status.attempts = 0;
+  item.status.queued_ms = NowUnixMillis();
   item.part_sent.clear();
   item.due = std::chrono::steady_clock::now() + delay;
   item.queued = true;
@@ -104,6 +107,7 @@ void Scheduler::Hold(const std::string& id) {
   }
   it->second.status.sent = 0;
   it->second.status.error.clear();
+  it->second.status.queued_ms = 0;
   SetState(it->second, FileState::kLocal);
 }
 
@@ -131,17 +135,29 @@ int Scheduler::RetryFailed() {
   return n;
 }
 
+bool Scheduler::StalledLocked(const Item& item, int64_t now_ms) const {
+  FileState s = item.status.state;
+  bool waiting = s == FileState::kPending || s == FileState::kUploading || s == FileState::kProcessing;
+  return waiting && item.status.queued_ms > 0 && now_ms - item.status.queued_ms >= opts_.stale_after.count();
+}
+
 std::optional<FileStatus> Scheduler::Get(const std::string& id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = items_.find(id);
   if (it == items_.end()) return std::nullopt;
-  return it->second.status;
+  FileStatus st = it->second.status;
+  st.stalled = StalledLocked(it->second, NowUnixMillis());
+  return st;
 }
 
 std::vector<FileStatus> Scheduler::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::pair<int64_t, FileStatus>> v;
-  for (const auto& [id, item] : items_) v.emplace_back(item.seq, item.status);
+  int64_t now = NowUnixMillis();
+  for (const auto& [id, item] : items_) {
+    v.emplace_back(item.seq, item.status);
+    v.back().second.stalled = StalledLocked(item, now);
+  }
   std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<FileStatus> out;
   for (auto& p : v) out.push_back(std::move(p.second));
@@ -235,7 +251,6 @@ void Scheduler::Loop() {
     Item& item = it->second;
     item.running = false;
     item.status.job_id = out.job_id;
-    item.status.attempts += out.attempts;
     if (out.status.ok()) {
       item.status.sent = item.status.size;
       SetState(item, FileState::kCompleted);
@@ -251,6 +266,7 @@ void Scheduler::Loop() {
     } else {
       // Transient trouble that outlasted the retry budget: try again later, never drop it.
       item.status.error = out.status.message();
+      item.status.attempts++;
       item.queued = true;
       item.due = std::chrono::steady_clock::now() + opts_.uploader.retry.max_backoff;
       SetState(item, FileState::kPending);
@@ -295,6 +311,7 @@ void Scheduler::OnRetry(const std::string& id, int attempt, const Status& why) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = items_.find(id);
   if (it == items_.end()) return;
+  it->second.status.attempts++;
   it->second.status.error = "retrying (attempt " + std::to_string(attempt) + "): " + why.message();
 }
 

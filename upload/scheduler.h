@@ -36,8 +36,10 @@ struct FileStatus {
   uint64_t sent = 0;
   std::string error;
   std::string job_id;
-  int attempts = 0;
+  int attempts = 0;      // requests retried for this version so far (counted as they happen)
   int64_t since_ms = 0;  // when it entered this state (unix ms)
+  int64_t queued_ms = 0;  // when this version was closed and queued (unix ms); 0 if not queued
+  bool stalled = false;   // queued for longer than Options::stale_after without being confirmed
 };
 
 class Scheduler : private ProgressSink {
@@ -45,6 +47,8 @@ class Scheduler : private ProgressSink {
   struct Options {
     std::chrono::milliseconds settle{2000};
     int workers = 4;
+    // A file waiting this long after it was queued (platform unreachable, say) is `stalled`.
+    std::chrono::milliseconds stale_after{std::chrono::hours(1)};
     UploaderOptions uploader;
   };
   // Called (from a worker, without locks) when a file was confirmed by the platform.
@@ -90,6 +94,7 @@ class Scheduler : private ProgressSink {
   void Loop();
   void SetState(Item& item, FileState s);  // REQUIRES: mu_ held
   void PruneCompletedLocked();             // REQUIRES: mu_ held
+  bool StalledLocked(const Item& item, int64_t now_ms) const;  // REQUIRES: mu_ held
   static constexpr size_t kKeepCompleted = 2000;
   // ProgressSink (called by the uploader from workers).
   void OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) override;

@@ -158,6 +158,7 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag) {
   req.headers = target.headers;
   req.headers.push_back("Content-MD5: " + Base64Encode(raw_md5));
   req.body_fd = run.fd.get();
+  req.limiter = opts_.limiter;
   req.body_offset = offset;
   req.body_length = length;
   const std::string& id = run.entry.id;

@@ -26,6 +26,8 @@
 
 namespace ingestfs::upload {
 
+class RateLimiter;
+
 // What the uploader tells whoever shows progress. Calls come from worker threads.
 class ProgressSink {
  public:
@@ -45,6 +47,7 @@ struct UploaderOptions {
   std::chrono::milliseconds poll_max{1000};
   int max_restarts = 3;  // new sessions for one file before it fails
   bool keep_confirmed = false;  // move confirmed copies to the read cache instead of removing them
+  RateLimiter* limiter = nullptr;  // shared upload speed cap for part bodies (not owned)
 };
 
 struct UploadOutcome {

@@ -388,6 +388,70 @@ TEST_F(MountTest, UnmountCommandRefusesDrainsOrForces) {
   EXPECT_EQ(Ingestfs("unmount " + Q(tmp_.path())).code, 1) << "not a mount";
 }
 
+// The platform away for a while: files keep arriving in the cache, are flagged stalled, and
+// drain oldest first, once each, when it is back.
+TEST_F(MountTest, OfflineForAWhileThenEverythingDrainsOldestFirstOnce) {
+  auto m = Mount({"retry_max=0.3", "stale_after=2", "parallel=1"});
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "off")), 0);
+  server_.reset();  // the platform goes away
+  std::map<std::string, std::string> want;
+  for (int i = 1; i <= 5; ++i) {
+    std::string name = "run-" + std::to_string(i) + ".dat";
+    WriteRandomFile(tmp_ / name, 100000 + i, 50 + i);
+    ASSERT_EQ(Sh("cp " + Q(tmp_ / name) + " " + Q(*m / ("off/" + name))), 0);
+    want[name] = FileSha256Hex(tmp_ / name);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  }
+  EXPECT_EQ(WaitXattr(*m / "off/run-1.dat", "user.ingestfs.state", "stalled"), "stalled");
+  EXPECT_GT(std::stoi(Xattr(*m / "off/run-1.dat", "user.ingestfs.attempts")), 0) << "retries are counted";
+  EXPECT_NE(Xattr(*m / "off/run-1.dat", "user.ingestfs.error").find("retrying"), std::string::npos);
+  CmdResult st = Capture("cat " + Q(*m / ".ingestfs/status.txt"));
+  EXPECT_NE(st.out.find("file(s) waiting for more than 2 s (stalled)"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("stalled"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("attempt(s)]"), std::string::npos) << st.out;
+
+  Serve({});  // back, on the same port with the same store
+  CmdResult w = Ingestfs("wait " + Q(m->path()) + " --timeout 60");
+  EXPECT_EQ(w.code, 0) << w.out;
+  EXPECT_TRUE(WaitArrived("off", want, std::chrono::seconds(5)));
+  EXPECT_EQ(Xattr(*m / "off/run-1.dat", "user.ingestfs.state"), "completed");
+  EXPECT_EQ(Presigns(), 5) << "each file once";
+  EXPECT_EQ(CountContaining("POST", "/complete"), 5);
+  // The receipts (in confirmation order) show the oldest first, each once.
+  auto receipts = ReadFileToString(*m / ".ingestfs/receipts.csv");
+  ASSERT_TRUE(receipts.ok());
+  size_t at = 0;
+  for (int i = 1; i <= 5; ++i) {
+    std::string name = ",off,run-" + std::to_string(i) + ".dat,";
+    size_t pos = receipts->find(name);
+    ASSERT_NE(pos, std::string::npos) << *receipts;
+    EXPECT_GT(pos, at) << name << " out of order:\n" << *receipts;
+    EXPECT_EQ(receipts->find(name, pos + 1), std::string::npos) << name << " twice";
+    at = pos;
+  }
+}
+
+TEST_F(MountTest, BwlimitCapsTheUploadSpeedOfTheWholeMount) {
+  auto m = Mount({"bwlimit=2M"});
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "bw")), 0);
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 3; ++i) {
+    std::string name = "f" + std::to_string(i);
+    WriteRandomFile(tmp_ / name, 2 * kMiB, 70 + i);
+    want[name] = FileSha256Hex(tmp_ / name);
+  }
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "f0") + " " + Q(tmp_ / "f1") + " " + Q(tmp_ / "f2") + " " + Q(*m / "bw/")), 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(WaitArrived("bw", want, std::chrono::seconds(5)));
+  // 6 MiB at 2 MiB/s, three files in parallel: no less than 2.5 s (one burst of 0.5 MiB aside).
+  EXPECT_GE(seconds, 2.5) << "the cap is shared by every upload of the mount";
+  EXPECT_NE(Capture(BinDir() + "/ingestfs http://127.0.0.1:1/api " + Q(tmp_.path()) + " -o bwlimit=fast").out.find(
+                "bwlimit=fast must be bytes per second"),
+            std::string::npos);
+}
+
 TEST_F(MountTest, BadOptionsAreClearErrors) {
   auto run = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {BinDir() + "/ingestfs"};

@@ -63,6 +63,15 @@ TEST(Strings, RedactUrlCutsTheSecretPart) {
   EXPECT_EQ(RedactSecret("abcdefgh"), "abcd…");
 }
 
+TEST(Strings, ParseDuration) {
+  EXPECT_EQ(ParseDuration("90"), 90.0);
+  EXPECT_EQ(ParseDuration("30s"), 30.0);
+  EXPECT_EQ(ParseDuration("30m"), 1800.0);
+  EXPECT_EQ(ParseDuration("1.5h"), 5400.0);
+  EXPECT_EQ(ParseDuration("7d"), 7 * 86400.0);
+  for (const char* bad : {"", "h", "-1m", "5x", "1 h", "m5"}) EXPECT_FALSE(ParseDuration(bad)) << bad;
+}
+
 TEST(Strings, ParseSize) {
   EXPECT_EQ(*ParseSize("8MiB"), 8u << 20);
   EXPECT_EQ(*ParseSize("8M"), 8u << 20);

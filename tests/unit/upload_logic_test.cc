@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
+#include "upload/rate_limiter.h"
+
 #include "upload/errors.h"
 #include "upload/ingest_dialect.h"
 #include "upload/retry.h"
@@ -146,6 +151,33 @@ TEST(Retry, TransientRetriedPermanentStopsAndGiveUp) {
   EXPECT_EQ(st.code(), Code::kUnavailable);
   EXPECT_NE(st.message().find("gave up after"), std::string::npos);
   EXPECT_GT(attempts, 3);
+}
+
+}  // namespace
+}  // namespace ingestfs::upload
+
+namespace ingestfs::upload {
+namespace {
+
+// A cap is a lower bound on the time a transfer takes: what it guarantees is tested, not speed.
+TEST(RateLimiter, NeverLetsMoreThroughThanTheRatePlusOneBurst) {
+  constexpr uint64_t kRate = 4 << 20;
+  RateLimiter limiter(kRate);
+  auto start = std::chrono::steady_clock::now();
+  uint64_t sent = 0;
+  std::vector<std::thread> senders;
+  std::atomic<uint64_t> total{0};
+  for (int t = 0; t < 4; ++t) {
+    senders.emplace_back([&] {
+      for (int i = 0; i < 24; ++i) total += limiter.Take(64 << 10);
+    });
+  }
+  for (auto& t : senders) t.join();
+  sent = total;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(sent, 4u * 24 * (64 << 10));
+  double burst = kRate / 4.0;
+  EXPECT_GE(seconds, (static_cast<double>(sent) - burst) / kRate * 0.98) << sent << " bytes in " << seconds << " s";
 }
 
 }  // namespace

@@ -1,0 +1,30 @@
+#include "upload/rate_limiter.h"
+
+#include <algorithm>
+#include <thread>
+
+namespace ingestfs::upload {
+
+RateLimiter::RateLimiter(uint64_t bytes_per_sec)
+    : rate_(std::max<uint64_t>(bytes_per_sec, 1)),
+      burst_(std::max(16384.0, static_cast<double>(rate_) / 4)),
+      tokens_(burst_),
+      last_(std::chrono::steady_clock::now()) {}
+
+size_t RateLimiter::Take(size_t want) {
+  want = std::max<size_t>(1, std::min(want, static_cast<size_t>(burst_)));
+  double wait_s = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    double elapsed = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    tokens_ = std::min(burst_, tokens_ + elapsed * static_cast<double>(rate_));
+    tokens_ -= static_cast<double>(want);
+    if (tokens_ < 0) wait_s = -tokens_ / static_cast<double>(rate_);
+  }
+  if (wait_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
+  return want;
+}
+
+}  // namespace ingestfs::upload

@@ -1,0 +1,31 @@
+// RateLimiter: one upload speed cap shared by every transfer of a process (-o bwlimit, and
+// --bwlimit of `ingestfs upload`), so that a lab's link keeps room for its instruments however
+// many files and parts are in flight.
+//
+// A token bucket that may go into debt: Take(n) grants n bytes at once (at most one burst) and
+// the caller sleeps until the bucket has paid for them. Thread safety: all methods.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+namespace ingestfs::upload {
+
+class RateLimiter {
+ public:
+  explicit RateLimiter(uint64_t bytes_per_sec);
+  // Blocks as long as the cap requires; returns how many of `want` bytes to send now (> 0).
+  size_t Take(size_t want);
+  uint64_t rate() const { return rate_; }
+
+ private:
+  const uint64_t rate_;
+  const double burst_;  // bytes; a quarter second's worth, at least 16 KiB
+  std::mutex mu_;
+  double tokens_;                                 // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point last_;    // GUARDED_BY(mu_)
+};
+
+}  // namespace ingestfs::upload
