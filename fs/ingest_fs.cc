@@ -51,6 +51,14 @@ IngestFs::IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journ
   }
 }
 
+Status IngestFs::CheckName(const char* op, const std::string& dataset, const std::string& rel) {
+  Status st = ValidateFileName(rel);
+  if (st.ok()) return st;
+  // Refused here, with the reason in the log, rather than discovered at upload time.
+  LOG_WARN("%s %s/%s refused: %s", op, dataset.c_str(), rel.c_str(), st.message().c_str());
+  return Errno(st.message().find("longer") != std::string::npos ? ENAMETOOLONG : EINVAL, st.message());
+}
+
 Status IngestFs::RefuseStatus(const Node* n, const char* op, const std::string& name) {
   if (n == nullptr || n->special == Special::kNone) return Status::Ok();
   LOG_WARN("%s %s refused: %s/ is the mount's read-only status folder", op, name.c_str(), kStatusDir);
@@ -447,11 +455,7 @@ StatusOr<Attr> IngestFs::Mkdir(uint64_t parent, const std::string& name) {
     if (Child(p, name) != nullptr) return Status(Code::kAlreadyExists, name, EEXIST);
     if (parent != kRootIno) {
       rel = RelFor(p, name);
-      Status st = ValidateFileName(rel);
-      if (!st.ok()) {
-        LOG_WARN("mkdir %s/%s refused: %s", p->dataset.c_str(), rel.c_str(), st.message().c_str());
-        return Errno(st.message().find("longer") != std::string::npos ? ENAMETOOLONG : EINVAL, st.message());
-      }
+      RETURN_IF_ERROR(CheckName("mkdir", p->dataset, rel));
       Node* c = AddChild(p, name, true);
       c->nlookup++;
       return AttrOf(*c);
@@ -673,11 +677,7 @@ StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std:
       return Errno(EPERM, "files go inside a dataset folder");
     }
     std::string rel = RelFor(p, name);
-    Status st = ValidateFileName(rel);
-    if (!st.ok()) {
-      LOG_WARN("create %s/%s refused: %s", p->dataset.c_str(), rel.c_str(), st.message().c_str());
-      return Errno(st.message().find("longer") != std::string::npos ? ENAMETOOLONG : EINVAL, st.message());
-    }
+    RETURN_IF_ERROR(CheckName("create", p->dataset, rel));
     Node* c = Child(p, name);
     if (c != nullptr) {
       if (flags & O_EXCL) return Status(Code::kAlreadyExists, name, EEXIST);
@@ -1020,11 +1020,7 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     }
     new_rel = RelFor(np, new_name);
     new_dataset = np->dataset;
-    Status valid = ValidateFileName(new_rel);
-    if (!valid.ok()) {
-      LOG_WARN("rename to %s/%s refused: %s", new_dataset.c_str(), new_rel.c_str(), valid.message().c_str());
-      return Errno(EINVAL, valid.message());
-    }
+    RETURN_IF_ERROR(CheckName("rename to", new_dataset, new_rel));
     Node* d = Child(np, new_name);
     if (d == s) return Status::Ok();
     if (d != nullptr && (flags & kNoReplace)) return Status(Code::kAlreadyExists, new_name, EEXIST);

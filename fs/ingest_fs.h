@@ -210,6 +210,8 @@ class IngestFs {
   // the fstat after it agrees with what it reads); AttrOf and Open read the cached text.
   void RefreshStatus(bool now = false);
   std::string StatusContent(Special kind);  // REQUIRES: not status_mu_
+  // A name the platform would reject: EINVAL or ENAMETOOLONG, with a log line naming it.
+  static Status CheckName(const char* op, const std::string& dataset, const std::string& rel);
   // EROFS (with a log line) when `n` is .ingestfs/ or in it. REQUIRES: mu_
   Status RefuseStatus(const Node* n, const char* op, const std::string& name);
 

@@ -1,6 +1,7 @@
 // The mount, for real over /dev/fuse, against ingestfs-server on 127.0.0.1. Everything is
 // checked on the platform's side: its listing's sha256, its version, and its access log.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -450,6 +451,68 @@ TEST_F(MountTest, BwlimitCapsTheUploadSpeedOfTheWholeMount) {
   EXPECT_NE(Capture(BinDir() + "/ingestfs http://127.0.0.1:1/api " + Q(tmp_.path()) + " -o bwlimit=fast").out.find(
                 "bwlimit=fast must be bytes per second"),
             std::string::npos);
+}
+
+// An instrument appending to its file every few tenths of a second, closing it each time: one
+// upload once it settled, with every line.
+TEST_F(MountTest, SlowAppendsAcrossReopensUploadOnceWhenSettled) {
+  auto m = Mount({}, "1");
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "log")), 0);
+  std::string expect;
+  for (int i = 0; i < 8; ++i) {
+    std::string line = "reading " + std::to_string(i) + "\n";
+    expect += line;
+    ASSERT_EQ(Sh("printf '%s' " + Q(line) + " >> " + Q(*m / "log/run.txt")), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  EXPECT_TRUE(WaitArrived("log", {{"run.txt", Sha256Hex(expect)}}, std::chrono::seconds(5)));
+  EXPECT_EQ(Presigns(), 1) << "appends within the settle time make one upload";
+}
+
+// Names as instruments make them arrive as they are; names the platform would reject are
+// refused when the file is created, with the reason in the log.
+TEST_F(MountTest, NamesAsInstrumentsMakeThem) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "names")), 0);
+  std::string deep;
+  for (int i = 0; i < 40; ++i) deep += "level" + std::to_string(i) + "/";  // 40 folders, 300+ bytes
+  std::vector<std::string> names = {
+      "plate 1/A 01 (copy).tif",
+      "caf\xc3\xa9-nfc.txt",           // é precomposed
+      "cafe\xcc\x81-nfd.txt",          // e + combining acute: a different name
+      "\xe8\xa9\xa6\xe6\x96\x99 \xe2\x84\x96 7.csv",
+      std::string(255, 'n'),            // the longest segment
+      deep + "bottom.dat",
+  };
+  std::map<std::string, std::string> want;
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::string full = *m / ("names/" + names[i]);
+    std::filesystem::create_directories(std::filesystem::path(full).parent_path());
+    std::string content = "file " + std::to_string(i) + "\n";
+    std::ofstream(full, std::ios::binary) << content;
+    want[names[i]] = Sha256Hex(content);
+  }
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  EXPECT_TRUE(WaitArrived("names", want, std::chrono::seconds(5)));
+  EXPECT_EQ(Listing("names").size(), want.size());
+
+  // Refused at create: not UTF-8; a path longer than the platform's 1,024 bytes.
+  int fd = ::open((*m / "names/bad-\xff.txt").c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_EQ(fd, -1);
+  EXPECT_EQ(errno, EINVAL);
+  std::string longer = deep + deep + deep + deep;  // 1,240 bytes
+  int rc = Sh("mkdir -p " + Q(*m / ("names/" + longer)) + " 2>/dev/null");
+  EXPECT_NE(rc, 0) << "past 1,024 bytes";
+  fd = ::open((*m / ("names/" + deep + deep + deep + std::string(100, 'y'))).c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_EQ(fd, -1);
+  EXPECT_EQ(errno, ENAMETOOLONG);
+  m->Unmount();
+  std::string log = *ReadFileToString(m->stderr_path());
+  EXPECT_NE(log.find("create names/bad-"), std::string::npos) << log;
+  EXPECT_NE(log.find("is not valid UTF-8"), std::string::npos) << log;
+  EXPECT_NE(log.find("is longer than 1024 bytes"), std::string::npos) << log;
+  EXPECT_EQ(Listing("names").size(), want.size()) << "nothing refused reached the platform";
 }
 
 TEST_F(MountTest, BadOptionsAreClearErrors) {
