@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev
   python3 python3-boto3
   bsdutils rsync
+  samba smbclient
 )
 
 missing=()

@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "tests/support/http.h"
 #include "tests/support/mount.h"
+#include "tests/support/samba.h"
 
 namespace ingestfs::testing {
 namespace {
@@ -716,6 +717,91 @@ TEST_F(MountTest, RsyncAfterARemountStillFindsTheTreeUnchanged) {
   EXPECT_EQ(itemized.find(">f"), std::string::npos) << "rsync sent files again:\n" << itemized;
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(Presigns(), before);
+}
+
+// The mount re-exported by a real smbd (the shipped share options) and driven by smbclient, as
+// an instrument PC on a Windows share would.
+class SambaTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    std::string why = SambaUnavailableReason();
+    if (!why.empty()) {
+      const char* ci = std::getenv("CI");
+      if (ci != nullptr && std::string(ci) == "true") FAIL() << "Samba tests cannot run: " << why;
+      GTEST_SKIP() << "SAMBA TESTS NOT RUN: " << why;
+    }
+    m_ = Mount({"allow_other"});
+    ASSERT_TRUE(m_->ok());
+    samba_ = std::make_unique<SambaServer>(m_->path());
+    ASSERT_TRUE(samba_->ok()) << "smbd did not start; see " << samba_->log_dir();
+  }
+  void TearDown() override { samba_.reset(); }
+  SambaServer::Result Smb(const std::string& commands) {
+    auto r = samba_->Client(commands);
+    EXPECT_EQ(r.code, 0) << commands << "\n" << r.out;
+    EXPECT_EQ(r.out.find("NT_STATUS_"), std::string::npos) << commands << "\n" << r.out;
+    return r;
+  }
+  std::unique_ptr<MountProcess> m_;
+  std::unique_ptr<SambaServer> samba_;
+};
+
+TEST_F(SambaTest, PutAndMputOfEverySizeAndNestedFoldersArriveByteExact) {
+  std::map<std::string, std::string> want;
+  std::string puts;
+  for (auto [name, size] : std::vector<std::pair<std::string, uint64_t>>{
+           {"empty.raw", 0}, {"one.raw", 1}, {"image 1.tif", kMiB + 3}, {"stack.raw", 100 * kMiB}}) {
+    WriteRandomFile(tmp_ / name, size, size + 7);
+    want[name] = FileSha256Hex(tmp_ / name);
+    puts += "put \"" + tmp_ / name + "\" \"" + name + "\"; ";
+  }
+  // A run folder with nested plates, sent with mput as Explorer would copy a folder.
+  std::string run = tmp_ / "run-7";
+  for (std::string plate : {"plate1", "plate2/sub"}) {
+    std::filesystem::create_directories(run + "/" + plate);
+    for (int w = 0; w < 3; ++w) {
+      std::string rel = plate + "/A0" + std::to_string(w) + ".csv";
+      WriteRandomFile(run + "/" + rel, 1000 + w, w);
+      want["run-7/" + rel] = FileSha256Hex(run + "/" + rel);
+    }
+  }
+  Smb("mkdir lab");  // a new dataset, made from the share
+  Smb("cd lab; " + puts);
+  Smb("cd lab; mkdir run-7; cd run-7; lcd " + run + "; prompt off; recurse on; mput *");
+  CmdResult w = Ingestfs("wait " + Q(m_->path()) + " --timeout 120");
+  EXPECT_EQ(w.code, 0) << w.out;
+  EXPECT_TRUE(WaitArrived("lab", want, std::chrono::seconds(10)));
+  EXPECT_EQ(Listing("lab").size(), want.size());
+  // What the instrument side can read back: the status folder, through the share.
+  auto st = Smb("cd .ingestfs; get status.txt " + tmp_ / "status.txt");
+  EXPECT_NE(ReadFileToString(tmp_ / "status.txt")->find("failed 0"), std::string::npos);
+}
+
+TEST_F(SambaTest, WindowsStyleSavesAndOverwritesUploadOnlyRealNames) {
+  Smb("mkdir docs");
+  std::ofstream(tmp_ / "v1") << "report, first draft\n";
+  std::ofstream(tmp_ / "v2") << "report, second draft, longer\n";
+  std::ofstream(tmp_ / "v3") << "plain v3\n";
+  std::ofstream(tmp_ / "lock") << "owner: lab user\n";
+  Smb("cd docs; put " + tmp_ / "v1" + " report.docx; put " + tmp_ / "v1" + " plain.txt");
+  ASSERT_EQ(Ingestfs("wait " + Q(m_->path()) + " --timeout 60").code, 0);
+  // Office: a ~$ lock file, the new content under a temporary name renamed over the original,
+  // the lock removed. Another program: name.tmp renamed to its real name. A lock that comes and
+  // goes without a save. A plain overwrite of a file already on the platform.
+  Smb("cd docs; put " + tmp_ / "lock" + " ~$report.docx; put " + tmp_ / "v2" + " ~WRD0001.tmp; " +
+      "rename ~WRD0001.tmp report.docx -f; del ~$report.docx; " +
+      "put " + tmp_ / "v2" + " data.csv.tmp; rename data.csv.tmp data.csv; " +
+      "put " + tmp_ / "lock" + " ~$other.xlsx; del ~$other.xlsx; " +
+      "put " + tmp_ / "v3" + " plain.txt");
+  ASSERT_EQ(Ingestfs("wait " + Q(m_->path()) + " --timeout 60").code, 0);
+  auto listing = Listing("docs");
+  EXPECT_EQ(listing.size(), 3u) << "only real names reach the platform";
+  EXPECT_EQ(listing["report.docx"], std::make_pair(Sha256Hex("report, second draft, longer\n"), 2));
+  EXPECT_EQ(listing["plain.txt"], std::make_pair(Sha256Hex("plain v3\n"), 2));
+  EXPECT_EQ(listing["data.csv"].first, Sha256Hex("report, second draft, longer\n"));
+  EXPECT_EQ(CountContaining("POST", "/reupload/presigned"), 2) << "both overwrites went through reupload";
 }
 
 }  // namespace
