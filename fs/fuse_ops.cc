@@ -192,9 +192,9 @@ void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, 
 // where it can, instead of copying it through our memory.
 void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   Guard(req, "write", [&] {
-    auto t = Fs(req).PrepareWrite(fi->fh, static_cast<uint64_t>(off));
-    if (!t.ok()) return (void)fuse_reply_err(req, ErrnoOf(t.status()));
     size_t size = fuse_buf_size(in);
+    auto t = Fs(req).PrepareWrite(fi->fh, static_cast<uint64_t>(off), size);
+    if (!t.ok()) return (void)fuse_reply_err(req, ErrnoOf(t.status()));
     fuse_bufvec out = FUSE_BUFVEC_INIT(size);
     out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     out.buf[0].fd = t->fd;

@@ -99,6 +99,17 @@ std::string IngestFs::StatusJson() {
     json::KeyString(w, "platform", RedactUrl(cfg_.api));
     json::KeyString(w, "dialect", cfg_.dialect);
     json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
+    if (space_ != nullptr) {
+      cache::CacheSpace::Usage u = space_->Current();
+      json::Key(w, "cache");
+      w.StartObject();
+      json::KeyInt(w, "pending_bytes", static_cast<int64_t>(u.pending));
+      json::KeyInt(w, "cached_bytes", static_cast<int64_t>(u.cached));
+      json::KeyInt(w, "free_bytes", static_cast<int64_t>(u.free));
+      json::KeyInt(w, "max_bytes", static_cast<int64_t>(space_->options().max_bytes));
+      json::KeyInt(w, "min_free_bytes", static_cast<int64_t>(space_->options().min_free));
+      w.EndObject();
+    }
     json::Key(w, "files");
     w.StartArray();
     for (const std::string& o : open) {
@@ -515,15 +526,21 @@ uint64_t IngestFs::NewHandle(Handle h) {
 
 StatusOr<std::string> IngestFs::LocalCopy(uint64_t ino) {
   std::string dataset, rel, existing;
+  uint64_t remote_size = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Node* n = Find(ino);
     if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
-    if (!n->read_path.empty() && PathExists(n->read_path)) return n->read_path;
+    if (!n->read_path.empty() && PathExists(n->read_path)) {
+      cache::CacheSpace::Touch(n->read_path);
+      return n->read_path;
+    }
     if (!n->remote) return Status(Code::kNotFound, n->rel + " has no content yet", ENOENT);
     dataset = n->dataset;
     rel = n->rel;
+    remote_size = n->remote_size;
   }
+  if (space_ != nullptr) RETURN_IF_ERROR(space_->Reserve(remote_size, dataset + "/" + rel + " (download)"));
   std::string id;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -582,6 +599,10 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
       auto copy = LocalCopy(ino);
       if (!copy.ok()) return copy.status();
       initial = *copy;
+      struct stat st;
+      if (space_ != nullptr && ::stat(initial.c_str(), &st) == 0) {
+        RETURN_IF_ERROR(space_->Reserve(static_cast<uint64_t>(st.st_size), dataset + "/" + rel));
+      }
     }
     cache::Entry meta;
     meta.api = cfg_.api;
@@ -606,7 +627,7 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
 }
 
 std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::milliseconds> delay) {
-  std::string id, base;
+  std::string id, base, write_failed;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Node* n = Find(ino);
@@ -614,12 +635,22 @@ std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::millisec
     id = n->entry_id;
     base = n->name;
     if (n->unlinked) return "";
+    write_failed = std::move(n->write_failed);
+    n->write_failed.clear();
   }
   auto e = journal_.Get(id);
   if (e && e->closed) return "";  // already closed and sent by a sync_upload flush
   auto closed = journal_.Close(id);
   if (!closed.ok()) {
     LOG_ERROR("closing %s: %s", base.c_str(), closed.status().message().c_str());
+    return "";
+  }
+  if (!write_failed.empty()) {
+    // The writer saw an error; what is in the cache copy is not the file it meant to write.
+    LOG_ERROR("%s: %s", base.c_str(), write_failed.c_str());
+    Status st = journal_.RecordFailed(id, write_failed);
+    if (!st.ok()) LOG_WARN("recording the failure of %s: %s", base.c_str(), st.message().c_str());
+    scheduler_->MarkFailed(id, write_failed);
     return "";
   }
   if (IsTemporaryName(base)) return "";  // stays local until renamed to a real name
@@ -772,6 +803,7 @@ StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
     if (!copy.ok()) return copy.status();
     path = *copy;
   }
+  if (path.rfind(cfg_.cache_dir + "/read/", 0) == 0) cache::CacheSpace::Touch(path);
   std::lock_guard<std::mutex> lock(mu_);
   Handle h;
   h.ino = ino;
@@ -791,7 +823,7 @@ StatusOr<size_t> IngestFs::Read(uint64_t fh, char* buf, size_t size, uint64_t of
   return PreadAll(fd, buf, size, off, "the cache copy");
 }
 
-StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off) {
+StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off, uint64_t size) {
   WriteTarget t;
   bool append;
   bool synced = false;
@@ -830,10 +862,23 @@ StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off
     append = it->second->append;
   }
   t.offset = off;
-  if (append) {
-    struct stat st;
-    if (::fstat(t.fd, &st) != 0) return Status::FromErrno(errno, "stat the cache copy");
-    t.offset = static_cast<uint64_t>(st.st_size);
+  struct stat st;
+  if ((append || space_ != nullptr) && ::fstat(t.fd, &st) != 0) return Status::FromErrno(errno, "stat the cache copy");
+  if (append) t.offset = static_cast<uint64_t>(st.st_size);
+  if (space_ != nullptr && t.offset + size > static_cast<uint64_t>(st.st_size)) {
+    std::string label;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Node* n = Find(t.ino);
+      label = n != nullptr ? n->dataset + "/" + n->rel : "a file";
+    }
+    Status room = space_->Reserve(t.offset + size - static_cast<uint64_t>(st.st_size), label);
+    if (!room.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      Node* n = Find(t.ino);
+      if (n != nullptr) n->write_failed = "a write failed (cache full), so this version was not uploaded; write the file again";
+      return room;
+    }
   }
   return t;
 }
@@ -845,7 +890,7 @@ void IngestFs::Wrote(uint64_t ino) {
 }
 
 StatusOr<size_t> IngestFs::Write(uint64_t fh, const char* buf, size_t size, uint64_t off) {
-  ASSIGN_OR_RETURN(WriteTarget t, PrepareWrite(fh, off));
+  ASSIGN_OR_RETURN(WriteTarget t, PrepareWrite(fh, off, size));
   size_t done = 0;
   while (done < size) {
     ssize_t n = ::pwrite(t.fd, buf + done, size - done, static_cast<off_t>(t.offset + done));

@@ -31,6 +31,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cache/cache_space.h"
 #include "cache/journal.h"
 #include "cache/mtime_store.h"
 #include "common/file_util.h"
@@ -91,6 +92,8 @@ class IngestFs {
   IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal, cache::MtimeStore* mtimes = nullptr);
   // The scheduler is built after the filesystem (it calls OnConfirmed); attach it before use.
   void AttachScheduler(upload::Scheduler* scheduler) { scheduler_ = scheduler; }
+  // The cache's bounds (cache_max, cache_min_free); writes and downloads ask it for room.
+  void AttachCacheSpace(cache::CacheSpace* space) { space_ = space; }
   // Puts every unfinished journal entry into the tree (after a crash, reboot or unmount).
   void RestoreFromJournal();
   // A file was confirmed by the platform (called by the scheduler's workers).
@@ -128,7 +131,9 @@ class IngestFs {
     uint64_t offset = 0;
     uint64_t ino = 0;
   };
-  StatusOr<WriteTarget> PrepareWrite(uint64_t fh, uint64_t off);
+  // `size` bytes are about to be written: room for what they add is asked of the cache first
+  // (they wait, or fail with ENOSPC, when it is full; that version is then not uploaded).
+  StatusOr<WriteTarget> PrepareWrite(uint64_t fh, uint64_t off, uint64_t size);
   void Wrote(uint64_t ino);
   Status Fsync(uint64_t fh);
   // close(2) of a descriptor: with sync_upload, the last writer's flush uploads and waits.
@@ -162,6 +167,7 @@ class IngestFs {
     std::string last_entry_id;  // the most recent upload, for status after confirmation
     std::string read_path;      // local copy of the platform's version, if any
     int writers = 0;
+    std::string write_failed;  // why a write of this version failed (the version is not uploaded)
     std::shared_ptr<std::mutex> version_mu = std::make_shared<std::mutex>();
     // Dataset folders:
     std::chrono::steady_clock::time_point listed_at{};
@@ -220,6 +226,7 @@ class IngestFs {
   cache::Journal& journal_;
   cache::MtimeStore* mtimes_;
   upload::Scheduler* scheduler_ = nullptr;
+  cache::CacheSpace* space_ = nullptr;
 
   // The version lock of `ino` (a copy, so that it outlives the node if need be).
   std::shared_ptr<std::mutex> VersionMutex(uint64_t ino);

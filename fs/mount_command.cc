@@ -43,6 +43,11 @@ ingestfs options (-o):
   ignore=PAT[:PAT...]  more temporary-name patterns (fnmatch) kept local until renamed;
                        always: .*.?????? ~$* *.tmp .~lock* *.swp *.part
   listing_ttl=SECONDS  how long platform listings are cached (default 30)
+  cache_max=SIZE       bound on the cache's file content, e.g. 20G (default: none); copies of
+                       confirmed files are evicted first, then writers wait for uploads
+  cache_min_free=SIZE  free space to leave on the cache's disk (default 64M)
+  cache_wait=DURATION  how long a writer waits for room before its write fails with ENOSPC
+                       (default 60s)
   bwlimit=RATE         cap on upload speed in bytes/s for the whole mount, e.g. 10M, 500K
                        (default: none)
   retry_max=DURATION   longest pause between retries while the platform is unreachable
@@ -74,6 +79,9 @@ struct RawOptions {
   char* ignore = nullptr;
   char* listing_ttl = nullptr;
   char* bwlimit = nullptr;
+  char* cache_max = nullptr;
+  char* cache_min_free = nullptr;
+  char* cache_wait = nullptr;
   char* retry_max = nullptr;
   char* stale_after = nullptr;
   int sync_upload = 0;
@@ -97,6 +105,9 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("ignore=%s", ignore),
     INGESTFS_OPT("listing_ttl=%s", listing_ttl),
     INGESTFS_OPT("bwlimit=%s", bwlimit),
+    INGESTFS_OPT("cache_max=%s", cache_max),
+    INGESTFS_OPT("cache_min_free=%s", cache_min_free),
+    INGESTFS_OPT("cache_wait=%s", cache_wait),
     INGESTFS_OPT("retry_max=%s", retry_max),
     INGESTFS_OPT("stale_after=%s", stale_after),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
@@ -224,6 +235,23 @@ int RunMountCommand(int argc, char** argv) {
     if (!d) return 2;
     cfg.stale_after = *d;
   }
+  cache::CacheSpace::Options space_opts;
+  space_opts.min_free = 64ull << 20;
+  if (raw.cache_max != nullptr) {
+    auto r = ParseSize(raw.cache_max);
+    if (!r.ok() || *r < (1ull << 20)) return Fail(std::string("cache_max=") + raw.cache_max + " must be a size of at least 1M (e.g. 20G)");
+    space_opts.max_bytes = *r;
+  }
+  if (raw.cache_min_free != nullptr) {
+    auto r = ParseSize(raw.cache_min_free);
+    if (!r.ok()) return Fail(std::string("cache_min_free=") + raw.cache_min_free + " must be a size (e.g. 1G, 0)");
+    space_opts.min_free = *r;
+  }
+  if (raw.cache_wait != nullptr) {
+    auto d = duration(raw.cache_wait, "cache_wait", 0, 86400);
+    if (!d) return 2;
+    space_opts.wait = *d;
+  }
   uint64_t bwlimit = 0;
   if (raw.bwlimit != nullptr) {
     auto r = ParseSize(raw.bwlimit);
@@ -286,6 +314,8 @@ int RunMountCommand(int argc, char** argv) {
   upload::ClientPool pool;
   upload::IngestDialect dialect(cfg.api, token, pool);
   IngestFs fs(cfg, dialect, **journal, mtimes.ok() ? mtimes->get() : nullptr);
+  cache::CacheSpace space(cfg.cache_dir, space_opts);
+  fs.AttachCacheSpace(&space);
   upload::Scheduler::Options sched_opts;
   sched_opts.settle = cfg.settle;
   sched_opts.workers = parallel;

@@ -49,6 +49,17 @@ std::string StatusTable(const json::Value& status) {
       if (!err.empty()) out += StringPrintf("%-11s %10s %9s    %s\n", "", "", "", err.c_str());
     }
   }
+  if (status.HasMember("cache") && status["cache"].IsObject()) {
+    const json::Value& k = status["cache"];
+    auto bytes = [](int64_t b) { return upload::TerminalProgress::Bytes(static_cast<double>(b)); };
+    int64_t pending = Int(k, "pending_bytes"), cached = Int(k, "cached_bytes"), max = Int(k, "max_bytes");
+    int64_t free = Int(k, "free_bytes"), min_free = Int(k, "min_free_bytes");
+    out += "cache: " + bytes(pending) + " waiting for the platform, " + bytes(cached) + " of copies" +
+           (max > 0 ? " (cache_max " + bytes(max) + ")" : "") + "; " + bytes(free) + " free on its disk\n";
+    if ((max > 0 && pending * 10 > max * 8) || (min_free > 0 && free < min_free + min_free / 2)) {
+      out += "WARNING: the cache is nearly full: writers will wait for uploads, then get ENOSPC\n";
+    }
+  }
   const json::Value& c = status["counts"];
   out += StringPrintf("open %" PRId64 ", pending %" PRId64 ", uploading %" PRId64 ", processing %" PRId64
                 ", failed %" PRId64 ", completed %" PRId64 "%s\n",

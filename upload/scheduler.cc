@@ -70,9 +70,7 @@ void Scheduler::Stop() {
   workers_.clear();
 }
 
-void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay) {
-  auto e = journal_.Get(id);
-  std::lock_guard<std::mutex> lock(mu_);
+Scheduler::Item& Scheduler::ItemFor(const std::string& id, const std::optional<cache::Entry>& e) {
   Item& item = items_[id];
   item.status.id = id;
   if (e) {
@@ -81,6 +79,13 @@ void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay)
     item.status.size = e->size;
     item.seq = e->seq;
   }
+  return item;
+}
+
+void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay) {
+  auto e = journal_.Get(id);
+  std::lock_guard<std::mutex> lock(mu_);
+  Item& item = ItemFor(id, e);
   item.status.error.clear();
   item.status.sent = 0;
   item.status.attempts = 0;
@@ -115,6 +120,15 @@ void Scheduler::Forget(const std::string& id) {
   Hold(id);
   std::lock_guard<std::mutex> lock(mu_);
   items_.erase(id);
+}
+
+void Scheduler::MarkFailed(const std::string& id, const std::string& error) {
+  auto e = journal_.Get(id);
+  std::lock_guard<std::mutex> lock(mu_);
+  Item& item = ItemFor(id, e);
+  item.queued = false;
+  item.status.error = error;
+  SetState(item, FileState::kFailed);
 }
 
 int Scheduler::RetryFailed() {

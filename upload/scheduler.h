@@ -69,6 +69,8 @@ class Scheduler : private ProgressSink {
   void Hold(const std::string& id);
   // Gone (discarded): like Hold, and its state is dropped.
   void Forget(const std::string& id);
+  // Shown as failed with `error`, not uploaded (a version the writer could not finish).
+  void MarkFailed(const std::string& id, const std::string& error);
   // Failed files go back in the queue, due now. Returns how many.
   int RetryFailed();
 
@@ -94,6 +96,8 @@ class Scheduler : private ProgressSink {
   void Loop();
   void SetState(Item& item, FileState s);  // REQUIRES: mu_ held
   void PruneCompletedLocked();             // REQUIRES: mu_ held
+  // The item of `id` (made if new), with the journal entry's name, size and order. REQUIRES: mu_
+  Item& ItemFor(const std::string& id, const std::optional<cache::Entry>& e);
   bool StalledLocked(const Item& item, int64_t now_ms) const;  // REQUIRES: mu_ held
   static constexpr size_t kKeepCompleted = 2000;
   // ProgressSink (called by the uploader from workers).

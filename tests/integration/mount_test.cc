@@ -2,9 +2,11 @@
 // checked on the platform's side: its listing's sha256, its version, and its access log.
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -514,6 +516,60 @@ TEST_F(MountTest, NamesAsInstrumentsMakeThem) {
   EXPECT_NE(log.find("is not valid UTF-8"), std::string::npos) << log;
   EXPECT_NE(log.find("is longer than 1024 bytes"), std::string::npos) << log;
   EXPECT_EQ(Listing("names").size(), want.size()) << "nothing refused reached the platform";
+}
+
+uint64_t DiskUse(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+// A small cache, a slow platform, and a writer sending more than the cache holds: writers wait,
+// nothing is lost, the cache never grows past its bound, and a file larger than the bound fails
+// with ENOSPC (and is not uploaded half-written).
+TEST_F(MountTest, BoundedCacheMakesWritersWaitNeverOverTheBound) {
+  Serve({"--max-bytes-per-sec", "6MiB"});
+  auto m = Mount({"cache_max=8M", "cache_min_free=0", "cache_wait=5"});
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "big")), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> peak{0};
+  std::thread sampler([&] {
+    while (!stop) {
+      uint64_t use = DiskUse(tmp_ / "cache/data") + DiskUse(tmp_ / "cache/read");
+      if (use > peak) peak = use;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 6; ++i) {
+    std::string name = "part-" + std::to_string(i) + ".raw";
+    WriteRandomFile(tmp_ / name, 3 * kMiB, 90 + i);
+    want[name] = FileSha256Hex(tmp_ / name);
+    CmdResult cp = Capture("cp " + Q(tmp_ / name) + " " + Q(*m / ("big/" + name)));
+    EXPECT_EQ(cp.code, 0) << name << ": " << cp.out;
+  }
+  CmdResult st = Ingestfs("status " + Q(m->path()));
+  EXPECT_NE(st.out.find("cache: "), std::string::npos) << st.out;
+  WriteRandomFile(tmp_ / "too-big.raw", 10 * kMiB, 99);
+  CmdResult cp = Capture("cp " + Q(tmp_ / "too-big.raw") + " " + Q(*m / "big/too-big.raw"));
+  EXPECT_NE(cp.code, 0);
+  EXPECT_NE(cp.out.find("No space left on device"), std::string::npos) << cp.out;
+  CmdResult w = Ingestfs("wait " + Q(m->path()) + " --timeout 120");
+  stop = true;
+  sampler.join();
+  EXPECT_EQ(w.code, 1) << "the file whose write failed is reported: " << w.out;
+  EXPECT_NE(w.out.find("big/too-big.raw"), std::string::npos) << w.out;
+  EXPECT_NE(w.out.find("cache full"), std::string::npos) << w.out;
+  EXPECT_TRUE(WaitArrived("big", want, std::chrono::seconds(5)));
+  EXPECT_EQ(Listing("big").count("too-big.raw"), 0u) << "never uploaded half-written";
+  EXPECT_LE(peak.load(), 8u * kMiB) << "the cache went over cache_max";
+  EXPECT_GT(peak.load(), 5u * kMiB) << "the sampler saw the cache fill";
+  m->Unmount();
+  EXPECT_NE(ReadFileToString(m->stderr_path())->find("writers wait"), std::string::npos);
 }
 
 TEST_F(MountTest, BadOptionsAreClearErrors) {

@@ -1,0 +1,141 @@
+#include "cache/cache_space.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+
+namespace ingestfs::cache {
+
+namespace {
+
+struct FileInfo {
+  std::string path;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+};
+
+std::vector<FileInfo> Files(const std::string& dir) {
+  std::vector<FileInfo> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    FileInfo f;
+    f.path = dir + "/" + e->d_name;
+    struct stat st;
+    if (::stat(f.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    f.size = static_cast<uint64_t>(st.st_blocks) * 512;  // what the disk really holds
+    f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    out.push_back(std::move(f));
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::string Mib(uint64_t b) { return std::to_string((b + (1 << 19)) >> 20) + " MiB"; }
+
+}  // namespace
+
+CacheSpace::CacheSpace(std::string cache_dir, Options options) : dir_(std::move(cache_dir)), opts_(options) {}
+
+CacheSpace::Usage CacheSpace::Scan() const {
+  Usage u;
+  for (const FileInfo& f : Files(dir_ + "/data")) u.pending += f.size;
+  for (const FileInfo& f : Files(dir_ + "/read")) u.cached += f.size;
+  struct statvfs vfs;
+  if (::statvfs(dir_.c_str(), &vfs) == 0) u.free = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  return u;
+}
+
+CacheSpace::Usage CacheSpace::MeasureLocked(bool fresh) {
+  auto now = std::chrono::steady_clock::now();
+  if (fresh || now - scanned_ > std::chrono::milliseconds(200)) {
+    last_ = Scan();
+    scanned_ = now;
+    since_scan_ = 0;
+  }
+  Usage u = last_;
+  u.pending += since_scan_;  // reserved since the scan, perhaps not yet written
+  u.free -= std::min(u.free, since_scan_);
+  return u;
+}
+
+CacheSpace::Usage CacheSpace::Current() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return MeasureLocked(false);
+}
+
+bool CacheSpace::Fits(const Usage& u, uint64_t bytes) const {
+  if (opts_.max_bytes > 0 && u.pending + u.cached + bytes > opts_.max_bytes) return false;
+  if (opts_.min_free > 0 && u.free < opts_.min_free + bytes) return false;
+  return true;
+}
+
+void CacheSpace::Touch(const std::string& path) { ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0); }
+
+uint64_t CacheSpace::Evict(uint64_t bytes) {
+  std::vector<FileInfo> files = Files(dir_ + "/read");
+  std::sort(files.begin(), files.end(), [](const FileInfo& a, const FileInfo& b) { return a.mtime_ns < b.mtime_ns; });
+  auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  uint64_t freed = 0;
+  for (const FileInfo& f : files) {
+    if (freed >= bytes) break;
+    if (now_ns - f.mtime_ns < 2000000000LL) continue;  // just used, or still being downloaded
+    if (::unlink(f.path.c_str()) == 0) freed += f.size;
+  }
+  return freed;
+}
+
+Status CacheSpace::Reserve(uint64_t bytes, const std::string& what) {
+  if (opts_.max_bytes == 0 && opts_.min_free == 0) return Status::Ok();
+  if (opts_.max_bytes > 0 && bytes > opts_.max_bytes) {
+    return Status(Code::kResourceExhausted, what + ": " + Mib(bytes) + " more would not fit in cache_max (" +
+                                                Mib(opts_.max_bytes) + ")", ENOSPC);
+  }
+  auto deadline = std::chrono::steady_clock::now() + opts_.wait;
+  bool waited = false;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto now = std::chrono::steady_clock::now();
+      Usage u = MeasureLocked(waited);
+      if (Fits(u, bytes)) {
+        since_scan_ += bytes;
+        if (waited) warned_ = false;
+        return Status::Ok();
+      }
+      uint64_t need = 0;
+      if (opts_.max_bytes > 0 && u.pending + u.cached + bytes > opts_.max_bytes) {
+        need = u.pending + u.cached + bytes - opts_.max_bytes;
+      }
+      if (opts_.min_free > 0 && u.free < opts_.min_free + bytes) need = std::max(need, opts_.min_free + bytes - u.free);
+      if (Evict(need) >= need) {
+        scanned_ = {};  // measure again
+        continue;
+      }
+      std::string why = "the cache holds " + Mib(u.pending) + " not yet on the platform" +
+                        (opts_.max_bytes > 0 ? " (cache_max " + Mib(opts_.max_bytes) + ")" : "") + ", " +
+                        Mib(u.free) + " free on its disk (cache_min_free " + Mib(opts_.min_free) + ")";
+      if (now >= deadline) {
+        LOG_ERROR("%s: no room in the cache after waiting %lld s: %s; the write fails with ENOSPC", what.c_str(),
+                  static_cast<long long>(opts_.wait.count() / 1000), why.c_str());
+        return Status(Code::kResourceExhausted, what + ": cache full: " + why, ENOSPC);
+      }
+      if (!warned_) {
+        LOG_WARN("%s: cache full, writers wait for uploads to finish: %s", what.c_str(), why.c_str());
+        warned_ = true;
+      }
+    }
+    waited = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace ingestfs::cache
