@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@ struct FileInfo {
   std::string path;
   uint64_t size = 0;
   int64_t mtime_ns = 0;
+  ino_t ino = 0;
 };
 
 std::vector<FileInfo> Files(const std::string& dir) {
@@ -33,6 +35,7 @@ std::vector<FileInfo> Files(const std::string& dir) {
     if (::stat(f.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     f.size = static_cast<uint64_t>(st.st_blocks) * 512;  // what the disk really holds
     f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    f.ino = st.st_ino;
     out.push_back(std::move(f));
   }
   ::closedir(d);
@@ -45,32 +48,40 @@ std::string Mib(uint64_t b) { return std::to_string((b + (1 << 19)) >> 20) + " M
 
 CacheSpace::CacheSpace(std::string cache_dir, Options options) : dir_(std::move(cache_dir)), opts_(options) {}
 
-CacheSpace::Usage CacheSpace::Scan() const {
+CacheSpace::Usage CacheSpace::Scan(bool content) const {
   Usage u;
-  for (const FileInfo& f : Files(dir_ + "/data")) u.pending += f.size;
-  for (const FileInfo& f : Files(dir_ + "/read")) u.cached += f.size;
   struct statvfs vfs;
   if (::statvfs(dir_.c_str(), &vfs) == 0) u.free = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (!content) return u;
+  // A confirmed copy moves from data/ to read/ by rename: seen in both listings, it counts once.
+  std::set<ino_t> seen;
+  for (const FileInfo& f : Files(dir_ + "/data")) {
+    if (seen.insert(f.ino).second) u.pending += f.size;
+  }
+  for (const FileInfo& f : Files(dir_ + "/read")) {
+    if (seen.insert(f.ino).second) u.cached += f.size;
+  }
   return u;
 }
 
 CacheSpace::Usage CacheSpace::MeasureLocked(bool fresh) {
   auto now = std::chrono::steady_clock::now();
   if (fresh || now - scanned_ > std::chrono::milliseconds(200)) {
-    last_ = Scan();
+    last_ = Scan(opts_.max_bytes > 0);  // the free space alone needs no listing
     scanned_ = now;
-    since_scan_ = 0;
+    // A room granted just before the scan may not have been written when it looked: such
+    // grants keep counting a little longer (counted twice at worst, never missed).
+    while (!granted_.empty() && now - granted_.front().first > std::chrono::milliseconds(100)) granted_.pop_front();
   }
+  uint64_t granted = 0;
+  for (const auto& g : granted_) granted += g.second;
   Usage u = last_;
-  u.pending += since_scan_;  // reserved since the scan, perhaps not yet written
-  u.free -= std::min(u.free, since_scan_);
+  u.pending += granted;
+  u.free -= std::min(u.free, granted);
   return u;
 }
 
-CacheSpace::Usage CacheSpace::Current() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return MeasureLocked(false);
-}
+CacheSpace::Usage CacheSpace::Current() const { return Scan(true); }
 
 bool CacheSpace::Fits(const Usage& u, uint64_t bytes) const {
   if (opts_.max_bytes > 0 && u.pending + u.cached + bytes > opts_.max_bytes) return false;
@@ -107,7 +118,7 @@ Status CacheSpace::Reserve(uint64_t bytes, const std::string& what) {
       auto now = std::chrono::steady_clock::now();
       Usage u = MeasureLocked(waited);
       if (Fits(u, bytes)) {
-        since_scan_ += bytes;
+        granted_.emplace_back(now, bytes);
         if (waited) warned_ = false;
         return Status::Ok();
       }

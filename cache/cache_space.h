@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <utility>
 #include <mutex>
 #include <string>
 
@@ -36,15 +38,16 @@ class CacheSpace {
   // Room for `bytes` more (see above). `what` names the file for the log and the error.
   // Fails with kResourceExhausted (errno ENOSPC) after the wait.
   Status Reserve(uint64_t bytes, const std::string& what);
-  // A recent measure (at most a fraction of a second old).
-  Usage Current();
+  // A fresh measure (lists the cache: for status, not for every write).
+  Usage Current() const;
   // Marks a copy in read/ as just used (eviction goes by least recent use).
   static void Touch(const std::string& path);
   const Options& options() const { return opts_; }
 
  private:
-  Usage Scan() const;
-  // The last scan (again when `fresh` or older than 200 ms) plus what was reserved since.
+  // Free space; with `content`, also the bytes in data/ and read/.
+  Usage Scan(bool content) const;
+  // The last scan (again when `fresh` or older than 200 ms) plus the rooms granted lately.
   Usage MeasureLocked(bool fresh);  // REQUIRES: mu_
   bool Fits(const Usage& u, uint64_t bytes) const;
   // Removes the least recently used copies in read/ (not those touched in the last 2 s, which
@@ -56,7 +59,8 @@ class CacheSpace {
   std::mutex mu_;
   Usage last_;                                       // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point scanned_{};  // GUARDED_BY(mu_)
-  uint64_t since_scan_ = 0;                          // GUARDED_BY(mu_): reserved since
+  // Rooms granted lately (time, bytes): they count until a scan surely sees them written.
+  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> granted_;  // GUARDED_BY(mu_)
   bool warned_ = false;                              // GUARDED_BY(mu_)
 };
 

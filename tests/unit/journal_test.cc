@@ -1,5 +1,11 @@
 #include "cache/journal.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <ctime>
+
+#include "cache/cache_space.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -211,6 +217,51 @@ TEST(Journal, OneProcessPerCacheDir) {
   auto second = Journal::Open(dir / "cache", nullptr);
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("in use by another ingestfs process"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ingestfs::cache
+
+namespace ingestfs::cache {
+namespace {
+
+void MakeFile(const std::string& path, size_t size, int age_seconds) {
+  std::ofstream(path, std::ios::binary) << std::string(size, 'x');
+  timespec times[2];
+  ::clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= age_seconds;
+  times[1] = times[0];
+  ::utimensat(AT_FDCWD, path.c_str(), times, 0);
+}
+
+TEST(CacheSpace, EvictsOldestCopiesFirstAndNeverUnconfirmedBytes) {
+  testing::TempDir dir;
+  std::string c = dir / "cache";
+  auto j = Journal::Open(c, nullptr);  // makes data/ and read/
+  ASSERT_TRUE(j.ok());
+  constexpr size_t kMiB = 1 << 20;
+  MakeFile(c + "/data/pending", kMiB, 100);
+  MakeFile(c + "/read/oldest", kMiB, 300);
+  MakeFile(c + "/read/older", kMiB, 200);
+  MakeFile(c + "/read/fresh", kMiB, 0);  // just used: kept
+  CacheSpace::Options o;
+  o.max_bytes = 4 * kMiB;
+  o.wait = std::chrono::milliseconds(0);
+  CacheSpace space(c, o);
+  EXPECT_EQ(space.Current().pending, kMiB);
+  EXPECT_EQ(space.Current().cached, 3 * kMiB);
+  ASSERT_TRUE(space.Reserve(kMiB, "a").ok());
+  EXPECT_FALSE(PathExists(c + "/read/oldest"));
+  EXPECT_TRUE(PathExists(c + "/read/older"));
+  // Nothing left that may go: the older copy is evicted, the fresh one and the pending bytes
+  // stay, and the writer is told ENOSPC.
+  Status full = space.Reserve(3 * kMiB, "b");
+  EXPECT_EQ(full.code(), Code::kResourceExhausted);
+  EXPECT_EQ(full.sys_errno(), ENOSPC);
+  EXPECT_NE(full.message().find("b: cache full"), std::string::npos) << full.message();
+  EXPECT_TRUE(PathExists(c + "/data/pending"));
+  EXPECT_TRUE(PathExists(c + "/read/fresh"));
+  EXPECT_EQ(space.Reserve(5 * kMiB, "c").sys_errno(), ENOSPC) << "larger than the bound: at once";
 }
 
 }  // namespace
