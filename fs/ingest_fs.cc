@@ -370,7 +370,7 @@ std::vector<std::string> IngestFs::OpenFiles() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [ino, n] : nodes_) {
       if (n->is_dir || n->entry_id.empty() || n->unlinked || IsTemporaryName(n->name)) continue;
-      if (n->writers > 0) out.push_back(n->dataset + "/" + n->rel);
+      if (n->writers > 0 || n->closing) out.push_back(n->dataset + "/" + n->rel);
       else candidates.emplace_back(n->entry_id, n->dataset + "/" + n->rel);
     }
   }
@@ -627,6 +627,15 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
 }
 
 std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::milliseconds> delay) {
+  // Until the version is scheduled (or known not to be), `ingestfs wait` counts it as open.
+  struct ClearClosing {
+    IngestFs* fs;
+    uint64_t ino;
+    ~ClearClosing() {
+      std::lock_guard<std::mutex> lock(fs->mu_);
+      if (Node* n = fs->Find(ino)) n->closing = false;
+    }
+  } clear_closing{this, ino};
   std::string id, base, write_failed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -955,7 +964,7 @@ Status IngestFs::Release(uint64_t fh) {
     Node* n = Find(h->ino);
     if (n != nullptr) {
       n->open_handles--;
-      if (h->writable && --n->writers == 0) last_writer = true;
+      if (h->writable && --n->writers == 0) last_writer = n->closing = true;
     }
   }
   h->fd.Reset();

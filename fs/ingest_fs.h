@@ -167,6 +167,7 @@ class IngestFs {
     std::string last_entry_id;  // the most recent upload, for status after confirmation
     std::string read_path;      // local copy of the platform's version, if any
     int writers = 0;
+    bool closing = false;  // the last writer left; EndWrite has not scheduled the version yet
     std::string write_failed;  // why a write of this version failed (the version is not uploaded)
     std::shared_ptr<std::mutex> version_mu = std::make_shared<std::mutex>();
     // Dataset folders:
