@@ -81,7 +81,16 @@ CacheSpace::Usage CacheSpace::MeasureLocked(bool fresh) {
   return u;
 }
 
-CacheSpace::Usage CacheSpace::Current() const { return Scan(true); }
+CacheSpace::Usage CacheSpace::Current() {
+  // `ingestfs wait` asks for the status ten times a second: list the cache at most once a second.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto now = std::chrono::steady_clock::now();
+  if (now - listed_at_ > std::chrono::seconds(1)) {
+    listed_ = Scan(true);
+    listed_at_ = now;
+  }
+  return listed_;
+}
 
 bool CacheSpace::Fits(const Usage& u, uint64_t bytes) const {
   if (opts_.max_bytes > 0 && u.pending + u.cached + bytes > opts_.max_bytes) return false;

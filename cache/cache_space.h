@@ -38,8 +38,8 @@ class CacheSpace {
   // Room for `bytes` more (see above). `what` names the file for the log and the error.
   // Fails with kResourceExhausted (errno ENOSPC) after the wait.
   Status Reserve(uint64_t bytes, const std::string& what);
-  // A fresh measure (lists the cache: for status, not for every write).
-  Usage Current() const;
+  // A measure at most a second old (lists the cache: for status, not for every write).
+  Usage Current();
   // Marks a copy in read/ as just used (eviction goes by least recent use).
   static void Touch(const std::string& path);
   const Options& options() const { return opts_; }
@@ -62,6 +62,8 @@ class CacheSpace {
   // Rooms granted lately (time, bytes): they count until a scan surely sees them written.
   std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> granted_;  // GUARDED_BY(mu_)
   bool warned_ = false;                              // GUARDED_BY(mu_)
+  Usage listed_;                                     // GUARDED_BY(mu_): Current()'s last listing
+  std::chrono::steady_clock::time_point listed_at_{};  // GUARDED_BY(mu_)
 };
 
 }  // namespace ingestfs::cache

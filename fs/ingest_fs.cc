@@ -531,10 +531,7 @@ StatusOr<std::string> IngestFs::LocalCopy(uint64_t ino) {
     std::lock_guard<std::mutex> lock(mu_);
     Node* n = Find(ino);
     if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
-    if (!n->read_path.empty() && PathExists(n->read_path)) {
-      cache::CacheSpace::Touch(n->read_path);
-      return n->read_path;
-    }
+    if (!n->read_path.empty() && PathExists(n->read_path)) return n->read_path;
     if (!n->remote) return Status(Code::kNotFound, n->rel + " has no content yet", ENOENT);
     dataset = n->dataset;
     rel = n->rel;
