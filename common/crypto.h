@@ -41,6 +41,7 @@ std::string Md5(std::string_view data);     // raw 16 bytes
 std::string HmacSha256(std::string_view key, std::string_view data);  // raw 32 bytes
 
 std::string HexEncode(std::string_view raw);  // lowercase
+StatusOr<std::string> HexDecode(std::string_view hex);  // either case; odd length or non-hex is an error
 std::string Base64Encode(std::string_view raw);
 // Strict standard base64 (with padding); nullopt-like error on bad input.
 StatusOr<std::string> Base64Decode(std::string_view text);

@@ -1,5 +1,6 @@
 #include "server/app.h"
 
+#include "common/crypto.h"
 #include "common/file_util.h"
 #include "server/routes.h"
 
@@ -45,7 +46,10 @@ Status App::Start(std::vector<std::string>* warnings) {
   router_ = std::make_unique<Router>(http_, o.auth, o.faults, *access_log_);
   processor_ = std::make_unique<Processor>(ctx_);
   ctx_.processor = processor_.get();
+  ctx_.session_token = RandomHex(32);
   RegisterIngestApi(*router_, ctx_);
+  RegisterSbgApi(*router_, ctx_);
+  RegisterAplosApi(*router_, ctx_);
   RegisterDataPlane(*router_, ctx_);  // after the API: its catch-all pattern must match last
   processor_->Start(2);
   return Status::Ok();

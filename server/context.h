@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/strings.h"
 #include "server/http.h"
@@ -33,6 +35,13 @@ struct ServerOptions {
   std::string access_log;
   FaultOptions faults;
   int threads = 64;
+  // sbg: the part size every upload gets (0: the client's wish, within S3's limits), the
+  // headers each part request must carry (signed into its URL), the store's success status.
+  uint64_t sbg_part_size = 0;
+  std::vector<std::pair<std::string, std::string>> sbg_part_headers = {{"Content-Type", "application/octet-stream"}};
+  int sbg_part_status = 200;
+  // aplos: the largest file one presigned POST may carry (the policy's content-length-range).
+  uint64_t post_max_size = 5ULL << 30;
 };
 
 inline constexpr uint64_t kMinPartSize = 5ULL << 20;
@@ -48,10 +57,13 @@ struct ServerContext {
   SigV4Credentials creds;
   std::string public_url;   // "http://127.0.0.1:PORT"
   std::string public_host;  // "127.0.0.1:PORT", the Host header clients send
+  std::string session_token;  // aplos: the temporary credentials' token its POST forms carry
 
   // A presigned URL for `method` on /<bucket>/<key>, valid for `ttl` seconds.
-  std::string PresignUrl(const std::string& method, const std::string& key, const QueryParams& extra) const {
+  std::string PresignUrl(const std::string& method, const std::string& key, const QueryParams& extra,
+                         const std::vector<std::pair<std::string, std::string>>& signed_headers = {}) const {
     PresignInput in;
+    in.signed_headers = signed_headers;
     in.method = method;
     in.host = public_host;
     in.path = "/" + opts.bucket + "/" + key;

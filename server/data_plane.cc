@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <memory>
 
 #include "common/crypto.h"
 #include "common/strings.h"
+#include "server/api_common.h"
+#include "server/processor.h"
 #include "server/routes.h"
 
 namespace ingestfs::server {
@@ -159,8 +162,121 @@ void HandlePut(Call& c, ServerContext& ctx) {
   Status st = part_number > 0 ? ctx.objects->CommitPart(**writer, *md5, *upload_id, part_number)
                               : ctx.objects->CommitObject(**writer, *md5, t->bucket, t->key);
   if (!st.ok()) return ReplyS3Error(c.res, {500, "InternalError", st.message()}, t->path);
-  c.res.status = 200;
+  // The sbg platform may tell its clients to expect another success code from its store.
+  auto job = part_number > 0 ? JobOfStagingKey(ctx, t->key) : std::nullopt;
+  c.res.status = job && job->dialect == "sbg" ? ctx.opts.sbg_part_status : 200;
   c.res.set_header("ETag", QuotedEtag(*md5));
+}
+
+// Browser-based upload (aplos): POST /<bucket> with multipart/form-data, the policy's fields
+// first and the file last; fields after the file are ignored, as S3 does. The policy is checked
+// before a byte of the file is stored; the size once it has arrived. Success is 204 (or the
+// form's success_action_status of 200 or 201), with the ETag; a job's staging key is published
+// as its file before the answer.
+void HandlePost(Call& c, ServerContext& ctx) {
+  std::string bucket = c.req.matches[1];
+  std::string resource = "/" + bucket;
+  if (bucket == "api") {
+    Drain(c);
+    return ReplyDetail(c.res, 404, "Not Found");
+  }
+  if (bucket != ctx.opts.bucket) {
+    Drain(c);
+    return ReplyS3Error(c.res, {404, "NoSuchBucket", "The specified bucket does not exist"}, resource);
+  }
+  if (!c.req.is_multipart_form_data()) {
+    Drain(c);
+    return ReplyS3Error(c.res, {412, "PreconditionFailed", "Bucket POST must be of the enclosure-type multipart/form-data"},
+                        resource);
+  }
+  QueryParams fields;
+  std::string current;       // the part being read
+  bool in_file = false, after_file = false;
+  std::optional<S3Error> error;
+  PostGrant grant;
+  std::unique_ptr<BlobWriter> writer;
+  Status write_status;
+  bool complete = c.read_form(
+      [&](const httplib::MultipartFormData& part) {
+        if (after_file || in_file) {
+          in_file = false;
+          after_file = true;
+          return true;
+        }
+        if (part.name == "file") {
+          in_file = true;
+          if (error) return true;
+          PostVerdict v = VerifyPost(ctx.creds, bucket, fields, std::time(nullptr));
+          if (v.error) {
+            error = v.error;
+            return true;
+          }
+          grant = v.grant;
+          auto w = ctx.objects->NewWriter();
+          if (!w.ok()) {
+            error = S3Error{500, "InternalError", w.status().message()};
+            return true;
+          }
+          writer = std::move(w).value();
+          return true;
+        }
+        fields.emplace_back(part.name, "");
+        return true;
+      },
+      [&](const char* data, size_t len) {
+        if (after_file) return true;
+        if (!in_file) {
+          if (fields.empty() || fields.back().second.size() + len > 65536) {
+            error = S3Error{400, "MaxPostPreDataLengthExceeded",
+                            "Your POST request fields preceeding the upload file was too large."};
+            return true;
+          }
+          fields.back().second.append(data, len);
+          return true;
+        }
+        if (error || !writer || !write_status.ok()) return true;  // keep reading; answer at the end
+        if (writer->size() + len > grant.max_size) {
+          error = S3Error{400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"};
+          return true;
+        }
+        write_status = writer->Append(data, len);
+        return true;
+      });
+  if (!error && !write_status.ok()) error = S3Error{500, "InternalError", "storing the body failed: " + write_status.message()};
+  if (!error && !complete) error = S3Error{400, "IncompleteBody", "The request body was cut short."};
+  if (!error && !writer) {
+    error = S3Error{400, "InvalidArgument", "POST requires exactly one file upload per request."};
+  }
+  if (!error && writer->size() < grant.min_size) {
+    error = S3Error{400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size"};
+  }
+  if (error) return ReplyS3Error(c.res, *error, resource + "/" + grant.key);
+  auto md5 = writer->Finish();
+  if (!md5.ok()) return ReplyS3Error(c.res, {500, "InternalError", md5.status().message()}, resource);
+  auto job = JobOfStagingKey(ctx, grant.key);
+  Status st = ctx.objects->CommitObject(*writer, *md5, bucket, grant.key);
+  if (!st.ok()) return ReplyS3Error(c.res, {500, "InternalError", st.message()}, resource);
+  if (job && job->dialect == "aplos" && job->status == JobStatus::kAwaitingUpload) {
+    job->size = writer->size();
+    job->message = "Upload received";
+    job->status = JobStatus::kPending;
+    st = ctx.meta->PutJob(*job);
+    if (!st.ok()) return ReplyS3Error(c.res, {500, "InternalError", st.message()}, resource);
+    ctx.processor->ProcessNow(job->job_id);
+    auto after = ctx.meta->GetJob(job->job_id);
+    if (!after || after->status != JobStatus::kCompleted) {
+      return ReplyS3Error(c.res, {500, "InternalError", "the upload could not be stored: " +
+                                                            (after ? after->message : std::string("job lost"))},
+                          resource);
+    }
+  }
+  int status = 204;
+  for (const auto& [k, v] : fields) {
+    if (ToLower(k) == "success_action_status" && (v == "200" || v == "201")) status = v == "200" ? 200 : 201;
+  }
+  c.res.status = status;
+  c.res.set_header("ETag", QuotedEtag(*md5));
+  c.res.set_header("Location", ctx.public_url + UriEncode("/" + bucket + "/" + grant.key, true));
 }
 
 void HandleGet(Call& c, ServerContext& ctx) {
@@ -191,6 +307,7 @@ void HandleGet(Call& c, ServerContext& ctx) {
 void RegisterDataPlane(Router& r, ServerContext& ctx) {
   r.Route("PUT", "/([^/]+)/(.+)", Plane::kData, [&ctx](Call& c) { HandlePut(c, ctx); });
   r.Route("GET", "/([^/]+)/(.+)", Plane::kData, [&ctx](Call& c) { HandleGet(c, ctx); });
+  r.Route("POST", "/([^/]+)/?", Plane::kData, [&ctx](Call& c) { HandlePost(c, ctx); });
 }
 
 }  // namespace ingestfs::server

@@ -60,28 +60,30 @@ bool Router::Roll(double rate) {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < rate;
 }
 
-bool Router::Authorize(Call& call) {
-  std::string h = call.req.get_header_value("Authorization");
-  if (h.empty()) {
-    call.res.set_header("WWW-Authenticate", "Bearer");
-    ReplyDetail(call.res, 401, "Not authenticated");
+bool Router::Authorize(Plane plane, Call& call) {
+  // Each dialect names its credentials its own way: a bearer token (ingest, aplos) or sbg's
+  // X-SBG-Auth-Token header. A client that sends the wrong one is told which one is expected.
+  bool sbg = plane == Plane::kSbg;
+  auto refuse = [&](int status, const std::string& why) {
+    if (status == 401 && !sbg) call.res.set_header("WWW-Authenticate", "Bearer");
+    ReplyDetail(call.res, status, why);
     return false;
+  };
+  if (sbg) {
+    call.token = call.req.get_header_value("X-SBG-Auth-Token");
+    if (call.token.empty()) return refuse(401, "Not authenticated: this endpoint expects an X-SBG-Auth-Token header");
+  } else {
+    std::string h = call.req.get_header_value("Authorization");
+    if (h.empty()) return refuse(401, "Not authenticated");
+    if (h.rfind("Bearer ", 0) != 0) return refuse(401, "Invalid authentication scheme; expected 'Bearer <token>'");
+    call.token = h.substr(7);
   }
-  if (h.rfind("Bearer ", 0) != 0) {
-    call.res.set_header("WWW-Authenticate", "Bearer");
-    ReplyDetail(call.res, 401, "Invalid authentication scheme; expected 'Bearer <token>'");
-    return false;
-  }
-  call.token = h.substr(7);
   if (auth_.tokens.count(call.token) != 0) return true;
   if (auth_.readonly_tokens.count(call.token) != 0) {
     if (call.req.method == "GET") return true;
-    ReplyDetail(call.res, 403, "This token is read-only: not allowed to " + call.req.method + " " + call.req.path);
-    return false;
+    return refuse(403, "This token is read-only: not allowed to " + call.req.method + " " + call.req.path);
   }
-  call.res.set_header("WWW-Authenticate", "Bearer");
-  ReplyDetail(call.res, 401, "Invalid token");
-  return false;
+  return refuse(401, "Invalid token");
 }
 
 void Router::Run(Plane plane, Call& call, const Handler& h) {
@@ -91,6 +93,15 @@ void Router::Run(Plane plane, Call& call, const Handler& h) {
       return sink(call.req.body.data(), call.req.body.size());
     }
     return (*call.reader)([&](const char* data, size_t len) {
+      if (plane == Plane::kData) limiter_.Consume(len);
+      call.bytes_in += len;
+      return sink(data, len);
+    });
+  };
+  call.read_form = [&call, this, plane](const httplib::MultipartContentHeader& header,
+                                        const std::function<bool(const char*, size_t)>& sink) {
+    if (call.reader == nullptr) return false;
+    return (*call.reader)(header, [&](const char* data, size_t len) {
       if (plane == Plane::kData) limiter_.Consume(len);
       call.bytes_in += len;
       return sink(data, len);
@@ -121,7 +132,7 @@ void Router::Run(Plane plane, Call& call, const Handler& h) {
     if (slow_down) call.res.set_header("Retry-After", "1");
     handled = true;
   }
-  if (!handled && plane == Plane::kControl && !Authorize(call)) {
+  if (!handled && (plane == Plane::kControl || plane == Plane::kSbg) && !Authorize(plane, call)) {
     drain();
     handled = true;
   }
@@ -156,7 +167,7 @@ void Router::Route(const std::string& method, const std::string& pattern, Plane 
   if (streamed) {
     auto fn = [this, plane, h](const httplib::Request& req, httplib::Response& res,
                                const httplib::ContentReader& reader) {
-      Call call{req, res, &reader, 0, {}, {}, {}};
+      Call call{req, res, &reader, 0, {}, {}, {}, {}};
       Run(plane, call, h);
     };
     if (method == "PUT") server_.Put(pattern, fn);
@@ -164,7 +175,7 @@ void Router::Route(const std::string& method, const std::string& pattern, Plane 
     return;
   }
   auto fn = [this, plane, h](const httplib::Request& req, httplib::Response& res) {
-    Call call{req, res, nullptr, 0, {}, {}, {}};
+    Call call{req, res, nullptr, 0, {}, {}, {}, {}};
     Run(plane, call, h);
   };
   if (method == "GET") server_.Get(pattern, fn);

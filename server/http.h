@@ -24,7 +24,8 @@ namespace ingestfs::server {
 
 enum class Plane {
   kHealth,   // no auth, no faults
-  kControl,  // JSON API under /api, bearer auth
+  kControl,  // JSON API under /api, bearer auth (ingest, aplos)
+  kSbg,      // JSON API under /api, X-SBG-Auth-Token auth (sbg)
   kData,     // S3 path-style data plane, presigned URLs
 };
 
@@ -66,11 +67,15 @@ struct Call {
   httplib::Response& res;
   const httplib::ContentReader* reader;  // set for streamed-body routes
   uint64_t bytes_in = 0;                 // handlers that stream the body add to this
-  std::string token;                     // the bearer token (control plane)
+  std::string token;                     // the client's token (control plane)
 
   // Streams the body through `sink` (throttled on the data plane); returns false if the
   // connection failed or `sink` returned false.
   std::function<bool(const std::function<bool(const char*, size_t)>&)> read_body;
+  // Streams a multipart/form-data body: `header` is called at the start of each part (its name,
+  // filename, content type), then `sink` with that part's bytes (throttled on the data plane).
+  std::function<bool(const httplib::MultipartContentHeader&, const std::function<bool(const char*, size_t)>&)>
+      read_form;
   // Waits as the data-plane throttle demands before `bytes` are sent; safe to keep and call
   // after the handler returns (from a response content provider).
   std::function<void(uint64_t)> throttle;
@@ -93,7 +98,7 @@ class Router {
  private:
   void Run(Plane plane, Call& call, const Handler& h);
   bool Roll(double rate);
-  bool Authorize(Call& call);
+  bool Authorize(Plane plane, Call& call);
 
   httplib::Server& server_;
   AuthConfig auth_;

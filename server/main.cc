@@ -19,8 +19,9 @@ using ingestfs::server::ServerOptions;
 
 constexpr char kUsage[] = R"(Usage: ingestfs-server --data DIR --token TOKEN [options]
 
-The ingestfs reference platform: the `ingest` control API under /api and an S3-compatible
-data plane (path-style, SigV4 presigned URLs) on one loopback address.
+The ingestfs reference platform: the control APIs of the three dialects (ingest, sbg, aplos)
+under /api over one store, and an S3-compatible data plane (path-style, SigV4 presigned URLs
+and POST policies) on one loopback address.
 
 Required:
   --data DIR                  where datasets, files, jobs and objects are kept (created if missing)
@@ -39,6 +40,13 @@ Platform choices:
   --url-ttl SECONDS           lifetime of presigned URLs (default 3600)
   --processing-delay SECONDS  time a job spends in `processing` after complete (default 0)
   --readonly-token TOKEN      a token that may only read (writes answer 403; repeatable)
+  --sbg-part-size SIZE        sbg: the part size every upload gets, whatever the client asks
+                              (default: the client's, within 5MiB..5GiB)
+  --sbg-part-header 'N: V'    sbg: a header each part request must carry, signed into its URL
+                              (repeatable; Content-Type: application/octet-stream always is)
+  --sbg-part-status CODE      sbg: the store's status for a stored part, and the one success
+                              code part answers name (200, 201 or 204; default 200)
+  --post-max-size SIZE        aplos: the largest file one POST may carry (default 5GiB)
 
 S3 credentials of the data plane (what a stock S3 SDK would be configured with):
   --access-key KEY            default ingestfs-local
@@ -136,6 +144,25 @@ int main(int argc, char** argv) {
       if (!size_arg(&o.part_size)) return Fail("--part-size: '" + v + "' is not a size");
     } else if (arg == "--multipart-threshold") {
       if (!size_arg(&o.multipart_threshold)) return Fail("--multipart-threshold: '" + v + "' is not a size");
+    } else if (arg == "--sbg-part-size") {
+      if (!size_arg(&o.sbg_part_size) || o.sbg_part_size < (5ULL << 20) || o.sbg_part_size > (5ULL << 30)) {
+        return Fail("--sbg-part-size: '" + v + "' must be a size from 5MiB to 5GiB");
+      }
+    } else if (arg == "--sbg-part-header") {
+      size_t colon = v.find(':');
+      std::string name(ingestfs::Trim(v.substr(0, colon)));
+      if (colon == std::string::npos || name.empty() || name.find_first_of(" \t\r\n") != std::string::npos) {
+        return Fail("--sbg-part-header: '" + v + "' is not 'Name: value'");
+      }
+      o.sbg_part_headers.emplace_back(name, std::string(ingestfs::Trim(v.substr(colon + 1))));
+    } else if (arg == "--sbg-part-status") {
+      auto n = ingestfs::ParseInt(v);
+      if (!n || (*n != 200 && *n != 201 && *n != 204)) return Fail("--sbg-part-status: '" + v + "' must be 200, 201 or 204");
+      o.sbg_part_status = static_cast<int>(*n);
+    } else if (arg == "--post-max-size") {
+      if (!size_arg(&o.post_max_size) || o.post_max_size > (5ULL << 30)) {
+        return Fail("--post-max-size: '" + v + "' must be a size of at most 5GiB");
+      }
     } else if (arg == "--max-bytes-per-sec") {
       if (!size_arg(&o.faults.max_bytes_per_sec)) return Fail("--max-bytes-per-sec: '" + v + "' is not a size");
     } else if (arg == "--url-ttl") {

@@ -8,6 +8,7 @@
 
 #include "common/crypto.h"
 #include "common/record_log.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 
 namespace ingestfs::server {
@@ -62,6 +63,13 @@ void WriteJobFields(json::Writer& w, const Job& j) {
   json::KeyString(w, "sha256", j.sha256);
   json::KeyString(w, "created_at", j.created_at);
   json::KeyString(w, "updated_at", j.updated_at);
+  json::KeyString(w, "dialect", j.dialect);
+  if (!j.reported.empty()) {
+    json::Key(w, "reported");
+    w.StartObject();
+    for (const auto& [n, etag] : j.reported) json::KeyString(w, std::to_string(n), etag);
+    w.EndObject();
+  }
 }
 
 std::string JobRecord(const Job& j) {
@@ -111,6 +119,14 @@ Job ReadJob(const json::Value& v) {
   j.sha256 = json::StringOr(v, "sha256");
   j.created_at = json::StringOr(v, "created_at");
   j.updated_at = json::StringOr(v, "updated_at");
+  j.dialect = json::StringOr(v, "dialect");
+  if (j.dialect.empty()) j.dialect = "ingest";
+  if (const json::Value* r = json::Find(v, "reported"); r != nullptr && r->IsObject()) {
+    for (const auto& m : r->GetObject()) {
+      auto n = ParseInt(m.name.GetString());
+      if (n && *n > 0 && m.value.IsString()) j.reported[static_cast<uint32_t>(*n)] = m.value.GetString();
+    }
+  }
   return j;
 }
 
@@ -280,6 +296,21 @@ std::vector<Job> MetaStore::JobsIn(JobStatus status) const {
     if (j.status == status) out.push_back(j);
   }
   return out;
+}
+
+Status MetaStore::ReportPart(const std::string& job_id, uint32_t part_number, const std::string& etag) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return Status(Code::kNotFound, "Upload not found");
+  if (it->second.status != JobStatus::kAwaitingUpload) {
+    return Status(Code::kFailedPrecondition, JobStatusName(it->second.status));
+  }
+  Job after = it->second;
+  after.reported[part_number] = etag;
+  after.updated_at = Now();
+  RETURN_IF_ERROR(Append(JobRecord(after)));
+  it->second = after;
+  return Status::Ok();
 }
 
 StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from, JobStatus to,

@@ -61,6 +61,8 @@ struct Job {
   std::string sha256;  // set when completed
   std::string created_at;
   std::string updated_at;
+  std::string dialect = "ingest";  // which API started it: ingest, sbg, aplos
+  std::map<uint32_t, std::string> reported;  // sbg: part number -> the ETag the client reported
 };
 
 struct MultipartUpload {
@@ -95,6 +97,9 @@ class MetaStore {
   Status PutJob(const Job& job);
   std::optional<Job> GetJob(const std::string& job_id) const;
   std::vector<Job> JobsIn(JobStatus status) const;
+  // sbg: records the ETag a client reported for a part of a job still awaiting its upload
+  // (kNotFound, or kFailedPrecondition with the job's status).
+  Status ReportPart(const std::string& job_id, uint32_t part_number, const std::string& etag);
   // Moves a job from `from` to `to` atomically; returns the job as it was before, or
   // kFailedPrecondition (with the job's current status in the message) when it was not in `from`.
   StatusOr<Job> TransitionJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message);

@@ -25,6 +25,9 @@ class Processor {
   void Start(int workers);
   void Stop();
   void Enqueue(const std::string& job_id);
+  // Processes a pending job on the calling thread (dialects whose complete, or whose upload,
+  // answers only once the file is stored: sbg, aplos).
+  void ProcessNow(const std::string& job_id) { Process(job_id); }
 
   // The final key of a file in a dataset.
   static std::string FinalKey(const std::string& dataset_id, const std::string& filename) {

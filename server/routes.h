@@ -8,7 +8,12 @@ namespace ingestfs::server {
 
 // Dialect `ingest` under /api (platform-api.md, "Dialect ingest").
 void RegisterIngestApi(Router& router, ServerContext& ctx);
-// S3 path-style data plane at /<bucket>/<key> (presigned PUT, UploadPart, GET with Range).
+// Dialect `sbg` under /api (projects, files, multipart upload with per-part URLs and reports).
+void RegisterSbgApi(Router& router, ServerContext& ctx);
+// Dialect `aplos` under /api/nca-engine (presigned POST upload, listing by prefix).
+void RegisterAplosApi(Router& router, ServerContext& ctx);
+// S3 path-style data plane at /<bucket>/<key> (presigned PUT, UploadPart, GET with Range,
+// POST form uploads under a policy).
 void RegisterDataPlane(Router& router, ServerContext& ctx);
 
 }  // namespace ingestfs::server

@@ -1,8 +1,10 @@
 #include "server/sigv4.h"
 
 #include <algorithm>
+#include <set>
 
 #include "common/crypto.h"
+#include "common/json.h"
 #include "common/strings.h"
 #include "common/time_util.h"
 
@@ -75,10 +77,18 @@ std::string Presign(const SigV4Credentials& creds, const PresignInput& in) {
   q.emplace_back("X-Amz-Credential", creds.access_key + "/" + scope);
   q.emplace_back("X-Amz-Date", amz_date);
   q.emplace_back("X-Amz-Expires", std::to_string(in.expires_seconds));
-  q.emplace_back("X-Amz-SignedHeaders", "host");
+  std::vector<std::pair<std::string, std::string>> headers = in.signed_headers;
+  headers.emplace_back("host", in.host);
+  std::sort(headers.begin(), headers.end());
+  std::string names, canonical_headers;
+  for (const auto& [name, value] : headers) {
+    names += (names.empty() ? "" : ";") + name;
+    canonical_headers += name + ":" + CollapseSpaces(value) + "\n";
+  }
+  q.emplace_back("X-Amz-SignedHeaders", names);
   std::string canonical_query = CanonicalQuery(q);
-  std::string canonical_request = in.method + "\n" + UriEncode(in.path, true) + "\n" + canonical_query +
-                                  "\n" + "host:" + in.host + "\n\n" + "host\nUNSIGNED-PAYLOAD";
+  std::string canonical_request = in.method + "\n" + UriEncode(in.path, true) + "\n" + canonical_query + "\n" +
+                                  canonical_headers + "\n" + names + "\nUNSIGNED-PAYLOAD";
   return canonical_query + "&X-Amz-Signature=" + Signature(creds, amz_date, canonical_request);
 }
 
@@ -170,6 +180,152 @@ std::optional<S3Error> Verify(const SigV4Credentials& creds, const VerifyInput& 
                    "Check your key and signing method."};
   }
   return std::nullopt;
+}
+
+namespace {
+std::string PolicyDate(std::time_t t) {
+  std::string iso = Iso8601Utc(t);  // 2026-11-21T10:00:00Z -> 2026-11-21T10:00:00.000Z, as S3 writes it
+  return iso.substr(0, iso.size() - 1) + ".000Z";
+}
+
+std::optional<std::string> Field(const QueryParams& fields, const std::string& lower_name) {
+  for (const auto& [k, v] : fields) {
+    if (ToLower(k) == lower_name) return v;
+  }
+  return std::nullopt;
+}
+
+S3Error PolicyFailed(const std::string& why) { return S3Error{403, "AccessDenied", "Invalid according to Policy: " + why}; }
+}  // namespace
+
+QueryParams PresignPost(const SigV4Credentials& creds, const PostPolicyInput& in) {
+  std::string amz_date = AmzDate(in.now);
+  std::string credential = creds.access_key + "/" + amz_date.substr(0, 8) + "/" + creds.region + "/" + creds.service +
+                           "/aws4_request";
+  std::string policy = json::Object([&](json::Writer& w) {
+    json::KeyString(w, "expiration", PolicyDate(in.now + in.expires_seconds));
+    json::Key(w, "conditions");
+    w.StartArray();
+    auto eq = [&](const char* name, const std::string& value) {
+      w.StartObject();
+      json::KeyString(w, name, value);
+      w.EndObject();
+    };
+    eq("bucket", in.bucket);
+    eq("key", in.key);
+    w.StartArray();
+    json::String(w, "content-length-range");
+    w.Int64(0);
+    w.Uint64(in.max_size);
+    w.EndArray();
+    eq("x-amz-algorithm", kAlgorithm);
+    eq("x-amz-credential", credential);
+    eq("x-amz-date", amz_date);
+    if (!in.security_token.empty()) eq("x-amz-security-token", in.security_token);
+    w.EndArray();
+  });
+  std::string policy64 = Base64Encode(policy);
+  std::string signature = HexEncode(
+      HmacSha256(SigningKey(creds.secret_key, amz_date.substr(0, 8), creds.region, creds.service), policy64));
+  QueryParams fields = {{"key", in.key},
+                        {"x-amz-algorithm", kAlgorithm},
+                        {"x-amz-credential", credential},
+                        {"x-amz-date", amz_date}};
+  if (!in.security_token.empty()) fields.emplace_back("x-amz-security-token", in.security_token);
+  fields.emplace_back("policy", policy64);
+  fields.emplace_back("x-amz-signature", signature);
+  return fields;
+}
+
+PostVerdict VerifyPost(const SigV4Credentials& creds, const std::string& bucket, const QueryParams& fields,
+                       std::time_t now) {
+  PostVerdict out;
+  auto fail = [&](S3Error e) {
+    out.error = std::move(e);
+    return out;
+  };
+  auto policy64 = Field(fields, "policy");
+  auto signature = Field(fields, "x-amz-signature");
+  auto algorithm = Field(fields, "x-amz-algorithm");
+  auto credential = Field(fields, "x-amz-credential");
+  auto amz_date = Field(fields, "x-amz-date");
+  auto key = Field(fields, "key");
+  if (!key) return fail({400, "InvalidArgument", "Bucket POST must contain a field named 'key'."});
+  if (!policy64 || !signature || !algorithm || !credential || !amz_date) {
+    return fail({403, "AccessDenied", "Bucket POST must contain the fields policy, x-amz-algorithm, x-amz-credential, "
+                                      "x-amz-date and x-amz-signature."});
+  }
+  if (*algorithm != kAlgorithm) return fail({400, "InvalidArgument", "x-amz-algorithm only supports AWS4-HMAC-SHA256"});
+  std::vector<std::string> cred = Split(*credential, '/');
+  if (cred.size() != 5 || cred[4] != "aws4_request" || cred[3] != creds.service) {
+    return fail({400, "InvalidArgument", "Error parsing the x-amz-credential field"});
+  }
+  if (cred[0] != creds.access_key) {
+    return fail({403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."});
+  }
+  std::string expected = HexEncode(HmacSha256(SigningKey(creds.secret_key, cred[1], cred[2], cred[3]), *policy64));
+  if (cred[2] != creds.region || !ConstantTimeEquals(expected, *signature)) {
+    return fail({403, "SignatureDoesNotMatch",
+                 "The request signature we calculated does not match the signature you provided. "
+                 "Check your key and signing method."});
+  }
+  auto raw = Base64Decode(*policy64);
+  auto doc = raw.ok() ? json::Parse(*raw, "policy") : StatusOr<json::Document>(raw.status());
+  if (!doc.ok() || !doc->IsObject()) return fail({400, "InvalidPolicyDocument", "Invalid Policy: Invalid JSON."});
+  auto expiration = json::GetString(*doc, "expiration");
+  std::optional<std::time_t> expires = expiration.ok() ? ParseIso8601Utc(*expiration) : std::nullopt;
+  if (!expires) return fail({400, "InvalidPolicyDocument", "Invalid Policy: Policy missing expiration."});
+  if (now > *expires) return fail(PolicyFailed("Policy expired."));
+  const json::Value* conditions = json::Find(*doc, "conditions");
+  if (conditions == nullptr || !conditions->IsArray()) {
+    return fail({400, "InvalidPolicyDocument", "Invalid Policy: Policy missing conditions."});
+  }
+  std::set<std::string> covered = {"policy", "x-amz-signature", "file"};
+  auto value_of = [&](const std::string& name) -> std::optional<std::string> {
+    if (name == "bucket") return bucket;
+    return Field(fields, name);
+  };
+  for (const json::Value& c : conditions->GetArray()) {
+    if (c.IsObject() && c.MemberCount() == 1 && c.MemberBegin()->value.IsString()) {
+      std::string name = ToLower(c.MemberBegin()->name.GetString());
+      std::string want = c.MemberBegin()->value.GetString();
+      covered.insert(name);
+      auto got = value_of(name);
+      if (!got || *got != want) {
+        return fail(PolicyFailed("Policy Condition failed: [\"eq\", \"$" + name + "\", \"" + want + "\"]"));
+      }
+      continue;
+    }
+    if (!c.IsArray() || c.Size() != 3 || !c[0].IsString()) {
+      return fail({400, "InvalidPolicyDocument", "Invalid Policy: Invalid Condition: " + json::ToString(c)});
+    }
+    std::string op = c[0].GetString();
+    if (op == "content-length-range" && c[1].IsUint64() && c[2].IsUint64()) {
+      out.grant.min_size = c[1].GetUint64();
+      out.grant.max_size = c[2].GetUint64();
+      continue;
+    }
+    if ((op == "eq" || op == "starts-with") && c[1].IsString() && c[2].IsString() && c[1].GetString()[0] == '$') {
+      std::string name = ToLower(c[1].GetString() + 1);
+      std::string want = c[2].GetString();
+      covered.insert(name);
+      auto got = value_of(name);
+      bool ok = got && (op == "eq" ? *got == want : StartsWith(*got, want));
+      if (!ok) {
+        return fail(PolicyFailed("Policy Condition failed: [\"" + op + "\", \"$" + name + "\", \"" + want + "\"]"));
+      }
+      continue;
+    }
+    return fail({400, "InvalidPolicyDocument", "Invalid Policy: Invalid Condition: " + json::ToString(c)});
+  }
+  for (const auto& [k, v] : fields) {
+    std::string name = ToLower(k);
+    if (covered.count(name) == 0 && !StartsWith(name, "x-ignore-")) {
+      return fail(PolicyFailed("Extra input fields: " + k));
+    }
+  }
+  out.grant.key = *key;
+  return out;
 }
 
 }  // namespace ingestfs::server

@@ -7,6 +7,7 @@
 // Thread safety: pure functions.
 #pragma once
 
+#include <cstdint>
 #include <ctime>
 #include <functional>
 #include <optional>
@@ -30,6 +31,9 @@ struct PresignInput {
   std::string host;         // value of the Host header the client will send, "127.0.0.1:8080"
   std::string path;         // decoded, "/bucket/key with spaces"
   QueryParams extra_query;  // decoded, e.g. {"partNumber","1"},{"uploadId","..."}
+  // Headers (lowercase name, value) the request must carry, signed along with host: a client
+  // that leaves one out or changes it gets SignatureDoesNotMatch, as from S3.
+  std::vector<std::pair<std::string, std::string>> signed_headers;
   std::time_t now = 0;
   long expires_seconds = 3600;
 };
@@ -55,6 +59,34 @@ struct VerifyInput {
 
 // nullopt when the request carries a valid, unexpired signature by `creds`.
 std::optional<S3Error> Verify(const SigV4Credentials& creds, const VerifyInput& in);
+
+// Browser-based upload with a POST policy (SigV4): the form fields a platform hands out for
+// one key, in the order a client must send them (the file goes last).
+struct PostPolicyInput {
+  std::string bucket;
+  std::string key;
+  uint64_t max_size = 0;  // content-length-range 0..max_size
+  std::string security_token;  // x-amz-security-token, when the credentials are temporary
+  std::time_t now = 0;
+  long expires_seconds = 3600;
+};
+QueryParams PresignPost(const SigV4Credentials& creds, const PostPolicyInput& in);
+
+// What a valid POST policy allows, once its signature, expiry and field conditions passed.
+struct PostGrant {
+  std::string key;
+  uint64_t min_size = 0;
+  uint64_t max_size = UINT64_MAX;
+};
+// Checks the form fields received before the file (names compared case-insensitively, as S3
+// does) against their policy: signature, expiry, and every condition; every field must be
+// allowed by a condition. The size is checked by the caller once the file has arrived.
+struct PostVerdict {
+  std::optional<S3Error> error;
+  PostGrant grant;
+};
+PostVerdict VerifyPost(const SigV4Credentials& creds, const std::string& bucket, const QueryParams& fields,
+                       std::time_t now);
 
 // Exposed for tests.
 std::string CanonicalQuery(const QueryParams& params);  // excludes X-Amz-Signature

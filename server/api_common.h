@@ -1,0 +1,72 @@
+// What the three control APIs of the reference server share: FastAPI-style paging and body
+// checks, list answers, and upload jobs (a job is the server's record of one upload, whichever
+// dialect started it; all of them end in the same store).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "server/context.h"
+#include "server/http.h"
+
+namespace ingestfs::server {
+
+// Reads ?limit=&offset= (limit 1..1000, default 100); replies 422 and returns nullopt when bad.
+std::optional<Page> ParsePage(Call& call);
+
+// Parses the JSON body as an object; replies 422 and returns nullopt otherwise.
+std::optional<json::Document> ParseBody(Call& call);
+
+// Field checks that collect FastAPI-style issues.
+class BodyCheck {
+ public:
+  explicit BodyCheck(const json::Document& doc) : doc_(doc) {}
+  std::optional<std::string> String(const char* field, bool required);
+  std::optional<int64_t> NonNegativeInt(const char* field, int64_t max, bool required = true);
+  // A dataset name (`dataset`) or a file name (platform-api.md's rules).
+  void Name(const char* field, const std::optional<std::string>& value, bool dataset);
+  void Add(ValidationIssue issue) { issues_.push_back(std::move(issue)); }
+  // Replies 422 and returns false when any check failed.
+  bool Ok(Call& call);
+
+ private:
+  const json::Document& doc_;
+  std::vector<ValidationIssue> issues_;
+};
+
+template <typename T, typename F>
+std::string ListJson(const std::vector<T>& items, int64_t total, F write_item) {
+  return json::Object([&](json::Writer& w) {
+    json::Key(w, "items");
+    w.StartArray();
+    for (const T& item : items) write_item(w, item);
+    w.EndArray();
+    json::KeyInt(w, "total", total);
+  });
+}
+
+// The part size for a multipart upload of `size` bytes starting from `wanted`: within 5 MiB..5 GiB
+// and doubled until at most 10,000 parts are needed.
+uint64_t PlanPartSize(uint64_t wanted, uint64_t size);
+
+// Records a new job awaiting its upload to "staging/<job_id>/<filename>". With `part_size` > 0
+// it is a multipart upload of ceil(size / part_size) parts (at least one); otherwise one object.
+StatusOr<Job> NewJob(ServerContext& ctx, const Dataset& ds, const std::string& filename, uint64_t size,
+                     const std::string& content_type, bool reupload, const std::string& dialect,
+                     uint64_t part_size);
+
+// The job whose staging key is `key`, if any ("staging/<job_id>/...").
+std::optional<Job> JobOfStagingKey(const ServerContext& ctx, const std::string& key);
+
+// The `complete` checks: every planned part listed in order ({"etag","part_number"} objects),
+// with the ETag the store holds and the planned size. Replies 400 and returns false on the first
+// problem.
+bool CheckParts(Call& call, ServerContext& ctx, const Job& job, const json::Value& parts);
+
+// Frees what an aborted job had stored.
+void DiscardUploadData(ServerContext& ctx, const Job& job);
+
+}  // namespace ingestfs::server
