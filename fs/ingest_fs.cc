@@ -317,15 +317,15 @@ void IngestFs::RefreshDataset(uint64_t dataset_ino) {
       LOG_WARN("dataset %s: %s clashes with a folder of the same name; left out", name.c_str(), f.name.c_str());
       continue;
     }
-    bool changed = !n->remote || n->remote_sha256 != f.sha256;
+    bool changed = !n->remote || n->remote_tag != f.tag;
     n->remote = true;
     n->remote_size = f.size;
-    if (changed && n->entry_id.empty() && n->remote_sha256 != f.sha256 && !n->remote_sha256.empty()) {
+    if (changed && n->entry_id.empty() && n->remote_tag != f.tag && !n->remote_tag.empty()) {
       n->read_path.clear();  // someone else uploaded a new version: our copy is stale
     }
-    n->remote_sha256 = f.sha256;
+    n->remote_tag = f.tag;
     if (n->entry_id.empty() && changed) {
-      std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.sha256) : std::nullopt;
+      std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.tag) : std::nullopt;
       if (kept) n->mtime = *kept;  // the writer's time, for the content we uploaded
       else if (n->mtime == 0) n->mtime = f.mtime > 0 ? f.mtime : Now();
     }
@@ -358,9 +358,9 @@ void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcom
   n->entry_id.clear();
   n->remote = true;
   n->remote_size = entry.size;
-  n->remote_sha256 = entry.sha256;
+  n->remote_tag = dialect_.ContentTag(entry.sha256, entry.size);
   n->read_path = outcome.kept_path;
-  if (mtimes_ != nullptr) mtimes_->Put(entry.dataset, entry.name, entry.sha256, n->mtime);
+  if (mtimes_ != nullptr) mtimes_->Put(entry.dataset, entry.name, n->remote_tag, n->mtime);
 }
 
 std::vector<std::string> IngestFs::OpenFiles() {
@@ -646,6 +646,9 @@ std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::millisec
   }
   auto e = journal_.Get(id);
   if (e && e->closed) return "";  // already closed and sent by a sync_upload flush
+  if (std::string big = TooLarge(e ? e->data_path : "", base); write_failed.empty() && !big.empty()) {
+    write_failed = big;
+  }
   auto closed = journal_.Close(id);
   if (!closed.ok()) {
     LOG_ERROR("closing %s: %s", base.c_str(), closed.status().message().c_str());
@@ -696,7 +699,29 @@ Status IngestFs::SyncUpload(uint64_t fh) {
   return Errno(EIO, label + ": " + why);
 }
 
+std::string IngestFs::TooLarge(const std::string& path, const std::string& label) {
+  struct stat st;
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return "";
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  return size > dialect_.MaxFileSize() ? upload::TooLargeMessage(dialect_, label, size) : "";
+}
+
 Status IngestFs::Flush(uint64_t fh) {
+  // A file the platform cannot take in one upload is refused at close, not found failing later.
+  std::string path, label;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handles_.find(fh);
+    Node* n = it != handles_.end() && it->second->writable ? Find(it->second->ino) : nullptr;
+    if (n != nullptr && !n->entry_id.empty()) {
+      path = n->data_path;
+      label = n->dataset + "/" + n->rel;
+    }
+  }
+  if (std::string big = TooLarge(path, label); !big.empty()) {
+    LOG_ERROR("close of %s: %s", label.c_str(), big.c_str());
+    return Errno(EFBIG, big);
+  }
   if (!cfg_.sync_upload) return Status::Ok();  // writes are in the cache copy already
   return SyncUpload(fh);
 }
@@ -1012,7 +1037,7 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
   if (mtime) {
     n->mtime = *mtime;
     if (mtimes_ != nullptr && n->entry_id.empty() && n->remote) {
-      mtimes_->Put(n->dataset, n->rel, n->remote_sha256, n->mtime);
+      mtimes_->Put(n->dataset, n->rel, n->remote_tag, n->mtime);
     }
   } else if (size) {
     n->mtime = Now();
@@ -1097,7 +1122,7 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
       if (d->remote) {
         s->remote = true;
         s->remote_size = d->remote_size;
-        s->remote_sha256 = d->remote_sha256;
+        s->remote_tag = d->remote_tag;
       }
       d->entry_id.clear();
       Detach(d);

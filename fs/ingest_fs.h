@@ -161,7 +161,7 @@ class IngestFs {
     // Files:
     bool remote = false;  // the platform has a version
     uint64_t remote_size = 0;
-    std::string remote_sha256;
+    std::string remote_tag;
     std::string entry_id;       // a local version not yet confirmed
     std::string data_path;      // its cache copy (journal's data_path, or KeptPath once confirmed)
     std::string last_entry_id;  // the most recent upload, for status after confirmation
@@ -205,6 +205,8 @@ class IngestFs {
   StatusOr<std::string> BeginWrite(uint64_t ino, bool truncate);
   // The last writer closed: fsync, hash, record, schedule (after `delay`, or the settle time).
   // Returns the entry scheduled, if any. REQUIRES: as BeginWrite.
+  // The "too large for the platform" message when the file at `path` is, else "".
+  std::string TooLarge(const std::string& path, const std::string& label);
   std::string EndWrite(uint64_t ino, std::optional<std::chrono::milliseconds> delay = std::nullopt);
   // sync_upload: closes the version now, uploads it at once and waits for the platform.
   Status SyncUpload(uint64_t fh);

@@ -18,7 +18,8 @@
 #include "fs/control.h"
 #include "fs/fuse_ops.h"
 #include "fs/ingest_fs.h"
-#include "upload/ingest_dialect.h"
+#include "upload/aplos_dialect.h"
+#include "upload/dialects.h"
 #include "upload/rate_limiter.h"
 #include "upload/scheduler.h"
 
@@ -32,10 +33,12 @@ Mounts the data platform whose API is at SOURCE (e.g. http://127.0.0.1:8080/api)
 Each top-level folder is a dataset; files copied in are uploaded when closed and settled.
 
 ingestfs options (-o):
-  token_file=FILE      the bearer token (first line of FILE); otherwise $INGESTFS_TOKEN
+  token_file=FILE      the platform token (first line of FILE); otherwise $INGESTFS_TOKEN
   cache_dir=DIR        cache copies and the upload journal (default /var/cache/ingestfs/NAME
                        for root, ~/.cache/ingestfs/NAME otherwise; NAME from the mount point)
-  dialect=NAME         the platform's dialect (default ingest)
+  dialect=NAME         the platform's dialect: ingest (default), sbg or aplos
+  post_limit=SIZE      aplos: the largest file the platform takes in one POST (default 5G);
+                       a larger file is refused when it is closed (EFBIG)
   settle=SECONDS       quiet time after the last close before a file is uploaded (default 2)
   parallel=N           files uploading at once (default 8)
   uid=N, gid=N         owner shown for every file (default: the mounting user)
@@ -79,6 +82,7 @@ struct RawOptions {
   char* ignore = nullptr;
   char* listing_ttl = nullptr;
   char* bwlimit = nullptr;
+  char* post_limit = nullptr;
   char* cache_max = nullptr;
   char* cache_min_free = nullptr;
   char* cache_wait = nullptr;
@@ -105,6 +109,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("ignore=%s", ignore),
     INGESTFS_OPT("listing_ttl=%s", listing_ttl),
     INGESTFS_OPT("bwlimit=%s", bwlimit),
+    INGESTFS_OPT("post_limit=%s", post_limit),
     INGESTFS_OPT("cache_max=%s", cache_max),
     INGESTFS_OPT("cache_min_free=%s", cache_min_free),
     INGESTFS_OPT("cache_wait=%s", cache_wait),
@@ -190,7 +195,9 @@ int RunMountCommand(int argc, char** argv) {
   FsConfig cfg;
   cfg.api = raw.source;
   cfg.dialect = raw.dialect != nullptr ? raw.dialect : "ingest";
-  if (cfg.dialect != "ingest") return Fail("dialect=" + cfg.dialect + " is not supported (ingest)");
+  if (!upload::IsDialect(cfg.dialect)) {
+    return Fail("dialect=" + cfg.dialect + " is not a platform dialect (" + upload::kDialectNames + ")");
+  }
   cfg.sync_upload = raw.sync_upload != 0;
   cfg.uid = ::getuid();
   cfg.gid = ::getgid();
@@ -252,6 +259,15 @@ int RunMountCommand(int argc, char** argv) {
     if (!d) return 2;
     space_opts.wait = *d;
   }
+  upload::DialectOptions dialect_opts;
+  if (raw.post_limit != nullptr) {
+    auto r = ParseSize(raw.post_limit);
+    if (!r.ok() || *r < 1 || *r > upload::AplosDialect::kMaxPost) {
+      return Fail(std::string("post_limit=") + raw.post_limit + " must be a size from 1 byte to 5G");
+    }
+    if (cfg.dialect != "aplos") return Fail("post_limit applies to dialect=aplos only");
+    dialect_opts.post_limit = *r;
+  }
   uint64_t bwlimit = 0;
   if (raw.bwlimit != nullptr) {
     auto r = ParseSize(raw.bwlimit);
@@ -312,7 +328,8 @@ int RunMountCommand(int argc, char** argv) {
   if (!mtimes.ok()) std::cerr << "ingestfs: mtimes: " << mtimes.status().message() << " (kept only while mounted)\n";
   upload::InitHttp();
   upload::ClientPool pool;
-  upload::IngestDialect dialect(cfg.api, token, pool);
+  std::unique_ptr<upload::Dialect> dialect_owner = upload::MakeDialect(cfg.dialect, cfg.api, token, pool, dialect_opts);
+  upload::Dialect& dialect = *dialect_owner;
   IngestFs fs(cfg, dialect, **journal, mtimes.ok() ? mtimes->get() : nullptr);
   cache::CacheSpace space(cfg.cache_dir, space_opts);
   fs.AttachCacheSpace(&space);

@@ -22,7 +22,8 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/strings.h"
-#include "upload/ingest_dialect.h"
+#include "upload/aplos_dialect.h"
+#include "upload/dialects.h"
 #include "upload/progress.h"
 #include "upload/rate_limiter.h"
 #include "upload/uploader.h"
@@ -42,13 +43,15 @@ recorded in its journal, so a killed run loses nothing: `--resume` finishes it.
   --dataset NAME       the dataset to upload into (created if it does not exist)
   --as NAME            the file's name in the dataset (one FILE only; default: its base name)
                        A directory FILE is uploaded recursively as DIRNAME/relative/path.
-  --token-file FILE    read the bearer token from FILE (first line)
+  --token-file FILE    read the platform token from FILE (first line)
                        (or set INGESTFS_TOKEN; --token TOKEN works but `ps` shows it)
   --cache-dir DIR      where copies and the journal live
                        (default $XDG_CACHE_HOME/ingestfs, else ~/.cache/ingestfs)
   --parallel N         parts and files in flight at once (default 4, at most 64)
   --content-type TYPE  sent with every file (default application/octet-stream)
-  --dialect NAME       the platform's dialect (default ingest)
+  --dialect NAME       the platform's dialect: ingest (default), sbg or aplos
+  --post-limit SIZE    aplos: the largest file the platform takes in one POST (default 5G);
+                       larger files are refused before anything is sent
   --give-up-after SECS stop retrying a failing step after this long (default 3600; 0 = never)
   --bwlimit RATE       cap on upload speed in bytes/s for the whole run, e.g. 10M, 500K
   --resume             finish the uploads left in the journal (by a killed or failed run)
@@ -111,6 +114,7 @@ std::string DefaultCacheDir() {
 int RunUploadCommand(int argc, char** argv) {
   std::string api, dataset, as, token_file, token_arg, cache_dir = DefaultCacheDir();
   std::string content_type = "application/octet-stream", dialect_name = "ingest";
+  upload::DialectOptions dialect_opts;
   int parallel = 4;
   long give_up = 3600;
   uint64_t bwlimit = 0;
@@ -142,7 +146,7 @@ int RunUploadCommand(int argc, char** argv) {
     else if (a == "-v" || a == "--verbose") SetLogLevel(LogLevel::kDebug);
     else if (a == "--api" || a == "--dataset" || a == "--as" || a == "--token-file" || a == "--token" ||
              a == "--cache-dir" || a == "--parallel" || a == "--content-type" || a == "--dialect" ||
-             a == "--give-up-after" || a == "--bwlimit") {
+             a == "--give-up-after" || a == "--bwlimit" || a == "--post-limit") {
       if (!value(a.c_str())) return Usage(a + " needs a value");
       if (a == "--api") api = v;
       else if (a == "--dataset") dataset = v;
@@ -156,6 +160,10 @@ int RunUploadCommand(int argc, char** argv) {
         auto n = ParseInt(v);
         if (!n || *n < 1 || *n > 64) return Usage("--parallel must be 1 to 64");
         parallel = static_cast<int>(*n);
+      } else if (a == "--post-limit") {
+        auto r = ParseSize(v);
+        if (!r.ok() || *r < 1 || *r > upload::AplosDialect::kMaxPost) return Usage("--post-limit must be a size from 1 byte to 5G");
+        dialect_opts.post_limit = *r;
       } else if (a == "--bwlimit") {
         auto r = ParseSize(v);
         if (!r.ok() || *r < 1024) return Usage("--bwlimit must be bytes per second, at least 1K (e.g. 10M, 500K)");
@@ -172,7 +180,10 @@ int RunUploadCommand(int argc, char** argv) {
     }
   }
   if (!quiet && !json_out && GetLogLevel() == LogLevel::kInfo) SetLogLevel(LogLevel::kError);
-  if (dialect_name != "ingest") return Usage("--dialect '" + dialect_name + "' is not supported (ingest)");
+  if (!upload::IsDialect(dialect_name)) {
+    return Usage("--dialect '" + dialect_name + "' is not a platform dialect (" + upload::kDialectNames + ")");
+  }
+  if (dialect_opts.post_limit > 0 && dialect_name != "aplos") return Usage("--post-limit goes with --dialect aplos");
   if (resume && !files.empty()) return Usage("--resume takes no FILE arguments");
   if (!resume && files.empty()) return Usage("no FILE to upload");
   if (!resume && (api.empty() || dataset.empty())) return Usage("--api and --dataset are required");
@@ -255,7 +266,7 @@ int RunUploadCommand(int argc, char** argv) {
   }
 
   upload::ClientPool pool;
-  std::map<std::string, std::unique_ptr<upload::IngestDialect>> dialects;  // by API base
+  std::map<std::string, std::unique_ptr<upload::Dialect>> dialects;  // by dialect and API base
   std::map<std::string, std::unique_ptr<upload::Uploader>> uploaders;
   upload::TerminalProgress progress(stderr);
   upload::UploaderOptions opts;
@@ -266,11 +277,13 @@ int RunUploadCommand(int argc, char** argv) {
   opts.retry.give_up_after = std::chrono::seconds(give_up);
   auto uploader_for = [&](const cache::Entry& e) -> upload::Uploader& {
     std::string base = api.empty() ? e.api : api;
-    auto it = uploaders.find(base);
+    std::string which = upload::IsDialect(e.dialect) ? e.dialect : dialect_name;
+    std::string key = which + " " + base;
+    auto it = uploaders.find(key);
     if (it != uploaders.end()) return *it->second;
-    dialects[base] = std::make_unique<upload::IngestDialect>(base, token, pool);
-    auto u = std::make_unique<upload::Uploader>(*dialects[base], **journal, opts, quiet ? nullptr : &progress);
-    return *(uploaders[base] = std::move(u));
+    dialects[key] = upload::MakeDialect(which, base, token, pool, dialect_opts);
+    auto u = std::make_unique<upload::Uploader>(*dialects[key], **journal, opts, quiet ? nullptr : &progress);
+    return *(uploaders[key] = std::move(u));
   };
   std::vector<cache::Entry> entries;
   for (const std::string& id : ids) {

@@ -31,11 +31,11 @@ struct PresignInput {
   std::string host;         // value of the Host header the client will send, "127.0.0.1:8080"
   std::string path;         // decoded, "/bucket/key with spaces"
   QueryParams extra_query;  // decoded, e.g. {"partNumber","1"},{"uploadId","..."}
+  std::time_t now = 0;
+  long expires_seconds = 3600;
   // Headers (lowercase name, value) the request must carry, signed along with host: a client
   // that leaves one out or changes it gets SignatureDoesNotMatch, as from S3.
   std::vector<std::pair<std::string, std::string>> signed_headers;
-  std::time_t now = 0;
-  long expires_seconds = 3600;
 };
 
 // The full query string (encoded, without '?'): the extra parameters plus the X-Amz-* ones,

@@ -3,6 +3,13 @@
 // "where does part N go", "report part N", "complete", "how is the job" and "abort" into its
 // platform's requests. It knows nothing of the journal or of threads beyond being thread-safe.
 //
+// Three shapes of upload fit this boundary:
+//   ingest: Begin hands out every part's URL at once; RefreshTargets re-issues them all.
+//   sbg:    Begin hands out none (PartsOnDemand); TargetFor asks for one part's URL just before
+//           it is sent (and again once it expired); ReportPart reports the named headers.
+//   aplos:  one presigned POST form (a single part with form fields); Complete and Poll have
+//           nothing to ask (the store's 204 is the platform's confirmation).
+//
 // Status codes a dialect returns (see upload/errors.h): kAlreadyExists from Begin(new) when the
 // file exists (the pipeline retries with overwrite); kNotFound from Begin(overwrite) when it does
 // not; kDeadlineExceeded from a part whose URL expired; kUnimplemented-like kNotFound from
@@ -10,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <optional>
 #include <string>
@@ -25,8 +33,17 @@ namespace ingestfs::upload {
 struct PartTarget {
   std::string method = "PUT";
   std::string url;
-  std::vector<std::string> headers;   // extra request headers the platform requires
+  std::vector<std::string> headers;   // request headers the platform requires, "Name: value"
   std::vector<long> success_codes = {200};
+  std::time_t expires = 0;            // when the URL stops working (0: not said)
+  std::vector<std::string> report_headers;  // response headers the platform wants reported
+  // A presigned POST: these form fields in order, then the part's bytes as the field "file".
+  bool form = false;
+  std::vector<std::pair<std::string, std::string>> form_fields;
+  // Whether we may add Content-MD5 (the platform told us exactly which headers to send: no).
+  bool content_md5 = true;
+  // Whether the store must answer with an ETag (an S3 PUT does; a POST's 204 may not).
+  bool etag_required = true;
 };
 
 struct RemoteFile {
@@ -35,6 +52,9 @@ struct RemoteFile {
   std::string sha256;
   int64_t version = 0;
   int64_t mtime = 0;  // unix seconds, from the platform's updated_at
+  // What identifies this content on the platform: its sha256 where the listing gives one,
+  // otherwise what the dialect's ContentTag() makes of what it gives (see below).
+  std::string tag;
 };
 
 struct DatasetInfo {
@@ -72,11 +92,24 @@ class Dialect {
   // Every file of a dataset (paged underneath).
   virtual StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) = 0;
 
+  // The largest file one upload may carry on this platform (checked before presign, and by the
+  // mount when a file is closed).
+  virtual uint64_t MaxFileSize() const { return 5ULL << 40; }
+  // The tag (see RemoteFile::tag) the platform's listing will show for content we uploaded.
+  virtual std::string ContentTag(const std::string& sha256, uint64_t /*size*/) const { return sha256; }
+
   virtual StatusOr<BeginResult> Begin(const std::string& dataset_id, const cache::Entry& entry, bool overwrite) = 0;
-  // Fresh targets for every part of an existing session (expired URLs, or a resume).
+  // Fresh targets for every part of an existing session (expired URLs, or a resume). A dialect
+  // with PartsOnDemand() returns none, after checking that the session still takes parts.
   virtual StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& session) = 0;
-  // Called after a part was stored, with the response headers (sbg reports them; ingest: no-op).
-  virtual Status ReportPart(const cache::UploadSession& session, uint32_t part_number,
+  // Whether part targets come one at a time from TargetFor rather than from Begin.
+  virtual bool PartsOnDemand() const { return false; }
+  virtual StatusOr<PartTarget> TargetFor(const cache::UploadSession& /*session*/, uint32_t /*part_number*/) {
+    return Status(Code::kInternal, std::string(name()) + " hands out every URL at once");
+  }
+  // Called after a part was stored, with its target and the response headers (lowercase names);
+  // sbg reports the headers the target names, the others have nothing to report.
+  virtual Status ReportPart(const cache::UploadSession& session, uint32_t part_number, const PartTarget& target,
                             const std::map<std::string, std::string>& response_headers) = 0;
   // Completes with the ordered ETags. A complete whose earlier answer was lost and that the
   // platform now calls already completed is success.

@@ -60,7 +60,11 @@ Status StatusFromHttp(const HttpResponse& res, const std::string& step) {
   std::string msg = step + ": HTTP " + std::to_string(s) + (text.empty() ? "" : " " + text);
   Code code;
   if (s == 401) code = Code::kUnauthenticated;
-  else if (s == 403) code = text.find("Request has expired") != std::string::npos ? Code::kDeadlineExceeded : Code::kPermissionDenied;
+  else if (s == 403) {
+    // An expired presigned URL (query auth) or POST policy: ask for a fresh one.
+    bool expired = text.find("Request has expired") != std::string::npos || text.find("Policy expired") != std::string::npos;
+    code = expired ? Code::kDeadlineExceeded : Code::kPermissionDenied;
+  }
   else if (s == 404) code = Code::kNotFound;
   else if (s == 409) code = Code::kAlreadyExists;
   else if (s == 408 || s == 429 || s >= 500) code = Code::kUnavailable;

@@ -58,6 +58,13 @@ size_t OnHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return n;
 }
 
+int OnSeek(void* userdata, curl_off_t offset, int origin) {
+  auto* t = static_cast<Transfer*>(userdata);
+  if (origin != SEEK_SET || offset < 0) return CURL_SEEKFUNC_CANTSEEK;
+  t->sent = static_cast<uint64_t>(offset);
+  return CURL_SEEKFUNC_OK;
+}
+
 size_t OnRead(char* buf, size_t size, size_t nmemb, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
   const HttpRequest& r = *t->req;
@@ -121,7 +128,21 @@ StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& req) {
   curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
   if (req.timeout_seconds > 0) curl_easy_setopt(curl_, CURLOPT_TIMEOUT, req.timeout_seconds);
   bool has_body = req.method == "PUT" || req.method == "POST";
-  if (has_body) {
+  curl_mime* mime = nullptr;
+  if (req.form) {
+    mime = curl_mime_init(curl_);
+    for (const auto& [name, value] : req.form_fields) {
+      curl_mimepart* part = curl_mime_addpart(mime);
+      curl_mime_name(part, name.c_str());
+      curl_mime_data(part, value.data(), value.size());
+    }
+    curl_mimepart* file = curl_mime_addpart(mime);
+    curl_mime_name(file, "file");
+    curl_mime_filename(file, req.form_file_name.empty() ? "file" : req.form_file_name.c_str());
+    curl_mime_type(file, "application/octet-stream");
+    curl_mime_data_cb(file, static_cast<curl_off_t>(req.body_length), OnRead, OnSeek, nullptr, &t);
+    curl_easy_setopt(curl_, CURLOPT_MIMEPOST, mime);
+  } else if (has_body) {
     curl_off_t len = req.body_fd >= 0 ? static_cast<curl_off_t>(req.body_length)
                                       : static_cast<curl_off_t>(req.body.size());
     if (req.method == "PUT") {
@@ -138,6 +159,7 @@ StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& req) {
   }
   CURLcode rc = curl_easy_perform(curl_);
   curl_slist_free_all(headers);
+  if (mime != nullptr) curl_mime_free(mime);
   if (rc != CURLE_OK) {
     std::string why = curl_easy_strerror(rc);
     if (t.too_big) why = "the response body is larger than " + std::to_string(kMaxResponseBody) + " bytes";

@@ -34,6 +34,11 @@ struct HttpRequest {
   long timeout_seconds = 0;          // 0: no overall limit (large parts); stalls are caught anyway
   int sink_fd = -1;                  // when set, a 2xx response body is written here, not kept
   RateLimiter* limiter = nullptr;    // when set, a body_fd body is sent no faster than it allows
+  // A POST as multipart/form-data (a presigned POST): these fields in this order, then the
+  // body_fd range as the part named "file" (filename `form_file_name`), streamed, never buffered.
+  bool form = false;
+  std::vector<std::pair<std::string, std::string>> form_fields;
+  std::string form_file_name;
   // Called with the number of body bytes sent so far (for progress).
   std::function<void(uint64_t)> on_progress;
 };

@@ -16,56 +16,19 @@
 namespace ingestfs::upload {
 
 namespace {
-constexpr int64_t kPage = 1000;
 constexpr uint64_t kMinPart = 5ULL << 20;
 constexpr uint64_t kMaxPart = 5ULL << 30;
 constexpr uint64_t kMaxParts = 10000;
 
-Status Bad(const std::string& what, const Status& st) {
-  return Status(Code::kUnavailable, "the platform's answer to " + what + " is malformed: " + st.message());
-}
+Status Bad(const std::string& what, const Status& st) { return ApiClient::Malformed(what, st); }
 }  // namespace
 
 IngestDialect::IngestDialect(std::string api, std::string token, ClientPool& pool)
-    : api_(std::move(api)), token_(std::move(token)), pool_(pool) {
-  while (!api_.empty() && api_.back() == '/') api_.pop_back();
-}
-
-StatusOr<HttpResponse> IngestDialect::Call(const std::string& method, const std::string& path,
-                                           const std::string& body, const std::string& step) {
-  HttpRequest req;
-  req.method = method;
-  req.url = api_ + path;
-  req.headers = {"Authorization: Bearer " + token_, "Accept: application/json"};
-  if (method == "POST") req.headers.push_back("Content-Type: application/json");
-  req.body = body;
-  req.timeout_seconds = 120;
-  auto lease = pool_.Acquire();
-  auto res = lease->Do(req);
-  if (!res.ok()) return res.status().Annotate(step);
-  return res;
-}
-
-Status IngestDialect::ForEachItem(const std::string& path, const std::string& step,
-                                  const std::function<void(const json::Value&)>& item) {
-  std::string sep = path.find('?') == std::string::npos ? "?" : "&";
-  for (int64_t offset = 0;; offset += kPage) {
-    ASSIGN_OR_RETURN(HttpResponse res, Call("GET", path + sep + "limit=" + std::to_string(kPage) + "&offset=" +
-                                                      std::to_string(offset), "", step));
-    RETURN_IF_ERROR(StatusFromHttp(res, step));
-    auto doc = json::Parse(res.body, "the answer to " + step);
-    if (!doc.ok()) return Bad(step, doc.status());
-    const json::Value* items = json::Find(*doc, "items");
-    if (items == nullptr || !items->IsArray()) return Bad(step, Status(Code::kInvalidArgument, "no items"));
-    for (const auto& v : items->GetArray()) item(v);
-    auto total = json::GetInt(*doc, "total");
-    if (items->Size() == 0 || !total.ok() || offset + kPage >= *total) return Status::Ok();
-  }
-}
+    : api_(std::move(api), "Authorization: Bearer " + token, pool) {}
 
 StatusOr<std::vector<DatasetInfo>> IngestDialect::ListDatasets() {
   std::vector<DatasetInfo> out;
-  RETURN_IF_ERROR(ForEachItem("/datasets", "listing datasets", [&](const json::Value& v) {
+  RETURN_IF_ERROR(api_.ForEachItem("/datasets", "listing datasets", [&](const json::Value& v) {
     auto n = json::GetString(v, "name", 1024);
     auto id = json::GetString(v, "id", 256);
     if (n.ok() && id.ok() && ValidateDatasetName(*n).ok()) out.push_back({*id, *n});
@@ -93,7 +56,7 @@ StatusOr<std::string> IngestDialect::EnsureDataset(const std::string& name) {
   ASSIGN_OR_RETURN(auto found, FindDataset(name));
   if (!found) {
     std::string body = json::Object([&](json::Writer& w) { json::KeyString(w, "name", name); });
-    ASSIGN_OR_RETURN(HttpResponse res, Call("POST", "/datasets", body, "creating dataset " + name));
+    ASSIGN_OR_RETURN(HttpResponse res, api_.Call("POST", "/datasets", body, "creating dataset " + name));
     Status st = StatusFromHttp(res, "creating dataset " + name);
     if (st.code() == Code::kAlreadyExists) {  // created meanwhile by someone else
       ASSIGN_OR_RETURN(found, FindDataset(name));
@@ -115,7 +78,7 @@ StatusOr<std::string> IngestDialect::EnsureDataset(const std::string& name) {
 StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& dataset_id) {
   std::vector<RemoteFile> out;
   std::string step = "listing the files of dataset " + dataset_id;
-  RETURN_IF_ERROR(ForEachItem("/datasets/" + UriEncode(dataset_id, false) + "/files", step, [&](const json::Value& item) {
+  RETURN_IF_ERROR(api_.ForEachItem("/datasets/" + UriEncode(dataset_id, false) + "/files", step, [&](const json::Value& item) {
     auto name = json::GetString(item, "filename", 4096);
     auto size = json::GetInt(item, "size");
     if (!name.ok() || !size.ok() || *size < 0) return;
@@ -128,6 +91,7 @@ StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& da
     f.name = *name;
     f.size = static_cast<uint64_t>(*size);
     f.sha256 = json::StringOr(item, "sha256");
+    f.tag = f.sha256;
     f.version = json::IntOr(item, "version");
     if (auto t = ParseIso8601Utc(json::StringOr(item, "updated_at"))) f.mtime = *t;
     out.push_back(std::move(f));
@@ -138,26 +102,12 @@ StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& da
 StatusOr<uint64_t> IngestDialect::Download(const std::string& dataset_id, const std::string& name,
                                            const std::string& dest) {
   std::string step = "download of " + name;
-  ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/datasets/" + UriEncode(dataset_id, false) +
-                                                     "/files/download?filename=" + UriEncode(name, false),
-                                          "", step));
-  RETURN_IF_ERROR(StatusFromHttp(res, step));
-  auto doc = json::Parse(res.body, "the download answer");
-  if (!doc.ok()) return Bad(step, doc.status());
-  auto url = json::GetString(*doc, "url", 16384);
+  ASSIGN_OR_RETURN(json::Document doc, api_.CallJson("GET", "/datasets/" + UriEncode(dataset_id, false) +
+                                                                "/files/download?filename=" + UriEncode(name, false),
+                                                     "", step));
+  auto url = json::GetString(doc, "url", 16384);
   if (!url.ok()) return Bad(step, url.status());
-  UniqueFd fd(::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return Status::FromErrno(errno, "create " + dest);
-  HttpRequest req;
-  req.url = *url;
-  req.sink_fd = fd.get();
-  auto lease = pool_.Acquire();
-  ASSIGN_OR_RETURN(HttpResponse got, lease->Do(req));
-  RETURN_IF_ERROR(StatusFromHttp(got, step));
-  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + dest);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + dest);
-  return static_cast<uint64_t>(st.st_size);
+  return api_.DownloadTo(*url, dest, step);
 }
 
 StatusOr<BeginResult> IngestDialect::ParsePresign(const std::string& body, uint64_t file_size, bool overwrite) {
@@ -178,9 +128,7 @@ StatusOr<BeginResult> IngestDialect::ParsePresign(const std::string& body, uint6
   for (const auto& u : urls->GetArray()) {
     if (!u.IsString() || u.GetStringLength() > 16384) return Status(Code::kInvalidArgument, "a URL is not a string");
     std::string url(u.GetString(), u.GetStringLength());
-    if (!StartsWith(url, "http://") && !StartsWith(url, "https://")) {
-      return Status(Code::kInvalidArgument, "a part URL is not http(s): " + RedactUrl(url));
-    }
+    RETURN_IF_ERROR(ApiClient::CheckUrl(url, "a part URL"));
     PartTarget t;
     t.url = url;
     r.targets.push_back(std::move(t));
@@ -217,7 +165,7 @@ StatusOr<BeginResult> IngestDialect::Begin(const std::string& dataset_id, const 
   });
   std::string path = overwrite ? "/datasets/" + UriEncode(dataset_id, false) + "/reupload/presigned"
                                : "/ingest/upload/presigned";
-  ASSIGN_OR_RETURN(HttpResponse res, Call("POST", path, body, step));
+  ASSIGN_OR_RETURN(HttpResponse res, api_.Call("POST", path, body, step));
   RETURN_IF_ERROR(StatusFromHttp(res, step));
   auto parsed = ParsePresign(res.body, e.size, overwrite);
   if (!parsed.ok()) return Bad(step, parsed.status());
@@ -226,7 +174,7 @@ StatusOr<BeginResult> IngestDialect::Begin(const std::string& dataset_id, const 
 
 StatusOr<std::vector<PartTarget>> IngestDialect::RefreshTargets(const cache::UploadSession& s) {
   std::string step = "fresh URLs for job " + s.job_id;
-  ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/ingest/upload/presigned/" + UriEncode(s.job_id, false), "", step));
+  ASSIGN_OR_RETURN(HttpResponse res, api_.Call("GET", "/ingest/upload/presigned/" + UriEncode(s.job_id, false), "", step));
   if (res.status == 405) return Status(Code::kNotFound, step + ": the platform cannot re-issue URLs");
   RETURN_IF_ERROR(StatusFromHttp(res, step));
   auto doc = json::Parse(res.body, "the refreshed URLs");
@@ -260,7 +208,7 @@ Status IngestDialect::Complete(const cache::UploadSession& s, const std::map<uin
     }
     w.EndArray();
   });
-  ASSIGN_OR_RETURN(HttpResponse res, Call("POST", "/ingest/upload/presigned/" + UriEncode(s.job_id, false) + "/complete",
+  ASSIGN_OR_RETURN(HttpResponse res, api_.Call("POST", "/ingest/upload/presigned/" + UriEncode(s.job_id, false) + "/complete",
                                           body, step));
   Status st = StatusFromHttp(res, step);
   // A retried complete whose first answer was lost: the platform says it is already done.
@@ -286,7 +234,7 @@ StatusOr<JobState> IngestDialect::ParseJob(const std::string& body) {
 
 StatusOr<JobState> IngestDialect::Poll(const cache::UploadSession& s) {
   std::string step = "status of job " + s.job_id;
-  ASSIGN_OR_RETURN(HttpResponse res, Call("GET", "/ingest/jobs/" + UriEncode(s.job_id, false), "", step));
+  ASSIGN_OR_RETURN(HttpResponse res, api_.Call("GET", "/ingest/jobs/" + UriEncode(s.job_id, false), "", step));
   RETURN_IF_ERROR(StatusFromHttp(res, step));
   auto j = ParseJob(res.body);
   if (!j.ok()) return Bad(step, j.status());
@@ -295,7 +243,7 @@ StatusOr<JobState> IngestDialect::Poll(const cache::UploadSession& s) {
 
 Status IngestDialect::Abort(const cache::UploadSession& s) {
   std::string step = "abort of job " + s.job_id;
-  ASSIGN_OR_RETURN(HttpResponse res, Call("DELETE", "/ingest/upload/presigned/" + UriEncode(s.job_id, false), "", step));
+  ASSIGN_OR_RETURN(HttpResponse res, api_.Call("DELETE", "/ingest/upload/presigned/" + UriEncode(s.job_id, false), "", step));
   Status st = StatusFromHttp(res, step);
   if (st.code() == Code::kNotFound || st.code() == Code::kAlreadyExists) return Status::Ok();
   return st;

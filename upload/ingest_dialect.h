@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/json.h"
+#include "upload/api_client.h"
 #include "upload/dialect.h"
 
 namespace ingestfs::upload {
@@ -24,7 +25,8 @@ class IngestDialect : public Dialect {
   StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, const std::string& dest) override;
   StatusOr<BeginResult> Begin(const std::string& dataset_id, const cache::Entry& entry, bool overwrite) override;
   StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& session) override;
-  Status ReportPart(const cache::UploadSession&, uint32_t, const std::map<std::string, std::string>&) override {
+  Status ReportPart(const cache::UploadSession&, uint32_t, const PartTarget&,
+                    const std::map<std::string, std::string>&) override {
     return Status::Ok();
   }
   Status Complete(const cache::UploadSession& session, const std::map<uint32_t, std::string>& etags) override;
@@ -37,16 +39,9 @@ class IngestDialect : public Dialect {
   static StatusOr<JobState> ParseJob(const std::string& body);
 
  private:
-  StatusOr<HttpResponse> Call(const std::string& method, const std::string& path, const std::string& body,
-                              const std::string& step);
   StatusOr<std::optional<std::string>> FindDataset(const std::string& name);
-  // Walks every page of a list endpoint ("/datasets", ".../files"), calling `item` per element.
-  Status ForEachItem(const std::string& path, const std::string& step,
-                     const std::function<void(const json::Value&)>& item);
 
-  std::string api_;
-  std::string token_;
-  ClientPool& pool_;
+  ApiClient api_;
   std::mutex mu_;
   std::map<std::string, std::string> dataset_ids_;  // GUARDED_BY(mu_)
 };

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <ctime>
 #include <condition_variable>
 #include <thread>
 #include <vector>
@@ -23,6 +24,11 @@ Status SessionLost(const std::string& why) { return Status(Code::kFailedPrecondi
 bool IsSessionLost(const Status& st) { return st.code() == Code::kFailedPrecondition; }
 }  // namespace
 
+std::string TooLargeMessage(const Dialect& dialect, const std::string& name, uint64_t size) {
+  return name + " is " + std::to_string(size) + " bytes; the " + dialect.name() + " platform takes at most " +
+         std::to_string(dialect.MaxFileSize()) + " bytes in one upload; it is not uploaded";
+}
+
 struct Uploader::Run {
   cache::Entry entry;
   std::string dataset_id;
@@ -30,8 +36,8 @@ struct Uploader::Run {
   int attempts = 0;
   // The current targets; guarded because workers refresh them when URLs expire.
   std::mutex mu;
-  std::vector<PartTarget> targets;  // GUARDED_BY(mu)
-  uint64_t generation = 0;          // GUARDED_BY(mu): bumped at each refresh
+  std::map<uint32_t, PartTarget> targets;  // GUARDED_BY(mu): by part number
+  uint64_t generation = 0;                 // GUARDED_BY(mu): bumped at each refresh
   std::function<bool()> cancelled;  // this upload only
   RetryHooks hooks;
 };
@@ -106,7 +112,8 @@ Status Uploader::BeginSession(Run& run) {
   run.entry.completed = false;
   {
     std::lock_guard<std::mutex> lock(run.mu);
-    run.targets = std::move(begun.targets);
+    run.targets.clear();
+    for (size_t i = 0; i < begun.targets.size(); ++i) run.targets[static_cast<uint32_t>(i + 1)] = std::move(begun.targets[i]);
     ++run.generation;
   }
   FailPoint("after_presign");
@@ -123,12 +130,50 @@ Status Uploader::RefreshTargets(Run& run, uint64_t seen_generation) {
     }
     return fresh.status();
   }
-  run.targets = std::move(fresh).value();
+  run.targets.clear();
+  for (size_t i = 0; i < fresh->size(); ++i) run.targets[static_cast<uint32_t>(i + 1)] = std::move((*fresh)[i]);
   ++run.generation;
   return Status::Ok();
 }
 
-Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag) {
+StatusOr<PartTarget> Uploader::TargetOf(Run& run, uint32_t n, uint64_t* generation) {
+  // A URL this close to its expiry is not worth starting a part with.
+  constexpr std::time_t kMargin = 30;
+  for (int tries = 0;; ++tries) {
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lock(run.mu);
+      gen = run.generation;
+      auto it = run.targets.find(n);
+      if (it != run.targets.end() && (it->second.expires == 0 || std::time(nullptr) + kMargin < it->second.expires)) {
+        *generation = gen;
+        return it->second;
+      }
+    }
+    if (tries > 0) return SessionLost("the platform gave no usable URL for part " + std::to_string(n));
+    if (!dialect_.PartsOnDemand()) {
+      RETURN_IF_ERROR(RefreshTargets(run, gen));  // every URL again, once
+      continue;
+    }
+    auto target = dialect_.TargetFor(*run.entry.session, n);
+    if (!target.ok()) {
+      Code code = target.status().code();
+      if (code == Code::kNotFound || code == Code::kAlreadyExists) return SessionLost(target.status().message());
+      return target.status();
+    }
+    std::lock_guard<std::mutex> lock(run.mu);
+    run.targets[n] = *target;
+    *generation = run.generation;
+    return target;
+  }
+}
+
+void Uploader::ForgetTarget(Run& run, uint32_t n) {
+  std::lock_guard<std::mutex> lock(run.mu);
+  run.targets.erase(n);
+}
+
+Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag_out) {
   const cache::UploadSession& s = *run.entry.session;
   uint64_t offset = s.upload_id.empty() ? 0 : static_cast<uint64_t>(n - 1) * s.part_size;
   uint64_t length = s.upload_id.empty() ? run.entry.size : std::min(s.part_size, run.entry.size - offset);
@@ -144,19 +189,16 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag) {
     done += want;
   }
   std::string raw_md5 = md5.Finish();
-  PartTarget target;
-  uint64_t generation;
-  {
-    std::lock_guard<std::mutex> lock(run.mu);
-    if (n - 1 >= run.targets.size()) return SessionLost("no URL for part " + std::to_string(n));
-    target = run.targets[n - 1];
-    generation = run.generation;
-  }
+  uint64_t generation = 0;
+  ASSIGN_OR_RETURN(PartTarget target, TargetOf(run, n, &generation));
   HttpRequest req;
   req.method = target.method;
   req.url = target.url;
   req.headers = target.headers;
-  req.headers.push_back("Content-MD5: " + Base64Encode(raw_md5));
+  if (target.content_md5) req.headers.push_back("Content-MD5: " + Base64Encode(raw_md5));
+  req.form = target.form;
+  req.form_fields = target.form_fields;
+  req.form_file_name = run.entry.name.substr(run.entry.name.rfind('/') + 1);
   req.body_fd = run.fd.get();
   req.limiter = opts_.limiter;
   req.body_offset = offset;
@@ -174,22 +216,37 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag) {
                   target.success_codes.end();
   if (!accepted) {
     Status st = StatusFromHttp(*res, step);
-    if (st.ok()) st = Status(Code::kUnavailable, step + ": HTTP " + std::to_string(res->status) + " is not a success code here");
+    if (st.ok()) {
+      // A 2xx the platform did not name as success: the store did something we cannot trust.
+      st = Status(Code::kUnavailable, step + ": HTTP " + std::to_string(res->status) +
+                                          " is not one of the success codes the platform named");
+    }
     if (IsExpiredUrl(st)) {
-      Status refreshed = RefreshTargets(run, generation);
-      if (!refreshed.ok()) return refreshed;
-      return Status(Code::kUnavailable, step + ": the URL expired; fresh URLs fetched");
+      if (dialect_.PartsOnDemand()) {
+        ForgetTarget(run, n);
+      } else {
+        Status refreshed = RefreshTargets(run, generation);
+        if (!refreshed.ok()) return refreshed;
+      }
+      return Status(Code::kUnavailable, step + ": the URL expired; asking for a fresh one");
     }
     return st;
   }
   auto it = res->headers.find("etag");
-  if (it == res->headers.end() || it->second.empty()) return Status(Code::kDataLoss, step + ": the store answered without an ETag");
-  if (NormalizeEtag(it->second) != HexEncode(raw_md5)) {
-    return Status(Code::kDataLoss, step + ": the ETag does not match the MD5 of the bytes sent");
+  std::string etag;
+  if (it != res->headers.end() && !it->second.empty()) {
+    if (NormalizeEtag(it->second) != HexEncode(raw_md5)) {
+      return Status(Code::kDataLoss, step + ": the ETag does not match the MD5 of the bytes sent");
+    }
+    etag = it->second;
+  } else if (target.etag_required) {
+    return Status(Code::kDataLoss, step + ": the store answered without an ETag");
+  } else {
+    etag = "\"" + HexEncode(raw_md5) + "\"";  // the store's success code vouches for the bytes
   }
-  Status reported = dialect_.ReportPart(s, n, res->headers);
+  Status reported = dialect_.ReportPart(s, n, target, res->headers);
   if (!reported.ok()) return reported.Annotate(step);
-  *etag = it->second;
+  *etag_out = etag;
   return Status::Ok();
 }
 
@@ -295,6 +352,9 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
   };
   if (run.entry.failed) return finish(Status(Code::kFailedPrecondition, run.entry.error));
   if (!run.entry.closed) return finish(Status(Code::kCancelled, run.entry.name + " is still being written"));
+  if (run.entry.size > dialect_.MaxFileSize()) {
+    return finish(Status(Code::kInvalidArgument, TooLargeMessage(dialect_, run.entry.name, run.entry.size)));
+  }
   run.fd = UniqueFd(::open(run.entry.data_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!run.fd.valid()) return finish(Status::FromErrno(errno, "open the cache copy of " + run.entry.name));
 

@@ -58,6 +58,10 @@ struct UploadOutcome {
   std::string kept_path;  // with keep_confirmed: where the confirmed bytes are now
 };
 
+// "NAME is N bytes; the P platform takes at most M bytes in one upload": for the uploader and the
+// mount (which refuses such a file when it is closed).
+std::string TooLargeMessage(const Dialect& dialect, const std::string& name, uint64_t size);
+
 class Uploader {
  public:
   Uploader(Dialect& dialect, cache::Journal& journal, UploaderOptions options, ProgressSink* progress);
@@ -75,6 +79,9 @@ class Uploader {
   Status SendParts(Run& run);
   Status SendOnePart(Run& run, uint32_t n, std::string* etag);
   Status RefreshTargets(Run& run, uint64_t seen_generation);
+  // Part n's target: the one in hand while it has not expired, else a fresh one.
+  StatusOr<PartTarget> TargetOf(Run& run, uint32_t n, uint64_t* generation);
+  void ForgetTarget(Run& run, uint32_t n);
   Status Follow(Run& run, JobState* final_state);
   StatusOr<bool> ExistsOnPlatform(const std::string& dataset_id, const std::string& name);
   void Remember(const std::string& dataset_id, const std::string& name);

@@ -115,7 +115,7 @@ TEST(SigV4, ReportsMissingParametersAndWrongKeys) {
   auto none = Verify(creds, VerifyFor("GET", "/b/k", "a=b", "h", 0));
   ASSERT_TRUE(none);
   EXPECT_EQ(none->code, "AccessDenied");
-  PresignInput in{"GET", "h", "/b/k", {}, 1800000000, 60};
+  PresignInput in{"GET", "h", "/b/k", {}, 1800000000, 60, {}};
   std::string q = Presign(SigV4Credentials{"other", "s", "us-east-1", "s3"}, in);
   auto wrong = Verify(creds, VerifyFor("GET", "/b/k", q, "h", in.now));
   ASSERT_TRUE(wrong);

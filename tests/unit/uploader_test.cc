@@ -72,7 +72,13 @@ class FakeDialect : public Dialect {
   }
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string&) override {
     std::vector<RemoteFile> out;
-    for (const auto& n : listed) out.push_back(RemoteFile{n, 1, "", 1});
+    for (const auto& n : listed) {
+      RemoteFile f;
+      f.name = n;
+      f.size = 1;
+      f.version = 1;
+      out.push_back(f);
+    }
     return out;
   }
   StatusOr<BeginResult> Begin(const std::string&, const cache::Entry& e, bool overwrite) override {
@@ -84,15 +90,21 @@ class FakeDialect : public Dialect {
     r.session.part_size = e.size;
     r.session.num_parts = 1;
     r.session.overwrite = overwrite;
-    r.targets = {PartTarget{"PUT", store_.Url("/" + r.session.job_id), {}, {200}}};
+    r.targets = {Target(r.session.job_id)};
     return r;
   }
   StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& s) override {
     ++refreshes;
     if (!can_refresh) return Status(Code::kNotFound, "cannot re-issue URLs");
-    return std::vector<PartTarget>{PartTarget{"PUT", store_.Url("/" + s.job_id), {}, {200}}};
+    return std::vector<PartTarget>{Target(s.job_id)};
   }
-  Status ReportPart(const cache::UploadSession&, uint32_t, const std::map<std::string, std::string>&) override {
+  PartTarget Target(const std::string& job_id) {
+    PartTarget t;
+    t.url = store_.Url("/" + job_id);
+    return t;
+  }
+  Status ReportPart(const cache::UploadSession&, uint32_t, const PartTarget&,
+                    const std::map<std::string, std::string>&) override {
     return Status::Ok();
   }
   Status Complete(const cache::UploadSession& s, const std::map<uint32_t, std::string>&) override {
