@@ -92,11 +92,17 @@ void Router::Run(Plane plane, Call& call, const Handler& h) {
       call.bytes_in += call.req.body.size();
       return sink(call.req.body.data(), call.req.body.size());
     }
-    return (*call.reader)([&](const char* data, size_t len) {
+    auto counted = [&](const char* data, size_t len) {
       if (plane == Plane::kData) limiter_.Consume(len);
       call.bytes_in += len;
       return sink(data, len);
-    });
+    };
+    // httplib reads a multipart/form-data body only through its multipart reader (the plain one
+    // would call an empty function): the parts' bytes, one after the other.
+    if (call.req.is_multipart_form_data()) {
+      return (*call.reader)([](const httplib::MultipartFormData&) { return true; }, counted);
+    }
+    return (*call.reader)(counted);
   };
   call.read_form = [&call, this, plane](const httplib::MultipartContentHeader& header,
                                         const std::function<bool(const char*, size_t)>& sink) {

@@ -137,15 +137,14 @@ Status Uploader::RefreshTargets(Run& run, uint64_t seen_generation) {
 }
 
 StatusOr<PartTarget> Uploader::TargetOf(Run& run, uint32_t n, uint64_t* generation) {
-  // A URL this close to its expiry is not worth starting a part with.
-  constexpr std::time_t kMargin = 30;
+  // S3 checks a URL's expiry when a request starts, so a URL is good until its last second.
   for (int tries = 0;; ++tries) {
     uint64_t gen;
     {
       std::lock_guard<std::mutex> lock(run.mu);
       gen = run.generation;
       auto it = run.targets.find(n);
-      if (it != run.targets.end() && (it->second.expires == 0 || std::time(nullptr) + kMargin < it->second.expires)) {
+      if (it != run.targets.end() && (it->second.expires == 0 || std::time(nullptr) < it->second.expires)) {
         *generation = gen;
         return it->second;
       }
@@ -374,8 +373,9 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
     if (!run.entry.session) {
       st = BeginSession(run);
       if (!st.ok()) return finish(st);
-    } else if (!run.entry.completed) {
-      // A journaled session (resume): fresh URLs for the same job, so stored parts stay.
+    } else if (!run.entry.completed && run.entry.parts.size() < run.entry.session->num_parts) {
+      // A journaled session (resume) with parts left: fresh URLs for the same job, so stored
+      // parts stay. (With every part stored, only the complete is left: no URL is needed.)
       uint64_t gen;
       {
         std::lock_guard<std::mutex> lock(run.mu);
