@@ -818,6 +818,64 @@ TEST_P(DialectMountTest, RsyncAfterARemountStillFindsTheTreeUnchanged) {
   EXPECT_EQ(Presigns(), before);
 }
 
+// sbg: the client sends exactly the headers a part's answer names (here one the store checks
+// through the URL's signature) and accepts exactly the success codes it names (here 201 only).
+TEST_F(MountTest, SbgSendsTheRequiredHeadersAndAcceptsTheNamedSuccessCode) {
+  dialect_ = "sbg";
+  Serve({"--sbg-part-header", "x-amz-meta-lab: 42", "--sbg-part-status", "201", "--sbg-part-size", "5MiB"});
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "proj")), 0);
+  WriteRandomFile(tmp_ / "big.bin", 12 * kMiB, 61);
+  WriteRandomFile(tmp_ / "small.bin", 1000, 62);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "big.bin") + " " + Q(tmp_ / "small.bin") + " " + Q(*m / "proj/")), 0);
+  EXPECT_TRUE(WaitArrived("proj", {{"big.bin", FileSha256Hex(tmp_ / "big.bin")},
+                                   {"small.bin", FileSha256Hex(tmp_ / "small.bin")}}));
+  int stored = 0, other = 0;
+  for (auto& [method, path, status] : server_->AccessLogEntries()) {
+    stored += method == "PUT" && status == 201;
+    other += method == "PUT" && status != 201;
+  }
+  EXPECT_EQ(other, 0) << "no part was refused or answered otherwise";
+  EXPECT_EQ(stored, 4) << "3 parts of 5 MiB for 12 MiB, 1 for the small file";
+  EXPECT_EQ(CountContaining("POST", "/part"), 4) << "each part reported once";
+}
+
+// aplos: a file over the platform's single-POST limit is refused at close (EFBIG) and never
+// sent; one the platform's policy refuses fails with the store's words; the rest arrive on 204.
+TEST_F(MountTest, AplosRefusesTooLargeAtCloseAndShowsPolicyRejections) {
+  dialect_ = "aplos";
+  Serve({"--post-max-size", "1MiB"});
+  auto m = Mount({"post_limit=2M"});
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "pre")), 0);
+  std::string big = *m / "pre/too-big.bin";
+  int fd = ::open(big.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  std::string chunk = RandomBytes(3 * kMiB, 71);
+  ASSERT_EQ(::write(fd, chunk.data(), chunk.size()), static_cast<ssize_t>(chunk.size()));
+  errno = 0;
+  EXPECT_EQ(::close(fd), -1) << "close must report the refusal";
+  EXPECT_EQ(errno, EFBIG);
+  EXPECT_EQ(WaitXattr(big, "user.ingestfs.state", "failed"), "failed");
+  EXPECT_NE(Xattr(big, "user.ingestfs.error").find("at most 2097152 bytes"), std::string::npos)
+      << Xattr(big, "user.ingestfs.error");
+
+  WriteRandomFile(tmp_ / "mid.bin", 3 * kMiB / 2, 72);  // under our limit, over the policy's
+  WriteRandomFile(tmp_ / "ok.bin", 100000, 73);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "mid.bin") + " " + Q(tmp_ / "ok.bin") + " " + Q(*m / "pre/")), 0);
+  EXPECT_TRUE(WaitArrived("pre", {{"ok.bin", FileSha256Hex(tmp_ / "ok.bin")}}));
+  EXPECT_EQ(WaitXattr(*m / "pre/mid.bin", "user.ingestfs.state", "failed"), "failed");
+  EXPECT_NE(Xattr(*m / "pre/mid.bin", "user.ingestfs.error").find("EntityTooLarge"), std::string::npos)
+      << Xattr(*m / "pre/mid.bin", "user.ingestfs.error");
+  auto listing = Listing("pre");
+  EXPECT_EQ(listing.count("too-big.bin"), 0u);
+  EXPECT_EQ(listing.count("mid.bin"), 0u);
+  EXPECT_EQ(Count("POST", "/ingest", 204), 1) << "only ok.bin was stored";
+  for (auto& [method, path, status] : server_->AccessLogEntries()) {
+    EXPECT_FALSE(method == "POST" && path == "/api/nca-engine/generate-upload-url" && status != 200);
+  }
+  EXPECT_EQ(Presigns(), 2) << "too-big.bin never asked for a form";
+}
+
 // The mount re-exported by a real smbd (the shipped share options) and driven by smbclient, as
 // an instrument PC on a Windows share would.
 class SambaTest : public MountTest {

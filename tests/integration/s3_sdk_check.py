@@ -6,10 +6,13 @@ Prints, one per line:
   sdk-get URL            the matching GET URL
   server-signature SIG   the X-Amz-Signature of --server-url, as the server made it
   botocore-signature SIG what botocore computes for the same request and timestamp
+  sdk-post-url URL       a presigned POST (browser upload) by boto3: its URL
+  sdk-post-fields JSON   and its form fields, with a policy allowing 0..1000 bytes
 Only for tests on loopback; the credentials are the server's local defaults.
 """
 import argparse
 import datetime as real_datetime
+import json
 import sys
 import urllib.parse
 
@@ -37,7 +40,10 @@ def sdk_urls(endpoint):
     key = "sdk/boto3 ü+file.bin"
     put = s3.generate_presigned_url("put_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=600)
     get = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=600)
-    return put, get
+    post = s3.generate_presigned_post(
+        BUCKET, "sdk/post ü.bin", Conditions=[["content-length-range", 0, 1000]], ExpiresIn=600
+    )
+    return put, get, post
 
 
 def botocore_signature(server_url):
@@ -72,9 +78,11 @@ def main():
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--server-url", required=True)
     args = ap.parse_args()
-    put, get = sdk_urls(args.endpoint)
+    put, get, post = sdk_urls(args.endpoint)
     print("sdk-put", put)
     print("sdk-get", get)
+    print("sdk-post-url", post["url"])
+    print("sdk-post-fields", json.dumps(post["fields"]))
     ours, theirs = botocore_signature(args.server_url)
     print("server-signature", ours)
     print("botocore-signature", theirs)

@@ -13,6 +13,7 @@
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/strings.h"
+#include "common/time_util.h"
 #include "tests/support/http.h"
 
 namespace ingestfs::testing {
@@ -514,6 +515,201 @@ TEST_F(ServerTest, StockS3SdkInteroperates) {
   HttpResult get = Http({"GET", said["sdk-get"], {}, "", "", false});
   ASSERT_EQ(get.status, 200) << get.body;
   EXPECT_EQ(Sha256Hex(get.body), Sha256Hex(data));
+  // A presigned POST made by boto3 is accepted, its policy enforced.
+  auto fields = json::Parse(said["sdk-post-fields"], "fields");
+  ASSERT_TRUE(fields.ok() && fields->IsObject()) << all;
+  HttpRequest post;
+  post.method = "POST";
+  post.url = said["sdk-post-url"];
+  post.form = true;
+  for (const auto& m : fields->GetObject()) post.form_fields.emplace_back(m.name.GetString(), m.value.GetString());
+  post.body = RandomBytes(1000, 14);
+  HttpResult ok = Http(post);
+  EXPECT_EQ(ok.status, 204) << ok.body;
+  post.body = RandomBytes(1001, 15);
+  HttpResult big = Http(post);
+  EXPECT_EQ(big.status, 400);
+  EXPECT_NE(big.body.find("EntityTooLarge"), std::string::npos) << big.body;
+}
+
+// --- Dialect sbg: the same store through projects and per-part URLs ---
+
+std::string JsonString(const std::string& s) {
+  return json::Build([&](json::Writer& w) { json::String(w, s); });
+}
+
+HttpResult Sbg(const ServerProcess& server, const std::string& method, const std::string& path,
+               const std::string& body = "") {
+  HttpRequest req;
+  req.method = method;
+  req.url = server.api() + path;
+  req.headers = {std::string("X-SBG-Auth-Token: ") + ServerProcess::kToken, "Content-Type: application/json"};
+  req.body = body;
+  req.send_body = method == "POST";
+  return Http(req);
+}
+
+TEST(SbgServer, PartsNeedTheirRequiredHeadersAndAnswerTheNamedSuccessCode) {
+  ServerProcess server({{"--sbg-part-header", "x-amz-meta-lab: 42", "--sbg-part-status", "201", "--sbg-part-size",
+                         "5MiB"},
+                        "", 0});
+  ASSERT_TRUE(server.ok());
+  Api ingest(server.api(), ServerProcess::kToken);
+  // Credentials the sbg way only: a bearer token is not what these endpoints read.
+  EXPECT_EQ(ingest.Call("GET", "/projects").status, 401);
+  HttpResult made = Sbg(server, "POST", "/projects", R"({"name":"proj"})");
+  ASSERT_EQ(made.status, 201) << made.body;
+  std::string project = Str(*json::Parse(made.body, "project"), "id");
+  EXPECT_EQ(Sbg(server, "POST", "/projects", R"({"name":"proj"})").status, 409);
+
+  std::string data = RandomBytes(6 * kMiB + 5, 21);
+  std::string init_body = "{\"project\":" + JsonString(project) + ",\"name\":\"plate/a.bin\",\"size\":" +
+                          std::to_string(data.size()) + ",\"part_size\":8388608}";
+  HttpResult init = Sbg(server, "POST", "/upload/multipart", init_body);
+  ASSERT_EQ(init.status, 200) << init.body;
+  auto up = json::Parse(init.body, "init");
+  EXPECT_EQ((*up)["part_size"].GetInt64(), 5 * static_cast<int64_t>(kMiB)) << "the server chose the part size";
+  std::string id = Str(*up, "upload_id");
+
+  std::vector<std::string> etags;
+  for (int n = 1; n <= 2; ++n) {
+    HttpResult part = Sbg(server, "GET", "/upload/multipart/" + id + "/part/" + std::to_string(n));
+    ASSERT_EQ(part.status, 200) << part.body;
+    auto p = json::Parse(part.body, "part");
+    EXPECT_EQ(Str(*p, "method"), "PUT");
+    EXPECT_EQ(Str((*p)["headers"], "x-amz-meta-lab"), "42");
+    EXPECT_EQ(Str((*p)["headers"], "Content-Type"), "application/octet-stream");
+    ASSERT_EQ((*p)["success_codes"].Size(), 1u);
+    EXPECT_EQ((*p)["success_codes"][0].GetInt(), 201);
+    EXPECT_EQ(std::string((*p)["report"]["headers"][0].GetString()), "ETag");
+    EXPECT_GT(ParseIso8601Utc(Str(*p, "expires")).value_or(0), std::time(nullptr));
+    std::string bytes = data.substr((n - 1) * 5 * kMiB, 5 * kMiB);
+    HttpRequest put{"PUT", Str(*p, "url"), {"Content-Type: application/octet-stream"}, bytes, "", 0, -1, true};
+    HttpResult missing = Http(put);
+    EXPECT_EQ(missing.status, 403) << "a required header left out";
+    EXPECT_NE(missing.body.find("SignatureDoesNotMatch"), std::string::npos) << missing.body;
+    put.headers.push_back("x-amz-meta-lab: 43");
+    EXPECT_EQ(Http(put).status, 403) << "a required header changed";
+    put.headers.back() = "x-amz-meta-lab: 42";
+    HttpResult stored = Http(put);
+    ASSERT_EQ(stored.status, 201) << stored.body;
+    etags.push_back(stored.headers["etag"]);
+  }
+  // Complete needs every part reported, each with the ETag the store gave.
+  EXPECT_EQ(Sbg(server, "POST", "/upload/multipart/" + id + "/complete", "{}").status, 400);
+  std::string wrong = R"({"part_number":1,"response":{"headers":{"ETag":"\"00000000000000000000000000000000\""}}})";
+  EXPECT_EQ(Sbg(server, "POST", "/upload/multipart/" + id + "/part", wrong).status, 400);
+  for (int n = 1; n <= 2; ++n) {
+    std::string report = "{\"part_number\":" + std::to_string(n) + ",\"response\":{\"headers\":{\"ETag\":" +
+                         JsonString(etags[n - 1]) + "}}}";
+    EXPECT_EQ(Sbg(server, "POST", "/upload/multipart/" + id + "/part", report).status, 204);
+  }
+  HttpResult done = Sbg(server, "POST", "/upload/multipart/" + id + "/complete", "{}");
+  ASSERT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(Str(*json::Parse(done.body, "file"), "name"), "plate/a.bin");
+  EXPECT_EQ(Sbg(server, "POST", "/upload/multipart/" + id + "/complete", "{}").status, 200) << "a retried complete";
+  // One store: the ingest listing has the file, byte for byte.
+  std::string ds = project.substr(project.find('/') + 1);
+  EXPECT_EQ(Str(FileEntry(ingest, ds, "plate/a.bin"), "sha256"), Sha256Hex(data));
+  HttpResult files = Sbg(server, "GET", "/files?project=" + UriEncode(project, false));
+  EXPECT_NE(files.body.find("\"plate/a.bin\""), std::string::npos) << files.body;
+  // The file exists now: a new upload needs overwrite=true.
+  EXPECT_EQ(Sbg(server, "POST", "/upload/multipart", init_body).status, 409);
+  EXPECT_EQ(Sbg(server, "POST", "/upload/multipart?overwrite=true", init_body).status, 200);
+}
+
+// --- Dialect aplos: presigned POST under a SigV4 policy ---
+
+struct Form {
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
+Form AplosForm(const Api& api, const std::string& file_name) {
+  HttpResult r = api.Call("POST", "/nca-engine/generate-upload-url",
+                          "{\"file_name\":" + JsonString(file_name) + ",\"method_type\":\"post\"}");
+  Form f;
+  auto doc = json::Parse(r.body, "form");
+  if (r.status != 200 || !doc.ok()) return f;
+  f.url = Str((*doc)["presigned"], "url");
+  for (const auto& m : (*doc)["presigned"]["fields"].GetObject()) f.fields.emplace_back(m.name.GetString(), m.value.GetString());
+  return f;
+}
+
+HttpResult PostForm(const Form& f, const std::string& data) {
+  HttpRequest req;
+  req.method = "POST";
+  req.url = f.url;
+  req.form = true;
+  req.form_fields = f.fields;
+  req.body = data;
+  return Http(req);
+}
+
+TEST(AplosServer, PolicyBoundsKeyAndSizeAndSuccessIs204) {
+  ServerProcess server({{"--post-max-size", "1KiB"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api api(server.api(), ServerProcess::kToken);
+  EXPECT_EQ(api.Call("POST", "/nca-engine/generate-upload-url", R"({"file_name":"run/x","method_type":"put"})").status, 422);
+  EXPECT_EQ(api.Call("POST", "/nca-engine/generate-upload-url", R"({"file_name":"no-folder","method_type":"post"})").status,
+            422);
+  Form form = AplosForm(api, "run-42/data.csv");
+  ASSERT_FALSE(form.url.empty());
+  std::vector<std::string> names;
+  for (auto& [k, v] : form.fields) names.push_back(k);
+  EXPECT_EQ(names, (std::vector<std::string>{"key", "x-amz-algorithm", "x-amz-credential", "x-amz-date",
+                                             "x-amz-security-token", "policy", "x-amz-signature"}));
+  std::string policy = *Base64Decode(form.fields[5].second);
+  EXPECT_NE(policy.find("\"content-length-range\",0,1024"), std::string::npos) << policy;
+
+  Form wrong_key = form;
+  wrong_key.fields[0].second += "-elsewhere";
+  HttpResult r = PostForm(wrong_key, "abc");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("Policy Condition failed"), std::string::npos) << r.body;
+
+  Form extra = form;
+  extra.fields.insert(extra.fields.begin() + 5, {"x-amz-meta-who", "me"});
+  r = PostForm(extra, "abc");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("Extra input fields"), std::string::npos) << r.body;
+
+  Form tampered = form;
+  std::string bigger = policy;
+  bigger.replace(bigger.find(",0,1024"), 7, ",0,9999999");
+  tampered.fields[5].second = Base64Encode(bigger);
+  r = PostForm(tampered, RandomBytes(2000, 1));
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("SignatureDoesNotMatch"), std::string::npos) << r.body;
+
+  r = PostForm(form, RandomBytes(1025, 2));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("EntityTooLarge"), std::string::npos) << r.body;
+
+  std::string data = RandomBytes(1024, 3);
+  r = PostForm(form, data);
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_EQ(r.headers["etag"], "\"" + HexEncode(Md5(data)) + "\"");
+  // One store: the prefix is a dataset, the file is in its listing with its sha256.
+  auto doc = json::Parse(api.Call("GET", "/datasets").body, "datasets");
+  ASSERT_EQ((*doc)["items"].Size(), 1u);
+  EXPECT_EQ(Str((*doc)["items"][0], "name"), "run-42");
+  EXPECT_EQ(Str(FileEntry(api, Str((*doc)["items"][0], "id"), "data.csv"), "sha256"), Sha256Hex(data));
+  HttpResult list = api.Call("GET", "/nca-engine/files?prefix=run-42/");
+  EXPECT_NE(list.body.find("\"file_name\":\"run-42/data.csv\",\"size\":1024"), std::string::npos) << list.body;
+}
+
+TEST(AplosServer, AnExpiredPolicyIsRefused) {
+  ServerProcess server({{"--url-ttl", "1"}, "", 0});
+  ASSERT_TRUE(server.ok());
+  Api api(server.api(), ServerProcess::kToken);
+  Form form = AplosForm(api, "late/x.bin");
+  ASSERT_FALSE(form.url.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  HttpResult r = PostForm(form, "abc");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("Policy expired"), std::string::npos) << r.body;
 }
 
 }  // namespace

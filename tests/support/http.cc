@@ -59,6 +59,7 @@ HttpResult Http(const HttpRequest& req) {
   curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   std::FILE* file = nullptr;
+  curl_mime* mime = nullptr;
   StringSource src{&req.body};
   bool has_body = !req.body_file.empty() || !req.body.empty() || req.send_body;
   if (req.method == "PUT" && has_body) {
@@ -76,6 +77,18 @@ HttpResult Http(const HttpRequest& req) {
       curl_easy_setopt(curl, CURLOPT_READDATA, &src);
       curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
     }
+  } else if (req.method == "POST" && req.form) {
+    mime = curl_mime_init(curl);
+    for (const auto& [name, value] : req.form_fields) {
+      curl_mimepart* part = curl_mime_addpart(mime);
+      curl_mime_name(part, name.c_str());
+      curl_mime_data(part, value.data(), value.size());
+    }
+    curl_mimepart* part = curl_mime_addpart(mime);
+    curl_mime_name(part, "file");
+    curl_mime_filename(part, "file");
+    curl_mime_data(part, req.body.data(), req.body.size());
+    curl_easy_setopt(curl, CURLOPT_MIMEPOST, mime);
   } else if (req.method == "POST") {
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.data());
@@ -92,6 +105,7 @@ HttpResult Http(const HttpRequest& req) {
     out.error = curl_easy_strerror(rc);
   }
   if (file != nullptr) std::fclose(file);
+  if (mime != nullptr) curl_mime_free(mime);
   curl_slist_free_all(hdrs);
   curl_easy_cleanup(curl);
   return out;

@@ -30,6 +30,9 @@ struct HttpRequest {
   uint64_t body_offset = 0;          // with body_file: send `body_length` bytes from here
   int64_t body_length = -1;          // -1: to the end of the file
   bool send_body = false;            // send `body` even when empty (PUT of 0 bytes)
+  // A POST as multipart/form-data: these fields in order, then `body` as the part "file".
+  bool form = false;
+  std::vector<std::pair<std::string, std::string>> form_fields = {};
 };
 
 HttpResult Http(const HttpRequest& req);

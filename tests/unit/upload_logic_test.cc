@@ -6,7 +6,9 @@
 #include "upload/rate_limiter.h"
 
 #include "upload/errors.h"
+#include "upload/aplos_dialect.h"
 #include "upload/ingest_dialect.h"
+#include "upload/sbg_dialect.h"
 #include "upload/retry.h"
 
 namespace ingestfs::upload {
@@ -178,6 +180,88 @@ TEST(RateLimiter, NeverLetsMoreThroughThanTheRatePlusOneBurst) {
   EXPECT_EQ(sent, 4u * 24 * (64 << 10));
   double burst = kRate / 4.0;
   EXPECT_GE(seconds, (static_cast<double>(sent) - burst) / kRate * 0.98) << sent << " bytes in " << seconds << " s";
+}
+
+TEST(SbgDialect, PartAnswerIsTakenExactlyAndCheckedWhole) {
+  auto t = SbgDialect::ParsePart(
+      R"({"method":"PUT","url":"http://127.0.0.1:1/b/k?X-Amz-Signature=s","expires":"2030-01-02T03:04:05Z",)"
+      R"("headers":{"Content-Type":"application/octet-stream","x-amz-meta-lab":"42"},"success_codes":[201],)"
+      R"("report":{"headers":["ETag"],"body":{}}})");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->method, "PUT");
+  EXPECT_EQ(t->headers, (std::vector<std::string>{"Content-Type: application/octet-stream", "x-amz-meta-lab: 42"}));
+  EXPECT_EQ(t->success_codes, (std::vector<long>{201}));
+  EXPECT_EQ(t->report_headers, (std::vector<std::string>{"ETag"}));
+  EXPECT_EQ(t->expires, 1893553445);
+  EXPECT_FALSE(t->content_md5) << "exactly the headers given: no Content-MD5 of ours";
+  for (const char* bad : {
+           R"({"method":"DELETE","url":"http://h/k","success_codes":[200]})",
+           R"({"method":"PUT","url":"file:///etc/passwd","success_codes":[200]})",
+           R"({"method":"PUT","url":"http://h/k","success_codes":[]})",
+           R"({"method":"PUT","url":"http://h/k","success_codes":[302]})",
+           R"({"method":"PUT","url":"http://h/k","success_codes":[200],"headers":{"X-Bad":"a\r\nInjected: 1"}})",
+           R"({"method":"PUT","url":"http://h/k","success_codes":[200],"expires":"tomorrow"})",
+           R"([1,2,3])",
+       }) {
+    EXPECT_FALSE(SbgDialect::ParsePart(bad).ok()) << bad;
+  }
+}
+
+TEST(SbgDialect, InitAnswerDecidesThePartPlan) {
+  auto r = SbgDialect::ParseInit(R"({"upload_id":"u1","part_size":5242880})", 12 << 20, true);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->session.num_parts, 3u);
+  EXPECT_EQ(r->session.part_size, 5242880u);
+  EXPECT_TRUE(r->session.overwrite);
+  EXPECT_TRUE(r->targets.empty()) << "each part's target is asked for when it is sent";
+  EXPECT_EQ(SbgDialect::ParseInit(R"({"upload_id":"u1","part_size":1000})", 1000, false)->session.num_parts, 1u);
+  EXPECT_FALSE(SbgDialect::ParseInit(R"({"upload_id":"u1","part_size":1000})", 5000, false).ok()) << "parts < 5 MiB";
+  EXPECT_FALSE(SbgDialect::ParseInit(R"({"upload_id":"","part_size":5242880})", 1, false).ok());
+  EXPECT_FALSE(SbgDialect::ParseInit(R"({"upload_id":"u","part_size":0})", 1, false).ok());
+}
+
+TEST(AplosDialect, FormAnswerKeepsTheFieldOrderAnd204IsSuccess) {
+  auto r = AplosDialect::ParseUploadUrl(
+      R"({"message":"ok","s3":{"bucket_name":"b","object_key":"k/x"},"presigned":{"method_type":"post",)"
+      R"("url":"http://127.0.0.1:1/b","fields":{"key":"k/x","x-amz-algorithm":"AWS4-HMAC-SHA256","policy":"cA==",)"
+      R"("x-amz-signature":"s"},"expires_in":3600,"expires_at_utc":"2030-01-02T03:04:05Z"},"file_name":"p/x"})",
+      10, false);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->targets.size(), 1u);
+  const PartTarget& t = r->targets[0];
+  EXPECT_TRUE(t.form);
+  EXPECT_EQ(t.method, "POST");
+  std::vector<std::string> names;
+  for (auto& [k, v] : t.form_fields) names.push_back(k);
+  EXPECT_EQ(names, (std::vector<std::string>{"key", "x-amz-algorithm", "policy", "x-amz-signature"}));
+  EXPECT_EQ(t.success_codes, (std::vector<long>{204}));
+  EXPECT_FALSE(t.etag_required);
+  EXPECT_EQ(t.expires, 1893553445);
+  EXPECT_EQ(r->session.job_id, "k/x");
+  EXPECT_EQ(r->session.num_parts, 1u);
+  auto created = AplosDialect::ParseUploadUrl(
+      R"({"presigned":{"method_type":"post","url":"http://h/b","fields":{"key":"k","success_action_status":"201"}},"file_name":"p/x"})",
+      1, false);
+  ASSERT_TRUE(created.ok());
+  EXPECT_EQ(created->targets[0].success_codes, (std::vector<long>{201}));
+  for (const char* bad : {
+           R"({"presigned":{"method_type":"put","url":"http://h/b","fields":{"key":"k"}},"file_name":"p/x"})",
+           R"({"presigned":{"method_type":"post","url":"http://h/b","fields":{"file":"x"}},"file_name":"p/x"})",
+           R"({"presigned":{"method_type":"post","url":"http://h/b","fields":{}},"file_name":"p/x"})",
+           R"({"presigned":{"method_type":"post","url":"ftp://h/b","fields":{"key":"k"}},"file_name":"p/x"})",
+           R"({"presigned":{"method_type":"post","url":"http://h/b","fields":{"key":1}},"file_name":"p/x"})",
+       }) {
+    EXPECT_FALSE(AplosDialect::ParseUploadUrl(bad, 1, false).ok()) << bad;
+  }
+}
+
+TEST(Errors, AnExpiredPostPolicyAsksForANewForm) {
+  HttpResponse res;
+  res.status = 403;
+  res.body = "<Error><Code>AccessDenied</Code><Message>Invalid according to Policy: Policy expired.</Message></Error>";
+  EXPECT_EQ(StatusFromHttp(res, "upload").code(), Code::kDeadlineExceeded);
+  res.body = "<Error><Code>AccessDenied</Code><Message>Invalid according to Policy: Extra input fields: x</Message></Error>";
+  EXPECT_EQ(StatusFromHttp(res, "upload").code(), Code::kPermissionDenied);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // stale listings (409 / 404), expired URLs, platforms that cannot re-issue URLs, InvalidPart,
 // a wrong sha256 from the platform, and permanent errors landing in the journal.
 #include <gtest/gtest.h>
+
+#include <ctime>
 #include <httplib.h>
 
 #include <atomic>
@@ -18,12 +20,18 @@ namespace {
 
 using testing::TempDir;
 
-// Stores PUT bodies by path and answers with S3's ETag; can answer "expired" a number of times.
+// Stores PUT bodies by path and answers with S3's ETag; can answer "expired" or 503 a number of
+// times.
 class FakeStore {
  public:
   FakeStore() {
     server_.Put("/(.*)", [this](const httplib::Request& req, httplib::Response& res) {
       ++puts_;
+      if (fail_next_ > 0) {
+        --fail_next_;
+        res.status = 503;
+        return;
+      }
       if (expire_next_ > 0) {
         --expire_next_;
         res.status = 403;
@@ -50,6 +58,7 @@ class FakeStore {
     return bodies_[path];
   }
   std::atomic<int> expire_next_{0};
+  std::atomic<int> fail_next_{0};  // answer 503 this many times
   std::atomic<int> puts_{0};
 
  private:
@@ -90,7 +99,7 @@ class FakeDialect : public Dialect {
     r.session.part_size = e.size;
     r.session.num_parts = 1;
     r.session.overwrite = overwrite;
-    r.targets = {Target(r.session.job_id)};
+    if (!on_demand) r.targets = {Target(r.session.job_id)};
     return r;
   }
   StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& s) override {
@@ -101,6 +110,13 @@ class FakeDialect : public Dialect {
   PartTarget Target(const std::string& job_id) {
     PartTarget t;
     t.url = store_.Url("/" + job_id);
+    return t;
+  }
+  bool PartsOnDemand() const override { return on_demand; }
+  StatusOr<PartTarget> TargetFor(const cache::UploadSession& s, uint32_t) override {
+    ++target_asks;
+    PartTarget t = Target(s.job_id);
+    t.expires = std::time(nullptr) + (expired_next > 0 ? (--expired_next, -10) : 3600);
     return t;
   }
   Status ReportPart(const cache::UploadSession&, uint32_t, const PartTarget&,
@@ -133,6 +149,9 @@ class FakeDialect : public Dialect {
   }
 
   std::set<std::string> listed, exists;
+  bool on_demand = false;  // sbg's shape: each part's target asked for when it is sent
+  int expired_next = 0;    // this many targets come back already expired
+  int target_asks = 0;
   bool can_refresh = true;
   bool fail_job = false;
   int invalid_part_next = 0;
@@ -195,6 +214,30 @@ TEST_F(UploaderTest, StaleListingNotFoundFallsBackToNew) {
   UploadOutcome out = Run(Add());
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"reupload", "new"}));
+}
+
+TEST_F(UploaderTest, PerPartTargetsAreAskedForAgainOnceExpired) {
+  // sbg's shape: the target in hand has passed its `expires` when a retry comes: a fresh one
+  // is asked for before the part goes again.
+  dialect_.on_demand = true;
+  dialect_.expired_next = 1;
+  store_.fail_next_ = 1;
+  UploadOutcome out = Run(Add());
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.target_asks, 2);
+  EXPECT_EQ(store_.puts_, 2);
+  EXPECT_EQ(dialect_.begins.size(), 1u) << "the same upload throughout";
+  EXPECT_EQ(dialect_.refreshes, 0);
+}
+
+TEST_F(UploaderTest, PerPartTargetTheStoreCallsExpiredIsAskedForAgain) {
+  dialect_.on_demand = true;
+  store_.expire_next_ = 1;
+  UploadOutcome out = Run(Add());
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.target_asks, 2);
+  EXPECT_EQ(dialect_.begins.size(), 1u);
+  EXPECT_EQ(dialect_.refreshes, 0) << "only that part's target, not every URL";
 }
 
 TEST_F(UploaderTest, ExpiredUrlIsRenewedForTheSameJob) {
