@@ -241,11 +241,6 @@ Status SbgDialect::ReportPart(const cache::UploadSession& s, uint32_t n, const P
     w.EndObject();
     w.EndObject();
   });
-  for (const std::string& name : target.report_headers) {
-    if (response_headers.count(ToLower(name)) == 0) {
-      return Status(Code::kDataLoss, step + ": the store's answer has no " + name + " header to report");
-    }
-  }
   ASSIGN_OR_RETURN(HttpResponse res, api_.Call("POST", UploadPath(s) + "/part", body, step));
   return StatusFromHttp(res, step);
 }

@@ -33,7 +33,7 @@ struct Uploader::Run {
   cache::Entry entry;
   std::string dataset_id;
   UniqueFd fd;
-  int attempts = 0;
+  std::atomic<int> attempts{0};  // part workers add to it too
   // The current targets; guarded because workers refresh them when URLs expire.
   std::mutex mu;
   std::map<uint32_t, PartTarget> targets;  // GUARDED_BY(mu): by part number
@@ -154,11 +154,16 @@ StatusOr<PartTarget> Uploader::TargetOf(Run& run, uint32_t n, uint64_t* generati
       RETURN_IF_ERROR(RefreshTargets(run, gen));  // every URL again, once
       continue;
     }
-    auto target = dialect_.TargetFor(*run.entry.session, n);
-    if (!target.ok()) {
-      Code code = target.status().code();
-      if (code == Code::kNotFound || code == Code::kAlreadyExists) return SessionLost(target.status().message());
+    // Its own retries: a failed ask does not count against the part's transfer.
+    StatusOr<PartTarget> target = Status(Code::kInternal, "not asked");
+    Status asked = Step(run, "asking for the URL of part " + std::to_string(n), [&] {
+      target = dialect_.TargetFor(*run.entry.session, n);
       return target.status();
+    });
+    if (!asked.ok()) {
+      Code code = asked.code();
+      if (code == Code::kNotFound || code == Code::kAlreadyExists) return SessionLost(asked.message());
+      return asked;
     }
     std::lock_guard<std::mutex> lock(run.mu);
     run.targets[n] = *target;
@@ -243,7 +248,15 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag_out) {
   } else {
     etag = "\"" + HexEncode(raw_md5) + "\"";  // the store's success code vouches for the bytes
   }
-  Status reported = dialect_.ReportPart(s, n, target, res->headers);
+  for (const std::string& name : target.report_headers) {
+    if (res->headers.count(ToLower(name)) == 0) {
+      return Status(Code::kDataLoss, step + ": the store's answer has no " + name + " header to report");
+    }
+  }
+  // Its own retries: the part is stored; a failed report must not send it again.
+  Status reported = Step(run, "report of part " + std::to_string(n), [&] {
+    return dialect_.ReportPart(s, n, target, res->headers);
+  });
   if (!reported.ok()) return reported.Annotate(step);
   *etag_out = etag;
   return Status::Ok();

@@ -93,6 +93,7 @@ class MountTest : public ::testing::Test {
     auto m = std::make_unique<MountProcess>(MountProcess::Options{server_->api(), tmp_ / "mnt", tmp_ / "cache",
                                                                   tmp_ / "token", settle, extra});
     EXPECT_TRUE(m->ok()) << "mount failed; see " << m->stderr_path();
+    mount_log_ = m->stderr_path();
     return m;
   }
   Api api() const { return Api(server_->api(), ServerProcess::kToken); }
@@ -123,9 +124,13 @@ class MountTest : public ::testing::Test {
       if (all) return true;
       if (std::chrono::steady_clock::now() > deadline) {
         for (const auto& [name, sha] : want_sha) {
+          if (have.count(name) && have[name].first == sha) continue;
           ADD_FAILURE() << name << ": platform has " << (have.count(name) ? have[name].first : "nothing")
                         << ", want " << sha;
         }
+        std::ifstream in(mount_log_);
+        std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        ADD_FAILURE() << "the daemon's log ends:\n" << log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
         return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -164,6 +169,7 @@ class MountTest : public ::testing::Test {
   TempDir tmp_;
   int port_ = 0;
   std::string dialect_ = "ingest";
+  std::string mount_log_;  // the latest mount's stderr, shown when files do not arrive
   std::unique_ptr<ServerProcess> server_;
 };
 
