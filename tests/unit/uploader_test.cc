@@ -110,6 +110,7 @@ class FakeDialect : public Dialect {
   PartTarget Target(const std::string& job_id) {
     PartTarget t;
     t.url = store_.Url("/" + job_id);
+    t.success_codes = success_codes;
     return t;
   }
   bool PartsOnDemand() const override { return on_demand; }
@@ -150,6 +151,7 @@ class FakeDialect : public Dialect {
 
   std::set<std::string> listed, exists;
   bool on_demand = false;  // sbg's shape: each part's target asked for when it is sent
+  std::vector<long> success_codes = {200};
   int expired_next = 0;    // this many targets come back already expired
   int target_asks = 0;
   bool can_refresh = true;
@@ -228,6 +230,17 @@ TEST_F(UploaderTest, PerPartTargetsAreAskedForAgainOnceExpired) {
   EXPECT_EQ(store_.puts_, 2);
   EXPECT_EQ(dialect_.begins.size(), 1u) << "the same upload throughout";
   EXPECT_EQ(dialect_.refreshes, 0);
+}
+
+TEST_F(UploaderTest, OnlyTheNamedSuccessCodesCount) {
+  // The platform names 201; the store answers 200: the part is not taken as stored.
+  dialect_.on_demand = true;
+  dialect_.success_codes = {201};
+  opts_.retry.give_up_after = std::chrono::milliseconds(300);
+  UploadOutcome out = Run(Add());
+  EXPECT_FALSE(out.status.ok());
+  EXPECT_NE(out.status.message().find("not one of the success codes"), std::string::npos) << out.status.ToString();
+  EXPECT_TRUE(dialect_.completes.empty()) << "never completed on a part the platform would not count";
 }
 
 TEST_F(UploaderTest, PerPartTargetTheStoreCallsExpiredIsAskedForAgain) {
