@@ -123,6 +123,30 @@ bool BodyCheck::Ok(Call& call) {
   }
 
 
+void RegisterFolderRoutes(Router& r, ServerContext& ctx, const std::string& path, Plane plane,
+                          void (*write)(json::Writer&, const Dataset&)) {
+  r.Route("GET", path, plane, [&ctx, write](Call& c) {
+    auto page = ParsePage(c);
+    if (!page) return;
+    int64_t total = 0;
+    auto items = ctx.meta->ListDatasets(*page, &total);
+    ReplyJson(c.res, 200, ListJson(items, total, write));
+  });
+  r.Route("POST", path, plane, [&ctx, write](Call& c) {
+    auto doc = ParseBody(c);
+    if (!doc) return;
+    BodyCheck check(*doc);
+    auto name = check.String("name", true);
+    check.Name("name", name, true);
+    if (!check.Ok(c)) return;
+    auto ds = ctx.meta->CreateDataset(*name);
+    if (!ds.ok()) {
+      return ReplyDetail(c.res, ds.status().code() == Code::kAlreadyExists ? 409 : 500, ds.status().message());
+    }
+    ReplyJson(c.res, 201, json::Build([&](json::Writer& w) { write(w, *ds); }));
+  });
+}
+
 uint64_t PlanPartSize(uint64_t wanted, uint64_t size) {
   uint64_t ps = std::clamp(wanted, kMinPartSize, kMaxPartSize);
   while ((size + ps - 1) / ps > kMaxParts && ps < kMaxPartSize) ps = std::min(ps * 2, kMaxPartSize);

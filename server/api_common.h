@@ -48,6 +48,12 @@ std::string ListJson(const std::vector<T>& items, int64_t total, F write_item) {
   });
 }
 
+// The top-level folders of a dialect that has them as a collection (ingest's datasets, sbg's
+// projects; both are datasets of the store): GET `path` pages them, POST `path` {"name"} creates
+// one (201; 409 when taken, 422 for a bad name). `write` writes one as the dialect shows it.
+void RegisterFolderRoutes(Router& r, ServerContext& ctx, const std::string& path, Plane plane,
+                          void (*write)(json::Writer&, const Dataset&));
+
 // The part size for a multipart upload of `size` bytes starting from `wanted`: within 5 MiB..5 GiB
 // and doubled until at most 10,000 parts are needed.
 uint64_t PlanPartSize(uint64_t wanted, uint64_t size);

@@ -95,31 +95,7 @@ std::optional<Dataset> DatasetOr404(Call& call, ServerContext& ctx, const std::s
 void RegisterIngestApi(Router& r, ServerContext& ctx) {
   r.Route("GET", "/api/health", Plane::kHealth, [](Call& c) { ReplyJson(c.res, 200, "{\"status\":\"ok\"}"); });
 
-  r.Route("GET", "/api/datasets", Plane::kControl, [&ctx](Call& c) {
-    auto page = ParsePage(c);
-    if (!page) return;
-    int64_t total = 0;
-    auto items = ctx.meta->ListDatasets(*page, &total);
-    ReplyJson(c.res, 200, ListJson(items, total, WriteDataset));
-  });
-
-  r.Route("POST", "/api/datasets", Plane::kControl, [&ctx](Call& c) {
-    auto doc = ParseBody(c);
-    if (!doc) return;
-    BodyCheck check(*doc);
-    auto name = check.String("name", true);
-    check.Name("name", name, true);
-    if (!check.Ok(c)) return;
-    auto ds = ctx.meta->CreateDataset(*name);
-    if (!ds.ok()) {
-      if (ds.status().code() == Code::kAlreadyExists) return ReplyDetail(c.res, 409, ds.status().message());
-      return ReplyDetail(c.res, 500, ds.status().message());
-    }
-    rapidjson::StringBuffer buf;
-    json::Writer w(buf);
-    WriteDataset(w, *ds);
-    ReplyJson(c.res, 201, json::Done(buf));
-  });
+  RegisterFolderRoutes(r, ctx, "/api/datasets", Plane::kControl, WriteDataset);
 
   r.Route("GET", "/api/datasets/([^/]+)", Plane::kControl, [&ctx](Call& c) {
     auto ds = DatasetOr404(c, ctx, c.req.matches[1]);

@@ -116,30 +116,7 @@ std::string PartAnswer(const ServerContext& ctx, const Job& job, uint32_t n) {
 }  // namespace
 
 void RegisterSbgApi(Router& r, ServerContext& ctx) {
-  r.Route("GET", "/api/projects", Plane::kSbg, [&ctx](Call& c) {
-    auto page = ParsePage(c);
-    if (!page) return;
-    int64_t total = 0;
-    auto items = ctx.meta->ListDatasets(*page, &total);
-    ReplyJson(c.res, 200, ListJson(items, total, WriteProject));
-  });
-
-  r.Route("POST", "/api/projects", Plane::kSbg, [&ctx](Call& c) {
-    auto doc = ParseBody(c);
-    if (!doc) return;
-    BodyCheck check(*doc);
-    auto name = check.String("name", true);
-    check.Name("name", name, true);
-    if (!check.Ok(c)) return;
-    auto ds = ctx.meta->CreateDataset(*name);
-    if (!ds.ok()) {
-      return ReplyDetail(c.res, ds.status().code() == Code::kAlreadyExists ? 409 : 500, ds.status().message());
-    }
-    rapidjson::StringBuffer buf;
-    json::Writer w(buf);
-    WriteProject(w, *ds);
-    ReplyJson(c.res, 201, json::Done(buf));
-  });
+  RegisterFolderRoutes(r, ctx, "/api/projects", Plane::kSbg, WriteProject);
 
   r.Route("GET", "/api/files", Plane::kSbg, [&ctx](Call& c) {
     if (!c.req.has_param("project")) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/file_util.h"
+#include "common/names.h"
 #include "common/strings.h"
 #include "upload/errors.h"
 
@@ -85,6 +86,53 @@ StatusOr<uint64_t> ApiClient::DownloadTo(const std::string& url, const std::stri
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + dest);
   return static_cast<uint64_t>(st.st_size);
+}
+
+StatusOr<std::vector<DatasetInfo>> Folders::List() {
+  std::vector<DatasetInfo> out;
+  RETURN_IF_ERROR(api_.ForEachItem(path_, "listing " + noun_ + "s", [&](const json::Value& v) {
+    auto n = json::GetString(v, "name", 1024);
+    auto id = json::GetString(v, "id", 1024);
+    if (n.ok() && id.ok() && ValidateDatasetName(*n).ok()) out.push_back({*id, *n});
+  }));
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const DatasetInfo& d : out) ids_[d.name] = d.id;
+  return out;
+}
+
+StatusOr<std::optional<std::string>> Folders::Find(const std::string& name) {
+  ASSIGN_OR_RETURN(std::vector<DatasetInfo> all, List());
+  for (const DatasetInfo& d : all) {
+    if (d.name == name) return std::optional<std::string>(d.id);
+  }
+  return std::optional<std::string>();
+}
+
+StatusOr<std::string> Folders::Ensure(const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ids_.find(name);
+    if (it != ids_.end()) return it->second;
+  }
+  RETURN_IF_ERROR(ValidateDatasetName(name));
+  ASSIGN_OR_RETURN(auto found, Find(name));
+  if (!found) {
+    std::string step = "creating " + noun_ + " " + name;
+    std::string body = json::Object([&](json::Writer& w) { json::KeyString(w, "name", name); });
+    auto doc = api_.CallJson("POST", path_, body, step);
+    if (doc.status().code() == Code::kAlreadyExists) {  // created meanwhile by someone else
+      ASSIGN_OR_RETURN(found, Find(name));
+      if (!found) return Status(Code::kUnavailable, noun_ + " " + name + " exists but is not listed yet");
+    } else {
+      if (!doc.ok()) return doc.status();
+      auto id = json::GetString(*doc, "id", 1024);
+      if (!id.ok()) return ApiClient::Malformed(step, id.status());
+      found = *id;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ids_[name] = *found;
+  return *found;
 }
 
 }  // namespace ingestfs::upload

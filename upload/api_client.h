@@ -6,11 +6,15 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/json.h"
 #include "common/status.h"
+#include "upload/dialect.h"
 #include "upload/http_client.h"
 
 namespace ingestfs::upload {
@@ -41,6 +45,27 @@ class ApiClient {
   std::string api_;
   std::string auth_;
   ClientPool& pool_;
+};
+
+// The platform's top-level folders where they are a listed, creatable collection ({"id","name"}
+// items at `path`; POST {"name"} creates one): ingest's datasets, sbg's projects. Ids are cached.
+// Thread safety: thread-safe.
+class Folders {
+ public:
+  // `noun` names one in messages ("dataset", "project").
+  Folders(ApiClient& api, std::string path, std::string noun) : api_(api), path_(std::move(path)), noun_(std::move(noun)) {}
+  StatusOr<std::vector<DatasetInfo>> List();
+  // The id of the folder `name`, created if missing (one created meanwhile by someone else is found).
+  StatusOr<std::string> Ensure(const std::string& name);
+
+ private:
+  StatusOr<std::optional<std::string>> Find(const std::string& name);
+
+  ApiClient& api_;
+  std::string path_;
+  std::string noun_;
+  std::mutex mu_;
+  std::map<std::string, std::string> ids_;  // GUARDED_BY(mu_): name -> id
 };
 
 }  // namespace ingestfs::upload

@@ -24,56 +24,7 @@ Status Bad(const std::string& what, const Status& st) { return ApiClient::Malfor
 }  // namespace
 
 IngestDialect::IngestDialect(std::string api, std::string token, ClientPool& pool)
-    : api_(std::move(api), "Authorization: Bearer " + token, pool) {}
-
-StatusOr<std::vector<DatasetInfo>> IngestDialect::ListDatasets() {
-  std::vector<DatasetInfo> out;
-  RETURN_IF_ERROR(api_.ForEachItem("/datasets", "listing datasets", [&](const json::Value& v) {
-    auto n = json::GetString(v, "name", 1024);
-    auto id = json::GetString(v, "id", 256);
-    if (n.ok() && id.ok() && ValidateDatasetName(*n).ok()) out.push_back({*id, *n});
-  }));
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const DatasetInfo& d : out) dataset_ids_[d.name] = d.id;
-  return out;
-}
-
-StatusOr<std::optional<std::string>> IngestDialect::FindDataset(const std::string& name) {
-  ASSIGN_OR_RETURN(std::vector<DatasetInfo> all, ListDatasets());
-  for (const DatasetInfo& d : all) {
-    if (d.name == name) return std::optional<std::string>(d.id);
-  }
-  return std::optional<std::string>();
-}
-
-StatusOr<std::string> IngestDialect::EnsureDataset(const std::string& name) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = dataset_ids_.find(name);
-    if (it != dataset_ids_.end()) return it->second;
-  }
-  RETURN_IF_ERROR(ValidateDatasetName(name));
-  ASSIGN_OR_RETURN(auto found, FindDataset(name));
-  if (!found) {
-    std::string body = json::Object([&](json::Writer& w) { json::KeyString(w, "name", name); });
-    ASSIGN_OR_RETURN(HttpResponse res, api_.Call("POST", "/datasets", body, "creating dataset " + name));
-    Status st = StatusFromHttp(res, "creating dataset " + name);
-    if (st.code() == Code::kAlreadyExists) {  // created meanwhile by someone else
-      ASSIGN_OR_RETURN(found, FindDataset(name));
-      if (!found) return Status(Code::kUnavailable, "dataset " + name + " exists but is not listed yet");
-    } else {
-      RETURN_IF_ERROR(st);
-      auto doc = json::Parse(res.body, "the new dataset");
-      if (!doc.ok()) return Bad("creating dataset " + name, doc.status());
-      auto id = json::GetString(*doc, "id", 256);
-      if (!id.ok()) return Bad("creating dataset " + name, id.status());
-      found = *id;
-    }
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  dataset_ids_[name] = *found;
-  return *found;
-}
+    : api_(std::move(api), "Authorization: Bearer " + token, pool), datasets_(api_, "/datasets", "dataset") {}
 
 StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& dataset_id) {
   std::vector<RemoteFile> out;

@@ -19,9 +19,9 @@ class IngestDialect : public Dialect {
   IngestDialect(std::string api, std::string token, ClientPool& pool);
   const char* name() const override { return "ingest"; }
 
-  StatusOr<std::string> EnsureDataset(const std::string& name) override;
+  StatusOr<std::string> EnsureDataset(const std::string& name) override { return datasets_.Ensure(name); }
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) override;
-  StatusOr<std::vector<DatasetInfo>> ListDatasets() override;
+  StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return datasets_.List(); }
   StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, const std::string& dest) override;
   StatusOr<BeginResult> Begin(const std::string& dataset_id, const cache::Entry& entry, bool overwrite) override;
   StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& session) override;
@@ -39,11 +39,8 @@ class IngestDialect : public Dialect {
   static StatusOr<JobState> ParseJob(const std::string& body);
 
  private:
-  StatusOr<std::optional<std::string>> FindDataset(const std::string& name);
-
   ApiClient api_;
-  std::mutex mu_;
-  std::map<std::string, std::string> dataset_ids_;  // GUARDED_BY(mu_)
+  Folders datasets_;
 };
 
 }  // namespace ingestfs::upload

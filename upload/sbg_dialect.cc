@@ -17,53 +17,8 @@ bool HeaderSafe(const std::string& s) { return s.find_first_of("\r\n") == std::s
 }  // namespace
 
 SbgDialect::SbgDialect(std::string api, std::string token, ClientPool& pool, uint64_t part_size)
-    : api_(std::move(api), "X-SBG-Auth-Token: " + token, pool), part_size_(part_size) {}
-
-StatusOr<std::vector<DatasetInfo>> SbgDialect::ListDatasets() {
-  std::vector<DatasetInfo> out;
-  RETURN_IF_ERROR(api_.ForEachItem("/projects", "listing projects", [&](const json::Value& v) {
-    auto n = json::GetString(v, "name", 1024);
-    auto id = json::GetString(v, "id", 1024);
-    if (n.ok() && id.ok() && ValidateDatasetName(*n).ok()) out.push_back({*id, *n});
-  }));
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const DatasetInfo& d : out) project_ids_[d.name] = d.id;
-  return out;
-}
-
-StatusOr<std::string> SbgDialect::EnsureDataset(const std::string& name) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = project_ids_.find(name);
-    if (it != project_ids_.end()) return it->second;
-  }
-  RETURN_IF_ERROR(ValidateDatasetName(name));
-  auto find = [&]() -> StatusOr<std::optional<std::string>> {
-    ASSIGN_OR_RETURN(std::vector<DatasetInfo> all, ListDatasets());
-    for (const DatasetInfo& d : all) {
-      if (d.name == name) return std::optional<std::string>(d.id);
-    }
-    return std::optional<std::string>();
-  };
-  ASSIGN_OR_RETURN(auto found, find());
-  if (!found) {
-    std::string step = "creating project " + name;
-    std::string body = json::Object([&](json::Writer& w) { json::KeyString(w, "name", name); });
-    auto doc = api_.CallJson("POST", "/projects", body, step);
-    if (doc.status().code() == Code::kAlreadyExists) {  // created meanwhile by someone else
-      ASSIGN_OR_RETURN(found, find());
-      if (!found) return Status(Code::kUnavailable, "project " + name + " exists but is not listed yet");
-    } else {
-      if (!doc.ok()) return doc.status();
-      auto id = json::GetString(*doc, "id", 1024);
-      if (!id.ok()) return ApiClient::Malformed(step, id.status());
-      found = *id;
-    }
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  project_ids_[name] = *found;
-  return *found;
-}
+    : api_(std::move(api), "X-SBG-Auth-Token: " + token, pool), projects_(api_, "/projects", "project"),
+      part_size_(part_size) {}
 
 StatusOr<std::vector<RemoteFile>> SbgDialect::ListFiles(const std::string& project_id) {
   std::vector<RemoteFile> out;

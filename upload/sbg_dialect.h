@@ -21,8 +21,8 @@ class SbgDialect : public Dialect {
   SbgDialect(std::string api, std::string token, ClientPool& pool, uint64_t part_size = 8ULL << 20);
   const char* name() const override { return "sbg"; }
 
-  StatusOr<std::string> EnsureDataset(const std::string& name) override;
-  StatusOr<std::vector<DatasetInfo>> ListDatasets() override;
+  StatusOr<std::string> EnsureDataset(const std::string& name) override { return projects_.Ensure(name); }
+  StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return projects_.List(); }
   StatusOr<uint64_t> Download(const std::string& project_id, const std::string& name, const std::string& dest) override;
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& project_id) override;
   std::string ContentTag(const std::string&, uint64_t size) const override { return "size:" + std::to_string(size); }
@@ -46,9 +46,9 @@ class SbgDialect : public Dialect {
   std::string UploadPath(const cache::UploadSession& s) const;
 
   ApiClient api_;
+  Folders projects_;
   uint64_t part_size_;
   std::mutex mu_;
-  std::map<std::string, std::string> project_ids_;  // GUARDED_BY(mu_): name -> id
   std::map<std::pair<std::string, std::string>, std::string> file_ids_;  // GUARDED_BY(mu_): (project, name) -> id
 };
 
