@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <vector>
@@ -52,21 +53,53 @@ StatusOr<std::unique_ptr<BlobWriter>> ObjectStore::NewWriter() {
   return std::make_unique<BlobWriter>(path, std::move(fd));
 }
 
-Status ObjectStore::WriteMeta(const std::string& data_path, uint64_t size, const std::string& etag,
-                              const std::string& key) {
-  return WriteFileAtomic(data_path + ".meta", json::Object([&](json::Writer& w) {
-    json::KeyString(w, "key", key);
+namespace {
+
+// Where a filesystem has user xattrs, an object's size and ETag ride on its own inode, so the
+// one rename that publishes the bytes publishes them too, and no second file is made per object
+// (making and removing files is what this store spends most of its time on). Elsewhere (tmpfs
+// before Linux 6.6, some network filesystems) they go to a sidecar "<path>.meta".
+constexpr char kMetaXattr[] = "user.ingestfs.meta";
+
+bool NoXattrs(int err) { return err == ENOTSUP || err == EOPNOTSUPP; }
+
+std::string MetaJson(uint64_t size, const std::string& etag) {
+  return json::Object([&](json::Writer& w) {
     json::KeyInt(w, "size", static_cast<int64_t>(size));
     json::KeyString(w, "etag", etag);
-  }));
+  });
 }
 
-std::optional<BlobInfo> ObjectStore::ReadMeta(const std::string& data_path) {
+}  // namespace
+
+Status ObjectStore::Publish(const std::string& tmp, const std::string& path, uint64_t size, const std::string& etag) {
+  std::string meta = MetaJson(size, etag);
+  if (xattrs_) {
+    if (::setxattr(tmp.c_str(), kMetaXattr, meta.data(), meta.size(), 0) == 0) return RenameDurable(tmp, path);
+    if (!NoXattrs(errno)) return Status::FromErrno(errno, "set the metadata of " + tmp);
+  }
+  // Drop the old sidecar first, so a crash between the two renames leaves no stale ETag.
+  ::unlink((path + ".meta").c_str());
+  RETURN_IF_ERROR(RenameDurable(tmp, path));
+  return WriteFileAtomic(path + ".meta", meta);
+}
+
+std::optional<BlobInfo> ObjectStore::ReadMeta(const std::string& data_path) const {
   struct stat st;
   if (::stat(data_path.c_str(), &st) != 0) return std::nullopt;
-  auto text = ReadFileToString(data_path + ".meta");
-  if (!text.ok()) return std::nullopt;
-  auto doc = json::Parse(*text, "meta");
+  std::string text(512, '\0');
+  ssize_t n = xattrs_ ? ::getxattr(data_path.c_str(), kMetaXattr, text.data(), text.size()) : -1;
+  if (!xattrs_) errno = ENODATA;
+  if (n >= 0) {
+    text.resize(static_cast<size_t>(n));
+  } else if (errno == ENODATA || NoXattrs(errno)) {
+    auto sidecar = ReadFileToString(data_path + ".meta");
+    if (!sidecar.ok()) return std::nullopt;
+    text = std::move(*sidecar);
+  } else {
+    return std::nullopt;
+  }
+  auto doc = json::Parse(text, "meta");
   if (!doc.ok()) return std::nullopt;
   auto etag = json::GetString(*doc, "etag");
   auto size = json::GetInt(*doc, "size");
@@ -80,20 +113,16 @@ Status ObjectStore::CommitObject(BlobWriter& w, const std::string& md5, const st
                                  const std::string& key) {
   std::string path = ObjectPath(bucket, key);
   RETURN_IF_ERROR(MakeDirs(DirName(path)));
-  // Drop the old meta first, so a crash between the two renames leaves no stale ETag.
-  ::unlink((path + ".meta").c_str());
-  RETURN_IF_ERROR(RenameDurable(w.tmp_path(), path));
+  RETURN_IF_ERROR(Publish(w.tmp_path(), path, w.size(), QuotedEtag(md5)));
   w.Disown();
-  return WriteMeta(path, w.size(), QuotedEtag(md5), key);
+  return Status::Ok();
 }
 
 Status ObjectStore::CommitPart(BlobWriter& w, const std::string& md5, const std::string& upload_id,
                                int part_number) {
-  std::string path = PartPath(upload_id, part_number);
-  ::unlink((path + ".meta").c_str());
-  RETURN_IF_ERROR(RenameDurable(w.tmp_path(), path));
+  RETURN_IF_ERROR(Publish(w.tmp_path(), PartPath(upload_id, part_number), w.size(), QuotedEtag(md5)));
   w.Disown();
-  return WriteMeta(path, w.size(), QuotedEtag(md5), "");
+  return Status::Ok();
 }
 
 std::optional<BlobInfo> ObjectStore::StatObject(const std::string& bucket, const std::string& key) const {
@@ -122,9 +151,16 @@ Status ObjectStore::DeleteUploadDir(const std::string& upload_id) {
 StatusOr<Assembled> ObjectStore::Assemble(const std::vector<BlobInfo>& sources,
                                           const std::vector<std::string>& part_etags, const std::string& bucket,
                                           const std::string& key) {
-  ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> w, NewWriter());
+  // One PUT's bytes become the object as they are, under a second name (a hard link): no copy,
+  // and no new file. Parts are concatenated into a new file.
+  bool as_is = sources.size() == 1 && part_etags.empty();
+  std::unique_ptr<BlobWriter> w;
+  if (!as_is) {
+    ASSIGN_OR_RETURN(w, NewWriter());
+  }
   Digest sha(Digest::Kind::kSha256);
   std::vector<char> buf(1 << 20);
+  uint64_t total = 0;
   for (const BlobInfo& src : sources) {
     UniqueFd in(::open(src.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!in.valid()) return Status::FromErrno(errno, "open " + src.path);
@@ -133,32 +169,40 @@ StatusOr<Assembled> ObjectStore::Assemble(const std::vector<BlobInfo>& sources,
       ASSIGN_OR_RETURN(size_t n, PreadAll(in.get(), buf.data(), buf.size(), off, src.path));
       if (n == 0) break;
       sha.Update(buf.data(), n);
-      RETURN_IF_ERROR(w->Append(buf.data(), n));
+      if (w) RETURN_IF_ERROR(w->Append(buf.data(), n));
       off += n;
     }
+    if (off != src.size) return Status(Code::kDataLoss, src.path + " changed while it was being read");
+    total += off;
   }
-  ASSIGN_OR_RETURN(std::string whole_md5, w->Finish());
   Assembled out;
-  out.size = w->size();
+  out.size = total;
   out.sha256_hex = HexEncode(sha.Finish());
-  if (part_etags.empty()) {
-    out.etag = QuotedEtag(whole_md5);
+  std::string tmp;
+  if (as_is) {
+    out.etag = sources[0].etag;
+    tmp = root_ + "/tmp/" + RandomHex(12);
+    if (::link(sources[0].path.c_str(), tmp.c_str()) != 0) return Status::FromErrno(errno, "link " + sources[0].path);
   } else {
+    ASSIGN_OR_RETURN(std::string whole_md5, w->Finish());
+    (void)whole_md5;
     std::string cat;
     for (const std::string& e : part_etags) {
-      std::string hex = NormalizeEtag(e);
-      for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-        cat.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-      }
+      auto raw = HexDecode(NormalizeEtag(e));
+      if (!raw.ok()) return Status(Code::kDataLoss, "a part's ETag is not hex: " + e);
+      cat += *raw;
     }
     out.etag = "\"" + HexEncode(Md5(cat)) + "-" + std::to_string(part_etags.size()) + "\"";
+    tmp = w->tmp_path();
   }
   std::string path = ObjectPath(bucket, key);
-  RETURN_IF_ERROR(MakeDirs(DirName(path)));
-  ::unlink((path + ".meta").c_str());
-  RETURN_IF_ERROR(RenameDurable(w->tmp_path(), path));
-  w->Disown();
-  RETURN_IF_ERROR(WriteMeta(path, out.size, out.etag, key));
+  Status st = MakeDirs(DirName(path));
+  if (st.ok()) st = Publish(tmp, path, out.size, out.etag);
+  if (!st.ok()) {
+    if (as_is) ::unlink(tmp.c_str());
+    return st;
+  }
+  if (w) w->Disown();
   return out;
 }
 

@@ -1,8 +1,10 @@
 // ObjectStore: the reference server's blob storage on local disk, S3-shaped.
 //
 // Layout under the data dir:
-//   objects/<bucket>/<hh>/<sha256(key)>        object bytes      (+ ".meta": {"key","size","etag"})
-//   uploads/<upload_id>/<part_number>          multipart parts   (+ ".meta": {"size","etag"})
+//   objects/<bucket>/<hh>/<sha256(key)>        object bytes
+//   uploads/<upload_id>/<part_number>          multipart parts
+// Each blob's {"size","etag"} is in its xattr user.ingestfs.meta, or, on a filesystem without
+// user xattrs, in a sidecar "<path>.meta".
 //   tmp/                                       bodies being received; emptied at start
 // Keys never become paths (they are hashed), so a hostile key cannot escape the data dir.
 // Every publish is temp file + fsync + rename + directory fsync.
@@ -56,7 +58,9 @@ struct Assembled {
 
 class ObjectStore {
  public:
-  explicit ObjectStore(std::string root) : root_(std::move(root)) {}
+  // `xattrs` false keeps every blob's metadata in sidecar files, as on a filesystem without user
+  // xattrs (for tests of that path).
+  explicit ObjectStore(std::string root, bool xattrs = true) : root_(std::move(root)), xattrs_(xattrs) {}
   Status Init();
 
   StatusOr<std::unique_ptr<BlobWriter>> NewWriter();
@@ -79,11 +83,12 @@ class ObjectStore {
  private:
   std::string ObjectPath(const std::string& bucket, const std::string& key) const;
   std::string PartPath(const std::string& upload_id, int part_number) const;
-  static Status WriteMeta(const std::string& data_path, uint64_t size, const std::string& etag,
-                          const std::string& key);
-  static std::optional<BlobInfo> ReadMeta(const std::string& data_path);
+  // Renames `tmp` (fsynced) to `path` with its size and ETag, durably.
+  Status Publish(const std::string& tmp, const std::string& path, uint64_t size, const std::string& etag);
+  std::optional<BlobInfo> ReadMeta(const std::string& data_path) const;
 
   std::string root_;
+  bool xattrs_ = true;
 };
 
 // S3's ETag for a single PUT: the quoted hex MD5.
