@@ -47,8 +47,7 @@ void Scheduler::Start() {
         item.status.error = e.error;
         SetState(item, FileState::kFailed);
       } else if (e.closed) {
-        item.due = now;
-        item.queued = true;
+        Enqueue(e.id, item, now);
         item.status.queued_ms = NowUnixMillis();
         SetState(item, FileState::kPending);
       }
@@ -77,9 +76,28 @@ Scheduler::Item& Scheduler::ItemFor(const std::string& id, const std::optional<c
     item.status.dataset = e->dataset;
     item.status.name = e->name;
     item.status.size = e->size;
+    if (item.seq != e->seq && item.queued) {
+      Unqueue(id, item);
+      item.seq = e->seq;
+      Enqueue(id, item, item.due);
+    }
     item.seq = e->seq;
   }
   return item;
+}
+
+void Scheduler::Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due) {
+  Unqueue(id, item);
+  item.due = due;
+  waiting_.emplace(due, item.seq, id);
+  item.queued = true;
+}
+
+void Scheduler::Unqueue(const std::string& id, Item& item) {
+  if (!item.queued) return;
+  waiting_.erase({item.due, item.seq, id});
+  ready_.erase({item.seq, id});
+  item.queued = false;
 }
 
 void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay) {
@@ -91,8 +109,7 @@ void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay)
   item.status.attempts = 0;
   item.status.queued_ms = NowUnixMillis();
   item.part_sent.clear();
-  item.due = std::chrono::steady_clock::now() + delay;
-  item.queued = true;
+  Enqueue(id, item, std::chrono::steady_clock::now() + delay);
   SetState(item, FileState::kPending);
 }
 
@@ -105,7 +122,7 @@ void Scheduler::Hold(const std::string& id) {
     SetState(item, FileState::kLocal);
     return;
   }
-  it->second.queued = false;
+  Unqueue(id, it->second);
   if (it->second.running) {
     it->second.cancel = true;
     cv_.wait(lock, [&] { return !it->second.running; });
@@ -119,14 +136,17 @@ void Scheduler::Hold(const std::string& id) {
 void Scheduler::Forget(const std::string& id) {
   Hold(id);
   std::lock_guard<std::mutex> lock(mu_);
-  items_.erase(id);
+  auto it = items_.find(id);
+  if (it == items_.end()) return;
+  Unqueue(id, it->second);
+  items_.erase(it);
 }
 
 void Scheduler::MarkFailed(const std::string& id, const std::string& error) {
   auto e = journal_.Get(id);
   std::lock_guard<std::mutex> lock(mu_);
   Item& item = ItemFor(id, e);
-  item.queued = false;
+  Unqueue(id, item);
   item.status.error = error;
   SetState(item, FileState::kFailed);
 }
@@ -180,10 +200,7 @@ std::vector<FileStatus> Scheduler::Snapshot() const {
 
 bool Scheduler::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [id, item] : items_) {
-    if (item.queued || item.running) return false;
-  }
-  return true;
+  return IdleLocked();
 }
 
 std::optional<FileState> Scheduler::WaitSettled(const std::string& id, std::chrono::milliseconds timeout) const {
@@ -199,12 +216,7 @@ std::optional<FileState> Scheduler::WaitSettled(const std::string& id, std::chro
 
 bool Scheduler::WaitIdle(std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] {
-    for (const auto& [id, item] : items_) {
-      if (item.queued || item.running) return false;
-    }
-    return true;
-  });
+  return cv_.wait_for(lock, timeout, [&] { return IdleLocked(); });
 }
 
 void Scheduler::Loop() {
@@ -216,23 +228,25 @@ void Scheduler::Loop() {
     Item* pick = nullptr;
     std::string pick_id;
     auto earliest = now + std::chrono::hours(1);
-    for (auto& [id, item] : items_) {
-      if (!item.queued || item.running) continue;
-      if (item.due <= now) {
-        if (pick == nullptr || item.seq < pick->seq) {
-          pick = &item;
-          pick_id = id;
-        }
-      } else {
-        earliest = std::min(earliest, item.due);
-      }
+    while (!waiting_.empty() && std::get<0>(*waiting_.begin()) <= now) {
+      auto node = waiting_.extract(waiting_.begin());
+      ready_.emplace(std::get<1>(node.value()), std::move(std::get<2>(node.value())));
     }
+    for (const auto& [seq, id] : ready_) {  // oldest first; one queued again while running waits
+      auto found = items_.find(id);
+      if (found == items_.end() || found->second.running) continue;
+      pick = &found->second;
+      pick_id = id;
+      break;
+    }
+    if (!waiting_.empty()) earliest = std::min(earliest, std::get<0>(*waiting_.begin()));
     if (pick == nullptr) {
       cv_.wait_until(lock, earliest);
       continue;
     }
-    pick->queued = false;
+    Unqueue(pick_id, *pick);
     pick->running = true;
+    running_++;
     pick->cancel = false;
     pick->status.sent = 0;
     pick->part_sent.clear();
@@ -260,6 +274,7 @@ void Scheduler::Loop() {
       on_confirmed_(confirmed, out);
     }
     lock.lock();
+    running_--;
     auto it = items_.find(pick_id);
     if (it == items_.end()) continue;
     Item& item = it->second;
@@ -268,6 +283,7 @@ void Scheduler::Loop() {
     if (out.status.ok()) {
       item.status.sent = item.status.size;
       SetState(item, FileState::kCompleted);
+      completed_.push_back(pick_id);
       PruneCompletedLocked();
     } else if (out.status.code() == Code::kCancelled) {
       if (!item.queued && item.status.state != FileState::kLocal) SetState(item, FileState::kLocal);
@@ -281,8 +297,7 @@ void Scheduler::Loop() {
       // Transient trouble that outlasted the retry budget: try again later, never drop it.
       item.status.error = out.status.message();
       item.status.attempts++;
-      item.queued = true;
-      item.due = std::chrono::steady_clock::now() + opts_.uploader.retry.max_backoff;
+      Enqueue(pick_id, item, std::chrono::steady_clock::now() + opts_.uploader.retry.max_backoff);
       SetState(item, FileState::kPending);
       LOG_WARN("upload of %s/%s will be retried: %s", item.status.dataset.c_str(), item.status.name.c_str(),
                out.status.message().c_str());
@@ -293,15 +308,14 @@ void Scheduler::Loop() {
 
 void Scheduler::PruneCompletedLocked() {
   // A mount runs for weeks: keep the newest completed files for status, forget older ones.
-  std::vector<std::pair<int64_t, std::string>> done;
-  for (const auto& [id, item] : items_) {
-    if (item.status.state == FileState::kCompleted && !item.queued && !item.running) {
-      done.emplace_back(item.status.since_ms, id);
+  while (completed_.size() > kKeepCompleted) {
+    auto it = items_.find(completed_.front());
+    completed_.pop_front();
+    if (it != items_.end() && it->second.status.state == FileState::kCompleted && !it->second.queued &&
+        !it->second.running) {
+      items_.erase(it);
     }
   }
-  if (done.size() <= kKeepCompleted) return;
-  std::sort(done.begin(), done.end());
-  for (size_t i = 0; i + kKeepCompleted < done.size(); ++i) items_.erase(done[i].second);
 }
 
 void Scheduler::OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) {

@@ -11,7 +11,10 @@
 
 #include <condition_variable>
 #include <functional>
+#include <deque>
 #include <map>
+#include <set>
+#include <tuple>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -96,6 +99,10 @@ class Scheduler : private ProgressSink {
   void Loop();
   void SetState(Item& item, FileState s);  // REQUIRES: mu_ held
   void PruneCompletedLocked();             // REQUIRES: mu_ held
+  // Queues the item, due at `due` (again, if it was queued). REQUIRES: mu_ held
+  void Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due);
+  void Unqueue(const std::string& id, Item& item);  // REQUIRES: mu_ held
+  bool IdleLocked() const { return waiting_.empty() && ready_.empty() && running_ == 0; }
   // The item of `id` (made if new), with the journal entry's name, size and order. REQUIRES: mu_
   Item& ItemFor(const std::string& id, const std::optional<cache::Entry>& e);
   bool StalledLocked(const Item& item, int64_t now_ms) const;  // REQUIRES: mu_ held
@@ -112,6 +119,14 @@ class Scheduler : private ProgressSink {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;  // queue changes, running uploads ending, state changes
   std::map<std::string, Item> items_;    // GUARDED_BY(mu_)
+  // Queued items not yet due by (due, seq, id), and due ones by arrival (seq, id): a worker picks
+  // the oldest due file without walking every file the mount has seen (a burst of thousands of
+  // files waiting out `settle` would otherwise cost each wake-up of each worker a full scan).
+  // Completed items in the order they completed, for pruning.
+  std::set<std::tuple<std::chrono::steady_clock::time_point, int64_t, std::string>> waiting_;  // GUARDED_BY(mu_)
+  std::set<std::pair<int64_t, std::string>> ready_;  // GUARDED_BY(mu_)
+  std::deque<std::string> completed_;                // GUARDED_BY(mu_)
+  int running_ = 0;                                  // GUARDED_BY(mu_)
   bool stopping_ = false;                // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;
 };
