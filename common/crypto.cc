@@ -6,8 +6,14 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <vector>
+
+#include "common/file_util.h"
 
 namespace ingestfs {
 
@@ -132,23 +138,33 @@ StatusOr<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
-StatusOr<std::string> Sha256FileHex(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open " + path);
-  Digest d(Digest::Kind::kSha256);
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Status::FromErrno(err, "read " + path);
-    }
+StatusOr<uint64_t> DigestRange(int fd, uint64_t offset, uint64_t length, Digest& digest, const std::string& what) {
+  size_t cap = static_cast<size_t>(std::clamp<uint64_t>(length, 1, 1 << 20));
+  auto buf = std::make_unique_for_overwrite<char[]>(cap);
+  uint64_t done = 0;
+  while (done < length) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(cap, length - done));
+    ASSIGN_OR_RETURN(size_t n, PreadAll(fd, buf.get(), want, offset + done, what));
     if (n == 0) break;
-    d.Update(buf.data(), static_cast<size_t>(n));
+    digest.Update(buf.get(), n);
+    done += n;
   }
-  ::close(fd);
+  return done;
+}
+
+StatusOr<std::string> Sha256FileHex(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  Digest d(Digest::Kind::kSha256);
+  // To the end, even if the file grew after the fstat.
+  uint64_t off = 0;
+  for (uint64_t want = std::max<uint64_t>(static_cast<uint64_t>(st.st_size), 1);; want = 1 << 20) {
+    ASSIGN_OR_RETURN(uint64_t n, DigestRange(fd.get(), off, want, d, path));
+    off += n;
+    if (n < want) break;
+  }
   return HexEncode(d.Finish());
 }
 

@@ -46,7 +46,12 @@ std::string Base64Encode(std::string_view raw);
 // Strict standard base64 (with padding); nullopt-like error on bad input.
 StatusOr<std::string> Base64Decode(std::string_view text);
 
-// Hex SHA-256 of a whole file, read in 1 MiB blocks.
+// Feeds bytes [offset, offset + length) of `fd` to `digest`, read in blocks of at most 1 MiB
+// (the buffer is no larger than the range, and never zero-filled: small files are the common
+// case). Returns how many bytes were read: fewer than `length` when the file ends first. `what`
+// names the file in errors.
+StatusOr<uint64_t> DigestRange(int fd, uint64_t offset, uint64_t length, Digest& digest, const std::string& what);
+// Hex SHA-256 of a whole file.
 StatusOr<std::string> Sha256FileHex(const std::string& path);
 
 std::string RandomHex(size_t bytes);

@@ -159,17 +159,21 @@ StatusOr<Assembled> ObjectStore::Assemble(const std::vector<BlobInfo>& sources,
     ASSIGN_OR_RETURN(w, NewWriter());
   }
   Digest sha(Digest::Kind::kSha256);
-  std::vector<char> buf(1 << 20);
+  std::unique_ptr<char[]> buf;
+  if (w) buf = std::make_unique_for_overwrite<char[]>(1 << 20);
   uint64_t total = 0;
   for (const BlobInfo& src : sources) {
     UniqueFd in(::open(src.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!in.valid()) return Status::FromErrno(errno, "open " + src.path);
     uint64_t off = 0;
-    for (;;) {
-      ASSIGN_OR_RETURN(size_t n, PreadAll(in.get(), buf.data(), buf.size(), off, src.path));
+    if (!w) {
+      ASSIGN_OR_RETURN(off, DigestRange(in.get(), 0, src.size, sha, src.path));
+    }
+    while (w) {
+      ASSIGN_OR_RETURN(size_t n, PreadAll(in.get(), buf.get(), 1 << 20, off, src.path));
       if (n == 0) break;
-      sha.Update(buf.data(), n);
-      if (w) RETURN_IF_ERROR(w->Append(buf.data(), n));
+      sha.Update(buf.get(), n);
+      RETURN_IF_ERROR(w->Append(buf.get(), n));
       off += n;
     }
     if (off != src.size) return Status(Code::kDataLoss, src.path + " changed while it was being read");

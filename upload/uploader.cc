@@ -183,15 +183,8 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag_out) {
   uint64_t length = s.upload_id.empty() ? run.entry.size : std::min(s.part_size, run.entry.size - offset);
   // MD5 first (Content-MD5 goes in the headers), then the body streams from the same range.
   Digest md5(Digest::Kind::kMd5);
-  std::vector<char> buf(1 << 20);
-  for (uint64_t done = 0; done < length;) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), length - done));
-    auto got = PreadAll(run.fd.get(), buf.data(), want, offset + done, run.entry.data_path);
-    if (!got.ok()) return got.status();
-    if (*got != want) return Status(Code::kDataLoss, "the cache copy of " + run.entry.name + " is shorter than recorded");
-    md5.Update(buf.data(), want);
-    done += want;
-  }
+  ASSIGN_OR_RETURN(uint64_t got, DigestRange(run.fd.get(), offset, length, md5, run.entry.data_path));
+  if (got != length) return Status(Code::kDataLoss, "the cache copy of " + run.entry.name + " is shorter than recorded");
   std::string raw_md5 = md5.Finish();
   uint64_t generation = 0;
   ASSIGN_OR_RETURN(PartTarget target, TargetOf(run, n, &generation));
