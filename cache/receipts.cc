@@ -26,15 +26,27 @@ std::string ReceiptLine(const Receipt& r) {
 }
 
 Status ReceiptLog::Append(const Receipt& r) {
-  std::lock_guard<std::mutex> lock(mu_);
-  UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!fd.valid()) return Status::FromErrno(errno, "open " + path_);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path_);
-  std::string text = st.st_size == 0 ? std::string(kHeader) + ReceiptLine(r) : ReceiptLine(r);
-  RETURN_IF_ERROR(WriteAll(fd.get(), text.data(), text.size(), path_));
-  if (::fdatasync(fd.get()) != 0) return Status::FromErrno(errno, "fdatasync " + path_);
-  if (st.st_size == 0) return FsyncDir(path_.substr(0, path_.rfind('/')));
+  SyncGroup* sync = nullptr;
+  bool made = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    struct stat st;
+    if (files_.empty() || ::fstat(files_.back()->fd.get(), &st) != 0 || st.st_nlink == 0) {
+      auto f = std::make_unique<Open>();
+      f->fd = UniqueFd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+      if (!f->fd.valid()) return Status::FromErrno(errno, "open " + path_);
+      f->sync = std::make_unique<SyncGroup>(f->fd.get(), true, path_);
+      files_.push_back(std::move(f));
+    }
+    int fd = files_.back()->fd.get();
+    if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat " + path_);
+    made = st.st_size == 0;
+    std::string text = made ? std::string(kHeader) + ReceiptLine(r) : ReceiptLine(r);
+    RETURN_IF_ERROR(WriteAll(fd, text.data(), text.size(), path_));
+    sync = files_.back()->sync.get();
+  }
+  RETURN_IF_ERROR(sync->Sync());
+  if (made) return FsyncDir(DirName(path_));
   return Status::Ok();
 }
 

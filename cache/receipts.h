@@ -10,11 +10,15 @@
 
 #include <cstdint>
 #include <ctime>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "common/file_util.h"
 #include "common/status.h"
+#include "common/sync_group.h"
 
 namespace ingestfs::cache {
 
@@ -33,13 +37,20 @@ class ReceiptLog {
   static constexpr char kHeader[] = "time,dataset,name,size,sha256,job_id,version\n";
 
   explicit ReceiptLog(std::string path) : path_(std::move(path)) {}
-  // Appends one line and fdatasyncs it (creating the file with its header if needed).
+  // Appends one line and returns once it is durable (creating the file with its header if
+  // needed, again if it was removed). Lines appended at the same time share one fdatasync.
   Status Append(const Receipt& r);
   const std::string& path() const { return path_; }
 
  private:
+  struct Open {
+    UniqueFd fd;
+    std::unique_ptr<SyncGroup> sync;
+  };
   std::string path_;
   std::mutex mu_;
+  std::vector<std::unique_ptr<Open>> files_;  // GUARDED_BY(mu_): the current one last; older
+                                              // ones (removed by hand) stay open for their syncs
 };
 
 // One CSV field: quoted (quotes doubled) when it holds a comma, quote, CR or LF.

@@ -36,6 +36,7 @@ class RecordWriter {
   // Appends one record, and with `durable` fdatasyncs it.
   Status Append(std::string_view json_text, bool durable = true);
   const std::string& path() const { return path_; }
+  int fd() const { return fd_.get(); }
 
  private:
   std::string path_;

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 #include "common/crypto.h"
+#include "common/log.h"
 #include "common/record_log.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -150,6 +152,7 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, std
     RETURN_IF_ERROR(WriteFileAtomic(path, store->SnapshotLocked()));
     ASSIGN_OR_RETURN(RecordWriter writer, RecordWriter::Open(path));
     store->log_ = std::make_unique<RecordWriter>(std::move(writer));
+    store->log_sync_ = std::make_unique<SyncGroup>(store->log_->fd(), true, path);
   }
   return store;
 }
@@ -209,10 +212,28 @@ void MetaStore::Apply(const json::Value& r) {
   }
 }
 
-Status MetaStore::Append(const std::string& record_json) { return log_->Append(record_json); }
+Status MetaStore::Append(const std::string& record_json) {
+  RETURN_IF_ERROR(log_->Append(record_json, false));
+  unsynced_ = true;
+  return Status::Ok();
+}
+
+MetaStore::Change::~Change() {
+  bool sync = store_->unsynced_;
+  store_->unsynced_ = false;
+  lock_.unlock();
+  if (!sync) return;
+  Status st = store_->log_sync_->Sync();
+  if (!st.ok()) {
+    // What reached the disk is unknown after a failed sync; going on could answer for records
+    // that are lost. Stop, as databases do, and let the replay at the next start decide.
+    LOG_ERROR("metadata log: %s; stopping", st.message().c_str());
+    std::abort();
+  }
+}
 
 StatusOr<Dataset> MetaStore::CreateDataset(const std::string& name) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Change change(this);
   if (dataset_by_name_.count(name) != 0) {
     return Status(Code::kAlreadyExists, "Dataset '" + name + "' already exists");
   }
@@ -276,7 +297,7 @@ std::vector<FileRecord> MetaStore::ListFiles(const std::string& dataset_id, Page
 }
 
 Status MetaStore::PutJob(const Job& job) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Change change(this);
   RETURN_IF_ERROR(Append(JobRecord(job)));
   jobs_[job.job_id] = job;
   return Status::Ok();
@@ -299,7 +320,7 @@ std::vector<Job> MetaStore::JobsIn(JobStatus status) const {
 }
 
 Status MetaStore::ReportPart(const std::string& job_id, uint32_t part_number, const std::string& etag) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Change change(this);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return Status(Code::kNotFound, "Upload not found");
   if (it->second.status != JobStatus::kAwaitingUpload) {
@@ -315,7 +336,7 @@ Status MetaStore::ReportPart(const std::string& job_id, uint32_t part_number, co
 
 StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from, JobStatus to,
                                        const std::string& message) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Change change(this);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return Status(Code::kNotFound, "Job not found");
   if (it->second.status != from) {
@@ -332,7 +353,7 @@ StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from
 }
 
 StatusOr<FileRecord> MetaStore::PublishJob(const std::string& job_id, FileRecord file) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Change change(this);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return Status(Code::kNotFound, "Job not found");
   auto& ds = files_[file.dataset_id];
@@ -361,14 +382,14 @@ StatusOr<FileRecord> MetaStore::PublishJob(const std::string& job_id, FileRecord
 }
 
 Status MetaStore::PutUpload(const MultipartUpload& u) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Change change(this);
   RETURN_IF_ERROR(Append(UploadRecord(u)));
   uploads_[u.upload_id] = u;
   return Status::Ok();
 }
 
 Status MetaStore::DeleteUpload(const std::string& upload_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Change change(this);
   RETURN_IF_ERROR(Append(json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "mpu_del");
     json::KeyString(w, "upload_id", upload_id);

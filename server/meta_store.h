@@ -21,6 +21,7 @@
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/record_log.h"
+#include "common/sync_group.h"
 #include "common/status.h"
 
 namespace ingestfs::server {
@@ -115,12 +116,30 @@ class MetaStore {
  private:
   MetaStore() = default;
   void Apply(const json::Value& record);  // REQUIRES: mu_ held or single-threaded replay
-  Status Append(const std::string& record_json);  // REQUIRES: mu_ held
+  // Writes a record (not yet synced). REQUIRES: mu_ held, through a Change.
+  Status Append(const std::string& record_json);
+  // One change: holds mu_, and once it lets go, makes the records appended meanwhile durable
+  // before the caller goes on (to answer its request). Concurrent changes share one fdatasync
+  // (group commit); a reader may see a change a moment before it is durable, never its writer's
+  // answer.
+  class Change {
+   public:
+    explicit Change(MetaStore* store) : store_(store), lock_(store->mu_) {}
+    ~Change();
+    Change(const Change&) = delete;
+    Change& operator=(const Change&) = delete;
+
+   private:
+    MetaStore* store_;
+    std::unique_lock<std::mutex> lock_;
+  };
   std::string SnapshotLocked() const;
 
   std::string dir_;
   mutable std::mutex mu_;
   std::unique_ptr<RecordWriter> log_;                       // GUARDED_BY(mu_)
+  std::unique_ptr<SyncGroup> log_sync_;
+  bool unsynced_ = false;                                   // GUARDED_BY(mu_)
   std::vector<std::string> dataset_order_;                  // GUARDED_BY(mu_)
   std::map<std::string, Dataset> datasets_;                 // GUARDED_BY(mu_), by id
   std::map<std::string, std::string> dataset_by_name_;      // GUARDED_BY(mu_)

@@ -1,6 +1,17 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "common/crypto.h"
+#include "common/file_util.h"
+#include "common/sync_group.h"
+#include "tests/support/process.h"
 #include "common/names.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -94,6 +105,66 @@ TEST(Crypto, KnownDigestsAndBase64) {
   std::string u = RandomUuid();
   EXPECT_EQ(u.size(), 36u);
   EXPECT_EQ(u[14], '4');
+}
+
+TEST(Crypto, DigestRangeReadsTheRangeAndSaysWhenTheFileIsShorter) {
+  testing::TempDir dir;
+  std::string path = dir / "f";
+  std::string body(3 * (1 << 20) + 5, 'x');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 7);
+  ASSERT_TRUE(WriteFileAtomic(path, body).ok());
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 0}, {0, 1}, {10, 4096}, {5, (2 << 20) + 3},
+                                                                    {0, body.size()}}) {
+    Digest d(Digest::Kind::kMd5);
+    auto n = DigestRange(fd.get(), off, len, d, path);
+    ASSERT_TRUE(n.ok());
+    EXPECT_EQ(*n, len);
+    EXPECT_EQ(d.Finish(), Md5(body.substr(off, len))) << off << "+" << len;
+  }
+  Digest d(Digest::Kind::kSha256);
+  auto n = DigestRange(fd.get(), body.size() - 3, 100, d, path);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(d.Finish(), Sha256(body.substr(body.size() - 3)));
+  EXPECT_EQ(*Sha256FileHex(path), HexEncode(Sha256(body)));
+  ASSERT_TRUE(WriteFileAtomic(path, "").ok());
+  EXPECT_EQ(*Sha256FileHex(path), HexEncode(Sha256("")));
+}
+
+TEST(SyncGroup, EveryCallerReturnsAfterASyncThatCoversItsWrite) {
+  testing::TempDir dir;
+  std::string path = dir / "log";
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  ASSERT_TRUE(fd.valid());
+  SyncGroup group(fd.get(), true, path);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        std::string line = std::to_string(t) + ":" + std::to_string(i) + "\n";
+        if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) return;
+        if (group.Sync().ok()) ok++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 160);
+  std::string text = *ReadFileToString(path);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 160);
+
+  // A failing sync is every waiting caller's error, naming the file.
+  SyncGroup broken(-1, true, "the metadata log");
+  Status st = broken.Sync();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("the metadata log"), std::string::npos);
+
+  auto d = DurableDir::Open(dir.path());
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE((*d)->Sync().ok());
+  EXPECT_FALSE(DurableDir::Open(dir / "missing").ok());
 }
 
 TEST(Time, AmzDateRoundTrip) {
