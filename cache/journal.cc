@@ -22,6 +22,9 @@ namespace ingestfs::cache {
 
 namespace {
 
+// Enough for a burst of a few thousand small files between two mounts; each is an empty inode.
+constexpr size_t kMaxSpares = 4096;
+
 std::vector<std::string> ListDir(const std::string& dir) {
   std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());
@@ -85,21 +88,10 @@ StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst
     if (::fsync(out.get()) != 0) copy_status = Status::FromErrno(errno, "fsync " + dst);
   });
   Digest sha(Digest::Kind::kSha256);
-  std::vector<char> buf(1 << 20);
-  uint64_t hashed = 0;
-  Status read_status;
-  for (;;) {
-    auto n = PreadAll(in.get(), buf.data(), buf.size(), hashed, src);
-    if (!n.ok()) {
-      read_status = n.status();
-      break;
-    }
-    if (*n == 0) break;
-    sha.Update(buf.data(), *n);
-    hashed += *n;
-  }
+  auto hashed_or = DigestRange(in.get(), 0, total, sha, src);
   copier.join();
-  RETURN_IF_ERROR(read_status);
+  RETURN_IF_ERROR(hashed_or.status());
+  uint64_t hashed = *hashed_or;
   RETURN_IF_ERROR(copy_status);
   struct stat after, copied;
   if (::fstat(in.get(), &after) != 0) return Status::FromErrno(errno, "stat " + src);
@@ -184,6 +176,9 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
   RETURN_IF_ERROR(MakeDirs(cache_dir + "/data"));
   RETURN_IF_ERROR(MakeDirs(cache_dir + "/read"));
   ::chmod(cache_dir.c_str(), 0700);
+  j->spares_ = std::make_unique<SpareFiles>(cache_dir + "/spare", kMaxSpares);
+  ASSIGN_OR_RETURN(j->data_dir_, DurableDir::Open(cache_dir + "/data"));
+  ASSIGN_OR_RETURN(j->journal_dir_, DurableDir::Open(cache_dir + "/journal"));
   std::string lock = cache_dir + "/lock";
   j->lock_fd_ = UniqueFd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!j->lock_fd_.valid()) return Status::FromErrno(errno, "open " + lock);
@@ -220,9 +215,12 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
       continue;
     }
     e.data_path = data;
+    if (!e.confirmed && !PathExists(data) && PathExists(j->KeptPath(id))) {
+      e.confirmed = true;  // moved to read/ after the platform confirmed it (RecordConfirmed)
+    }
     if (e.confirmed) {
-      ::unlink(data.c_str());
-      ::unlink(path.c_str());
+      j->spares_->Give(path);
+      j->spares_->Give(data);
       continue;
     }
     struct stat st;
@@ -251,13 +249,20 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
   for (const std::string& file : ListDir(cache_dir + "/data")) {
     if (known.count(file) == 0) {
       warn(cache_dir + "/data/" + file + ": not in the journal (an interrupted add), removed");
-      ::unlink((cache_dir + "/data/" + file).c_str());
+      j->spares_->Give(cache_dir + "/data/" + file);
     }
   }
   return j;
 }
 
 Journal::~Journal() = default;
+
+Status Journal::NewJournalFile(const std::string& id) {
+  if (spares_->Take(JournalPath(id))) return Status::Ok();
+  UniqueFd fd(::open(JournalPath(id).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::FromErrno(errno, "create " + JournalPath(id));
+  return Status::Ok();
+}
 
 Status Journal::Append(const std::string& id, const std::string& record, bool durable) {
   ASSIGN_OR_RETURN(RecordWriter w, RecordWriter::Open(JournalPath(id), durable));
@@ -269,6 +274,7 @@ StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
   std::string data = dir_ + "/data/" + id;
   std::string tmp = data + ".tmp";
   uint64_t size = 0;
+  spares_->Take(tmp);
   auto sha = CopyAndHash(source, tmp, &size);
   if (!sha.ok()) {
     ::unlink(tmp.c_str());
@@ -318,7 +324,9 @@ Status Journal::RecordAdd(Entry& meta, bool durable) {
     }
     json::KeyString(w, "created_at", meta.created_at);
   });
-  Status st = Append(meta.id, rec, durable);
+  Status st = NewJournalFile(meta.id);
+  if (st.ok()) st = Append(meta.id, rec, durable);
+  if (st.ok() && durable) st = journal_dir_->Sync();  // the file's name
   if (!st.ok()) {
     ::unlink(JournalPath(meta.id).c_str());
     return st;
@@ -332,8 +340,10 @@ StatusOr<Entry> Journal::AddOpen(Entry meta, const std::string& initial_content)
   std::string id = RandomHex(8);
   std::string data = dir_ + "/data/" + id;
   if (initial_content.empty()) {
-    UniqueFd fd(::open(data.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd.valid()) return Status::FromErrno(errno, "create " + data);
+    if (!spares_->Take(data)) {
+      UniqueFd fd(::open(data.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!fd.valid()) return Status::FromErrno(errno, "create " + data);
+    }
   } else {
     uint64_t size = 0;
     auto sha = CopyAndHash(initial_content, data, &size);
@@ -366,24 +376,19 @@ StatusOr<Entry> Journal::Close(const std::string& id) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
   if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
   Digest sha(Digest::Kind::kSha256);
-  std::vector<char> buf(1 << 20);
-  uint64_t size = 0;
-  for (;;) {
-    ASSIGN_OR_RETURN(size_t n, PreadAll(fd.get(), buf.data(), buf.size(), size, path));
-    if (n == 0) break;
-    sha.Update(buf.data(), n);
-    size += n;
-  }
+  ASSIGN_OR_RETURN(uint64_t size, DigestRange(fd.get(), 0, static_cast<uint64_t>(st.st_size), sha, path));
   std::string hex = HexEncode(sha.Finish());
   // The names of the data file and of the journal file were not synced when they were made.
-  RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
+  RETURN_IF_ERROR(data_dir_->Sync());
   RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "closed");
     json::KeyInt(w, "size", static_cast<int64_t>(size));
     json::KeyString(w, "sha256", hex);
   })));
-  RETURN_IF_ERROR(FsyncDir(dir_ + "/journal"));
+  RETURN_IF_ERROR(journal_dir_->Sync());
   auto e = Get(id);
   if (!e) return Status(Code::kNotFound, "journal entry " + id + " was removed meanwhile");
   return *e;
@@ -393,8 +398,8 @@ Status Journal::Sync(const std::string& id) {
   UniqueFd fd(::open(JournalPath(id).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno(errno, "open " + JournalPath(id));
   if (::fdatasync(fd.get()) != 0) return Status::FromErrno(errno, "fdatasync " + JournalPath(id));
-  RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
-  return FsyncDir(dir_ + "/journal");
+  RETURN_IF_ERROR(data_dir_->Sync());
+  return journal_dir_->Sync();
 }
 
 Status Journal::RecordReopened(const std::string& id) { return Update(id, R"({"t":"reopened"})"); }
@@ -413,16 +418,15 @@ Status Journal::Discard(const std::string& id) {
   if (it == entries_.end()) return Status(Code::kNotFound, "no journal entry " + id);
   // The journal file goes first: a crash in between leaves an orphan data file, which the next
   // open removes, never a journal entry without its bytes.
-  if (::unlink(JournalPath(id).c_str()) != 0 && errno != ENOENT) {
-    return Status::FromErrno(errno, "remove " + JournalPath(id));
-  }
-  (void)FsyncDir(dir_ + "/journal");
-  ::unlink(it->second.data_path.c_str());
+  spares_->Give(JournalPath(id));
+  if (PathExists(JournalPath(id))) return Status(Code::kInternal, "cannot remove " + JournalPath(id));
+  (void)journal_dir_->Sync();
+  spares_->Give(it->second.data_path);
   entries_.erase(it);
   return Status::Ok();
 }
 
-Status Journal::Update(const std::string& id, const std::string& record) {
+Status Journal::Update(const std::string& id, const std::string& record, bool durable) {
   // The append (and its fdatasync) runs without the lock, so that files do not queue behind
   // each other's syncs. One file's records come from one thread at a time, except `part`
   // records of parallel workers, which commute; O_APPEND keeps each line whole.
@@ -430,7 +434,7 @@ Status Journal::Update(const std::string& id, const std::string& record) {
     std::lock_guard<std::mutex> lock(mu_);
     if (entries_.count(id) == 0) return Status(Code::kNotFound, "no journal entry " + id);
   }
-  RETURN_IF_ERROR(Append(id, record));
+  RETURN_IF_ERROR(Append(id, record, durable));
   auto doc = json::Parse(record, "record");
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
@@ -448,7 +452,7 @@ Status Journal::RecordSession(const std::string& id, const UploadSession& s) {
     json::KeyInt(w, "num_parts", s.num_parts);
     json::Key(w, "overwrite");
     w.Bool(s.overwrite);
-  }));
+  }), false);
 }
 
 Status Journal::RecordPart(const std::string& id, uint32_t n, const std::string& etag) {
@@ -456,7 +460,7 @@ Status Journal::RecordPart(const std::string& id, uint32_t n, const std::string&
     json::KeyString(w, "t", "part");
     json::KeyInt(w, "n", n);
     json::KeyString(w, "etag", etag);
-  }));
+  }), false);
 }
 
 Status Journal::RecordCompleted(const std::string& id) {
@@ -480,25 +484,34 @@ Status Journal::RecordConfirmed(const std::string& id, const std::string& remote
     Status st = receipts_->Append(r);
     if (!st.ok()) LOG_WARN("no receipt for %s/%s: %s", e->dataset.c_str(), e->name.c_str(), st.message().c_str());
   }
+  // A copy kept for reading is moved to read/ only after the platform confirmed it, so finding it
+  // there proves the confirmation (see Open): the record need not be synced first. A copy that is
+  // removed leaves no such proof, so then the record is made durable before.
+  bool keep = kept_path != nullptr;
   RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "confirmed");
     json::KeyString(w, "sha256", remote_sha256);
     json::KeyInt(w, "version", remote_version);
-  })));
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = entries_.find(id);
-  bool kept = false;
-  if (kept_path != nullptr) {
-    std::string to = KeptPath(id);
-    kept = ::rename(it->second.data_path.c_str(), to.c_str()) == 0;
-    if (kept) *kept_path = to;
+  }), !keep));
+  std::string data_path;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return Status(Code::kNotFound, "journal entry " + id + " was removed meanwhile");
+    data_path = it->second.data_path;
   }
-  if (!kept) ::unlink(it->second.data_path.c_str());
-  ::unlink(JournalPath(id).c_str());
-  entries_.erase(it);
+  bool kept = keep && ::rename(data_path.c_str(), KeptPath(id).c_str()) == 0;
+  if (kept) {
+    *kept_path = KeptPath(id);
+  } else {
+    if (keep) RETURN_IF_ERROR(Sync(id));  // no proof in read/: the record itself must be durable
+    spares_->Give(data_path);
+  }
+  spares_->Give(JournalPath(id));
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.erase(id);
   return Status::Ok();
 }
-
 
 std::optional<Entry> Journal::Get(const std::string& id) const {
   std::lock_guard<std::mutex> lock(mu_);

@@ -3,6 +3,7 @@
 // Layout of a cache dir:
 //   lock                 flock'ed by the one process using the dir
 //   data/<id>            the bytes of one version of one file (the cache copy)
+//   spare/               emptied files of finished uploads, reused for new ones (spare_files.h)
 //   journal/<id>.jnl     that upload's records (common/record_log framing), appended in order:
 //                          add        dataset, name, content type, seq, ... and, for a copied
 //                                     file, size and sha256 (a file written through the mount
@@ -34,7 +35,9 @@
 
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/sync_group.h"
 #include "cache/receipts.h"
+#include "cache/spare_files.h"
 #include "common/status.h"
 
 namespace ingestfs::cache {
@@ -102,6 +105,9 @@ class Journal {
   // Unlinked before it reached the platform: removes the cache copy and the journal file.
   Status Discard(const std::string& id);
 
+  // `session` and `part` records are written but not synced: they only spare work on a resume
+  // (after a power loss without them the upload starts over), and the `completed` record, which
+  // is synced, makes them durable with it (same file).
   Status RecordSession(const std::string& id, const UploadSession& session);  // forgets done parts
   Status RecordPart(const std::string& id, uint32_t part_number, const std::string& etag);
   Status RecordCompleted(const std::string& id);
@@ -120,6 +126,9 @@ class Journal {
   // Entries not yet confirmed, oldest first. Failed ones are included.
   std::vector<Entry> Unfinished() const;
   const std::string& dir() const { return dir_; }
+  // Keeps about `n` spare files made ahead in idle time (a mount, where bursts of new files
+  // meet a person waiting).
+  void MakeSparesAhead(size_t n) { spares_->StartFiller(n); }
   // <cache dir>/receipts.csv: one line per confirmed upload (see receipts.h).
   std::string ReceiptsPath() const { return dir_ + "/receipts.csv"; }
 
@@ -129,13 +138,18 @@ class Journal {
   // Assigns seq and created_at, writes the `add` record (synced when `durable`), and adds the
   // entry.
   Status RecordAdd(Entry& meta, bool durable);
-  // Appends `record` to entry `id` durably, then applies it to the in-memory entry.
-  Status Update(const std::string& id, const std::string& record);
+  // Appends `record` to entry `id` (durably unless `durable` is false), then applies it to the
+  // in-memory entry.
+  Status Update(const std::string& id, const std::string& record, bool durable = true);
   std::string JournalPath(const std::string& id) const { return dir_ + "/journal/" + id + ".jnl"; }
+  // Makes the empty journal file of a new entry (a spare when there is one).
+  Status NewJournalFile(const std::string& id);
 
   std::string dir_;
   UniqueFd lock_fd_;
   std::unique_ptr<ReceiptLog> receipts_;
+  std::unique_ptr<SpareFiles> spares_;
+  std::unique_ptr<DurableDir> data_dir_, journal_dir_;  // names made there become durable
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;  // GUARDED_BY(mu_)
   int64_t next_seq_ = 1;                  // GUARDED_BY(mu_)

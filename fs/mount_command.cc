@@ -27,6 +27,10 @@ namespace ingestfs::fs {
 
 namespace {
 
+// Cache files made ahead in idle time: a burst of this many new files (cp -r of a folder, an
+// instrument's run) creates none of its own.
+constexpr size_t kSparesAhead = 2048;
+
 constexpr char kUsage[] = R"(Usage: ingestfs SOURCE MOUNTPOINT [-o option,...] [-f] [-d]
 
 Mounts the data platform whose API is at SOURCE (e.g. http://127.0.0.1:8080/api) on MOUNTPOINT.
@@ -358,6 +362,7 @@ int RunMountCommand(int argc, char** argv) {
       if (fuse_daemonize(cmd.foreground) == 0) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
         scheduler.Start();
+        (*journal)->MakeSparesAhead(kSparesAhead);
         ControlServer control(cfg.control_socket, [&](const std::string& req) {
           return HandleControl(req, fs, scheduler);
         });

@@ -9,7 +9,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "common/crypto.h"
 #include "common/file_util.h"
@@ -52,6 +55,74 @@ TEST(Journal, AddCopiesDurablyAndConfirmReleases) {
   EXPECT_FALSE(PathExists(e->data_path));
   EXPECT_FALSE(PathExists(dir / "cache/journal/" + e->id + ".jnl"));
   EXPECT_TRUE((*j)->Unfinished().empty());
+}
+
+TEST(Journal, FinishedFilesAreReusedNotRemovedAndReuseStartsEmpty) {
+  TempDir dir;
+  std::string src = WriteSource(dir, "src", "first upload's bytes");
+  auto j = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(j.ok());
+  auto a = (*j)->AddCopy(src, Meta("a.txt"));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*j)->RecordConfirmed(a->id, a->sha256, 1).ok());
+  std::vector<ino_t> spares;
+  for (const auto& f : std::filesystem::directory_iterator(dir / "cache/spare")) {
+    struct stat st;
+    ASSERT_EQ(::stat(f.path().c_str(), &st), 0);
+    spares.push_back(st.st_ino);
+  }
+  ASSERT_EQ(spares.size(), 2u);  // the journal file and the cache copy
+
+  // The next version written through the mount takes both, emptied.
+  auto b = (*j)->AddOpen(Meta("b.txt"));
+  ASSERT_TRUE(b.ok());
+  struct stat data, jnl;
+  ASSERT_EQ(::stat(b->data_path.c_str(), &data), 0);
+  ASSERT_EQ(::stat((dir / "cache/journal/" + b->id + ".jnl").c_str(), &jnl), 0);
+  EXPECT_EQ(data.st_size, 0);
+  EXPECT_NE(std::find(spares.begin(), spares.end(), data.st_ino), spares.end());
+  EXPECT_NE(std::find(spares.begin(), spares.end(), jnl.st_ino), spares.end());
+  std::ofstream(b->data_path, std::ios::binary) << "second";
+  ASSERT_TRUE((*j)->Close(b->id).ok());
+  j->reset();
+  // The reused journal file holds only the new entry's records.
+  auto again = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(again.ok());
+  auto left = (*again)->Unfinished();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].name, "b.txt");
+  EXPECT_EQ(left[0].sha256, HexEncode(Sha256("second")));
+}
+
+TEST(Journal, AKeptCopyInReadProvesTheConfirmationItsRecordMayHaveLost) {
+  TempDir dir;
+  std::string src = WriteSource(dir, "src", "bytes");
+  std::string id;
+  {
+    auto j = Journal::Open(dir / "cache", nullptr);
+    ASSERT_TRUE(j.ok());
+    auto e = (*j)->AddCopy(src, Meta("a.txt"));
+    ASSERT_TRUE(e.ok());
+    id = e->id;
+    // A power loss after the move to read/ and before the unsynced `confirmed` record reached
+    // the disk looks like this: the record is missing, the copy is in read/.
+    ASSERT_EQ(::rename(e->data_path.c_str(), (*j)->KeptPath(id).c_str()), 0);
+  }
+  std::vector<std::string> warnings;
+  auto j = Journal::Open(dir / "cache", &warnings);
+  ASSERT_TRUE(j.ok());
+  EXPECT_TRUE((*j)->Unfinished().empty());  // not uploaded again, not failed
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  EXPECT_EQ(*ReadFileToString((*j)->KeptPath(id)), "bytes");
+
+  // Kept through RecordConfirmed: moved, and gone from the journal.
+  auto e = (*j)->AddCopy(src, Meta("b.txt"));
+  ASSERT_TRUE(e.ok());
+  std::string kept;
+  ASSERT_TRUE((*j)->RecordConfirmed(e->id, e->sha256, 1, &kept).ok());
+  EXPECT_EQ(kept, (*j)->KeptPath(e->id));
+  EXPECT_EQ(*ReadFileToString(kept), "bytes");
+  EXPECT_FALSE(PathExists(e->data_path));
 }
 
 TEST(Journal, EveryConfirmationLeavesAReceipt) {

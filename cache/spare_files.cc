@@ -1,0 +1,102 @@
+#include "cache/spare_files.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "common/crypto.h"
+#include "common/file_util.h"
+
+namespace ingestfs::cache {
+
+SpareFiles::SpareFiles(std::string dir, size_t cap) : dir_(std::move(dir)), cap_(cap) {
+  (void)MakeDirs(dir_);
+  DIR* d = ::opendir(dir_.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    if (names_.size() < cap_) {
+      names_.push_back(n);
+    } else {
+      ::unlink((dir_ + "/" + n).c_str());
+    }
+  }
+  ::closedir(d);
+}
+
+bool SpareFiles::Take(const std::string& dest) {
+  for (;;) {
+    std::string name;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (names_.empty()) return false;
+      name = std::move(names_.back());
+      names_.pop_back();
+    }
+    cv_.notify_all();
+    // RENAME_NOREPLACE: never over an existing file, whatever the caller believed.
+    if (::renameat2(AT_FDCWD, (dir_ + "/" + name).c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
+      if (errno == EEXIST) return false;
+      continue;  // gone meanwhile (removed by hand): try the next one
+    }
+    if (::truncate(dest.c_str(), 0) == 0) return true;
+    ::unlink(dest.c_str());
+    return false;
+  }
+}
+
+void SpareFiles::Give(const std::string& path) {
+  std::string name = RandomHex(8);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (names_.size() < cap_ && ::rename(path.c_str(), (dir_ + "/" + name).c_str()) == 0) {
+      names_.push_back(std::move(name));
+      return;
+    }
+  }
+  ::unlink(path.c_str());
+}
+
+SpareFiles::~SpareFiles() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (filler_.joinable()) filler_.join();
+}
+
+void SpareFiles::StartFiller(size_t target) {
+  if (filler_.joinable()) return;
+  filler_ = std::thread([this, target] { Fill(std::min(target, cap_)); });
+}
+
+void SpareFiles::Fill(size_t target) {
+  sched_param none{};
+  (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);  // best effort
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || names_.size() < target; });
+    if (stopping_) return;
+    lock.unlock();
+    std::string name = RandomHex(8);
+    UniqueFd fd(::open((dir_ + "/" + name).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    lock.lock();
+    if (!fd.valid()) {  // a full disk, say: try again later, never busy
+      cv_.wait_for(lock, std::chrono::seconds(10), [&] { return stopping_; });
+      continue;
+    }
+    names_.push_back(std::move(name));
+  }
+}
+
+size_t SpareFiles::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return names_.size();
+}
+
+}  // namespace ingestfs::cache
