@@ -38,8 +38,12 @@ bool SpareFiles::Take(const std::string& dest) {
       names_.pop_back();
     }
     cv_.notify_all();
-    // RENAME_NOREPLACE: never over an existing file, whatever the caller believed.
-    if (::renameat2(AT_FDCWD, (dir_ + "/" + name).c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
+    // RENAME_NOREPLACE: never over an existing file, whatever the caller believed (a plain
+    // rename where the filesystem lacks the flag; the caller's names are fresh random ids).
+    std::string from = dir_ + "/" + name;
+    int rc = ::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) rc = ::rename(from.c_str(), dest.c_str());
+    if (rc != 0) {
       if (errno == EEXIST) return false;
       continue;  // gone meanwhile (removed by hand): try the next one
     }
