@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include "common/file_util.h"
+#include "common/log.h"
 #include "common/names.h"
 #include "common/strings.h"
+#include "common/time_util.h"
 #include "upload/errors.h"
 
 namespace ingestfs::upload {
@@ -18,6 +20,21 @@ constexpr int64_t kPage = 1000;
 ApiClient::ApiClient(std::string api, std::string auth, ClientPool& pool)
     : api_(std::move(api)), auth_(std::move(auth)), pool_(pool) {
   while (!api_.empty() && api_.back() == '/') api_.pop_back();
+}
+
+std::optional<RemoteFile> ApiClient::ListedFile(const std::string& step, const std::string& name, int64_t size,
+                                                const std::string& modified) {
+  if (size < 0) return std::nullopt;
+  if (Status bad = ValidateFileName(name); !bad.ok()) {
+    LOG_WARN("%s: the platform lists a name that breaks the naming rules; left out: %s", step.c_str(),
+             bad.message().c_str());
+    return std::nullopt;
+  }
+  RemoteFile f;
+  f.name = name;
+  f.size = static_cast<uint64_t>(size);
+  if (auto t = ParseIso8601Utc(modified)) f.mtime = *t;
+  return f;
 }
 
 Status ApiClient::Malformed(const std::string& step, const Status& why) {

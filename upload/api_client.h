@@ -38,6 +38,11 @@ class ApiClient {
 
   // "the platform's answer to STEP is malformed: WHY" (transient: a broken answer may mend).
   static Status Malformed(const std::string& step, const Status& why);
+  // One file of a platform's listing (name, size, mtime from `modified`, ISO 8601), or nullopt
+  // when its size is negative or its name breaks the naming rules (then with a warning naming
+  // `step`). The dialect adds what else its listing gives.
+  static std::optional<RemoteFile> ListedFile(const std::string& step, const std::string& name, int64_t size,
+                                              const std::string& modified);
   // An http(s) URL of reasonable length, or an error naming `what` (the URL redacted).
   static Status CheckUrl(const std::string& url, const std::string& what);
 

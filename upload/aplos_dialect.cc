@@ -49,19 +49,11 @@ StatusOr<std::vector<RemoteFile>> AplosDialect::ListFiles(const std::string& pre
   for (const auto& item : items->GetArray()) {
     auto full = json::GetString(item, "file_name", 4096);
     auto size = json::GetInt(item, "size");
-    if (!full.ok() || !size.ok() || *size < 0 || !StartsWith(*full, prefix + "/")) continue;
-    std::string name = full->substr(prefix.size() + 1);
-    if (Status bad = ValidateFileName(name); !bad.ok()) {
-      LOG_WARN("%s: the platform lists a name that breaks the naming rules; left out: %s", step.c_str(),
-               bad.message().c_str());
-      continue;
-    }
-    RemoteFile f;
-    f.name = name;
-    f.size = static_cast<uint64_t>(*size);
-    f.tag = ContentTag("", f.size);
-    if (auto t = ParseIso8601Utc(json::StringOr(item, "last_modified"))) f.mtime = *t;
-    out.push_back(std::move(f));
+    if (!full.ok() || !size.ok() || !StartsWith(*full, prefix + "/")) continue;
+    auto f = ApiClient::ListedFile(step, full->substr(prefix.size() + 1), *size, json::StringOr(item, "last_modified"));
+    if (!f) continue;
+    f->tag = ContentTag("", f->size);
+    out.push_back(std::move(*f));
   }
   return out;
 }

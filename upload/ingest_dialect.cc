@@ -32,20 +32,13 @@ StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& da
   RETURN_IF_ERROR(api_.ForEachItem("/datasets/" + UriEncode(dataset_id, false) + "/files", step, [&](const json::Value& item) {
     auto name = json::GetString(item, "filename", 4096);
     auto size = json::GetInt(item, "size");
-    if (!name.ok() || !size.ok() || *size < 0) return;
-    if (Status bad = ValidateFileName(*name); !bad.ok()) {
-      LOG_WARN("%s: the platform lists a name that breaks the naming rules; left out: %s", step.c_str(),
-               bad.message().c_str());
-      return;
-    }
-    RemoteFile f;
-    f.name = *name;
-    f.size = static_cast<uint64_t>(*size);
-    f.sha256 = json::StringOr(item, "sha256");
-    f.tag = f.sha256;
-    f.version = json::IntOr(item, "version");
-    if (auto t = ParseIso8601Utc(json::StringOr(item, "updated_at"))) f.mtime = *t;
-    out.push_back(std::move(f));
+    if (!name.ok() || !size.ok()) return;
+    auto f = ApiClient::ListedFile(step, *name, *size, json::StringOr(item, "updated_at"));
+    if (!f) return;
+    f->sha256 = json::StringOr(item, "sha256");
+    f->tag = f->sha256;
+    f->version = json::IntOr(item, "version");
+    out.push_back(std::move(*f));
   }));
   return out;
 }

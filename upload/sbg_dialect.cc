@@ -28,19 +28,12 @@ StatusOr<std::vector<RemoteFile>> SbgDialect::ListFiles(const std::string& proje
     auto name = json::GetString(item, "name", 4096);
     auto size = json::GetInt(item, "size");
     auto id = json::GetString(item, "id", 1024);
-    if (!name.ok() || !size.ok() || *size < 0 || !id.ok()) return;
-    if (Status bad = ValidateFileName(*name); !bad.ok()) {
-      LOG_WARN("%s: the platform lists a name that breaks the naming rules; left out: %s", step.c_str(),
-               bad.message().c_str());
-      return;
-    }
-    RemoteFile f;
-    f.name = *name;
-    f.size = static_cast<uint64_t>(*size);
-    f.tag = ContentTag("", f.size);
-    if (auto t = ParseIso8601Utc(json::StringOr(item, "modified_on"))) f.mtime = *t;
-    ids[f.name] = *id;
-    out.push_back(std::move(f));
+    if (!name.ok() || !size.ok() || !id.ok()) return;
+    auto f = ApiClient::ListedFile(step, *name, *size, json::StringOr(item, "modified_on"));
+    if (!f) return;
+    f->tag = ContentTag("", f->size);
+    ids[f->name] = *id;
+    out.push_back(std::move(*f));
   }));
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [name, id] : ids) file_ids_[{project_id, name}] = id;
