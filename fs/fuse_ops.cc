@@ -149,11 +149,21 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   Guard(req, "rename", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Rename(parent, name, newparent, newname, flags))); });
 }
 
+// A descriptor opened write-only (cp, rsync, dd, shell redirects) has its writes sent straight
+// to us rather than through the kernel's page cache of the mount: that cache would only hold a
+// second copy of what the cache copy holds, and filling it costs as much as the write itself.
+// Such a descriptor cannot be mapped (mmap needs read access), and other descriptors drop their
+// cached pages at open (keep_cache is never set), so nothing reads stale pages.
+void WriteOnlyDirect(fuse_file_info* fi) {
+  if ((fi->flags & O_ACCMODE) == O_WRONLY) fi->direct_io = 1;
+}
+
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse_file_info* fi) {
   Guard(req, "create", [&] {
     auto r = Fs(req).Create(parent, name, fi->flags);
     if (!r.ok()) return (void)fuse_reply_err(req, ErrnoOf(r.status()));
     fi->fh = r->second;
+    WriteOnlyDirect(fi);
     fuse_entry_param e = ToEntry(r->first);
     if (fuse_reply_create(req, &e, fi) != 0) (void)Fs(req).Release(r->second);
   });
@@ -167,6 +177,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fi->keep_cache = 0;
     // .ingestfs/ files change on their own: read them from the daemon every time.
     if (IngestFs::IsStatusFile(ino)) fi->direct_io = 1;
+    WriteOnlyDirect(fi);
     if (fuse_reply_open(req, fi) != 0) (void)Fs(req).Release(*fh);
   });
 }
@@ -180,12 +191,14 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
   });
 }
 
+void ReplyWrite(fuse_req_t req, uint64_t fh, const char* buf, size_t size, off_t off) {
+  auto n = Fs(req).Write(fh, buf, size, static_cast<uint64_t>(off));
+  if (!n.ok()) return (void)fuse_reply_err(req, ErrnoOf(n.status()));
+  fuse_reply_write(req, *n);
+}
+
 void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-  Guard(req, "write", [&] {
-    auto n = Fs(req).Write(fi->fh, buf, size, static_cast<uint64_t>(off));
-    if (!n.ok()) return (void)fuse_reply_err(req, ErrnoOf(n.status()));
-    fuse_reply_write(req, *n);
-  });
+  Guard(req, "write", [&] { ReplyWrite(req, fi->fh, buf, size, off); });
 }
 
 // Zero-copy writes: libfuse moves the data from /dev/fuse into the cache copy with splice(2)
@@ -193,6 +206,10 @@ void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, 
 void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   Guard(req, "write", [&] {
     size_t size = fuse_buf_size(in);
+    if (in->count == 1 && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
+      // The request's bytes are in memory already: written from there (direct where it suits).
+      return ReplyWrite(req, fi->fh, static_cast<const char*>(in->buf[0].mem), size, off);
+    }
     auto t = Fs(req).PrepareWrite(fi->fh, static_cast<uint64_t>(off), size);
     if (!t.ok()) return (void)fuse_reply_err(req, ErrnoOf(t.status()));
     fuse_bufvec out = FUSE_BUFVEC_INIT(size);

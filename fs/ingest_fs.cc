@@ -880,6 +880,8 @@ StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off
     auto it = handles_.find(fh);
     if (it != handles_.end()) {
       it->second->fd = std::move(fd);
+      it->second->direct.reset();
+      it->second->direct_tried = false;
       it->second->synced = false;
     }
   }
@@ -888,9 +890,16 @@ StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off
     auto it = handles_.find(fh);
     if (it == handles_.end()) return Errno(EBADF, "bad handle");
     if (!it->second->writable) return Errno(EBADF, "not open for writing");
-    t.fd = it->second->fd.get();
-    t.ino = it->second->ino;
-    append = it->second->append;
+    Handle& h = *it->second;
+    t.fd = h.fd.get();
+    t.ino = h.ino;
+    append = h.append;
+    if (cfg_.direct_writes && size >= cache::DirectWriter::kMinSize && !h.direct_tried) {
+      h.direct_tried = true;
+      auto w = cache::DirectWriter::Open(t.fd);
+      if (w.valid()) h.direct = std::make_unique<cache::DirectWriter>(std::move(w));
+    }
+    t.direct = h.direct.get();
   }
   t.offset = off;
   struct stat st;
@@ -922,16 +931,10 @@ void IngestFs::Wrote(uint64_t ino) {
 
 StatusOr<size_t> IngestFs::Write(uint64_t fh, const char* buf, size_t size, uint64_t off) {
   ASSIGN_OR_RETURN(WriteTarget t, PrepareWrite(fh, off, size));
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pwrite(t.fd, buf + done, size - done, static_cast<off_t>(t.offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      LOG_ERROR("writing the cache copy failed: %s", std::strerror(err));
-      return Status::FromErrno(err, "write the cache copy");
-    }
-    done += static_cast<size_t>(n);
+  auto done = cache::WriteAt(t.fd, t.direct, buf, size, t.offset);
+  if (!done.ok()) {
+    LOG_ERROR("writing the cache copy failed: %s", done.status().message().c_str());
+    return done.status();
   }
   Wrote(t.ino);
   return done;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cache/cache_space.h"
+#include "cache/direct_write.h"
 #include "cache/journal.h"
 #include "cache/mtime_store.h"
 #include "common/file_util.h"
@@ -57,6 +58,9 @@ struct FsConfig {
   std::chrono::milliseconds sync_timeout{std::chrono::hours(1)};
   // Shown in the status (the scheduler flags files waiting longer than this as stalled).
   std::chrono::milliseconds stale_after{std::chrono::hours(1)};
+  // Large aligned writes go into the cache copy with O_DIRECT (cache_writes=direct), where
+  // the cache's filesystem offers it.
+  bool direct_writes = true;
 };
 
 // The default temporary-name patterns.
@@ -128,6 +132,7 @@ class IngestFs {
   // for O_APPEND). The fd stays valid until the handle is released. Call Wrote() afterwards.
   struct WriteTarget {
     int fd = -1;
+    cache::DirectWriter* direct = nullptr;  // the handle's, when this write may go direct
     uint64_t offset = 0;
     uint64_t ino = 0;
   };
@@ -177,6 +182,8 @@ class IngestFs {
   struct Handle {
     uint64_t ino = 0;
     UniqueFd fd;
+    std::unique_ptr<cache::DirectWriter> direct;  // opened at the first large write
+    bool direct_tried = false;
     bool writable = false;
     bool append = false;
     bool synced = false;  // sync_upload: the version was uploaded by flush/fsync; writes start a new one

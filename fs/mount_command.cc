@@ -61,6 +61,9 @@ ingestfs options (-o):
                        (default 60s; 90, 30s, 5m...)
   stale_after=DURATION a file not confirmed this long after it was closed is flagged
                        "stalled" in status and xattrs (default 1h; 30m, 2h, 1d...)
+  cache_writes=MODE    direct (default): large aligned writes go into the cache copy with
+                       O_DIRECT, around the page cache, where the cache's filesystem allows;
+                       buffered: always through the page cache
   sync_upload          close(2) and fsync(2) return only once the platform confirmed the file
                        (close fails with EIO, and a log line, when the upload failed)
   allow_other          let other users (e.g. smbd) use the mount (FUSE option)
@@ -92,6 +95,7 @@ struct RawOptions {
   char* cache_wait = nullptr;
   char* retry_max = nullptr;
   char* stale_after = nullptr;
+  char* cache_writes = nullptr;
   int sync_upload = 0;
   int help = 0;
   int version = 0;
@@ -119,6 +123,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("cache_wait=%s", cache_wait),
     INGESTFS_OPT("retry_max=%s", retry_max),
     INGESTFS_OPT("stale_after=%s", stale_after),
+    INGESTFS_OPT("cache_writes=%s", cache_writes),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
     FUSE_OPT_KEY("-h", kKeyHelp),
     FUSE_OPT_KEY("--help", kKeyHelp),
@@ -203,6 +208,13 @@ int RunMountCommand(int argc, char** argv) {
     return Fail("dialect=" + cfg.dialect + " is not a platform dialect (" + upload::kDialectNames + ")");
   }
   cfg.sync_upload = raw.sync_upload != 0;
+  if (raw.cache_writes != nullptr) {
+    std::string mode = raw.cache_writes;
+    if (mode != "direct" && mode != "buffered") {
+      return Fail("cache_writes=" + mode + " must be direct or buffered");
+    }
+    cfg.direct_writes = mode == "direct";
+  }
   cfg.uid = ::getuid();
   cfg.gid = ::getgid();
   cfg.temp_patterns = DefaultTempPatterns();

@@ -283,6 +283,33 @@ TEST_P(DialectMountTest, OverwriteOfAPlatformFileGoesThroughReupload) {
   ExpectOverwrites(1);
 }
 
+// Large writes go into the cache copy direct (O_DIRECT) by default; either way, and mixed
+// with buffered writes over the same bytes, what arrives is exact.
+TEST_F(MountTest, LargeWritesArriveExactWhetherDirectOrBuffered) {
+  WriteRandomFile(tmp_ / "src.bin", 24 * kMiB + 123, 42);
+  WriteRandomFile(tmp_ / "patch.bin", 3 * kMiB, 43);
+  for (std::string mode : {"direct", "buffered"}) {
+    SCOPED_TRACE(mode);
+    auto m = Mount({"cache_writes=" + mode});
+    ASSERT_EQ(Sh("mkdir -p " + Q(*m / ("dio-" + mode))), 0);
+    std::string dst = *m / ("dio-" + mode + "/big.bin");
+    std::string local = tmp_ / ("big-" + mode + ".bin");
+    std::filesystem::copy_file(tmp_ / "src.bin", local);
+    ASSERT_EQ(Sh("dd if=" + Q(tmp_ / "src.bin") + " of=" + Q(dst) + " bs=1M status=none"), 0);
+    // Rewrites in place through a read-write descriptor: aligned 1 MiB blocks, then 100 KiB ones at
+    // an odd offset, over bytes the first pass wrote.
+    for (const std::string& f : {dst, local}) {
+      ASSERT_EQ(Sh("dd if=" + Q(tmp_ / "patch.bin") + " of=" + Q(f) + " bs=1M seek=5 count=2 conv=notrunc status=none"), 0);
+      ASSERT_EQ(Sh("dd if=" + Q(tmp_ / "patch.bin") + " of=" + Q(f) +
+                   " bs=100K skip=3 seek=61 count=9 conv=notrunc status=none"),
+                0);
+    }
+    EXPECT_EQ(FileSha256Hex(dst), FileSha256Hex(local));
+    EXPECT_TRUE(WaitArrived("dio-" + mode, {{"big.bin", FileSha256Hex(local)}}));
+    m->Unmount();
+  }
+}
+
 TEST_F(MountTest, ReopenWithinSettleUploadsOnceWithEverything) {
   auto m = Mount({}, "2");
   ASSERT_EQ(Sh("mkdir " + Q(*m / "settle")), 0);
@@ -640,6 +667,9 @@ TEST_F(MountTest, BadOptionsAreClearErrors) {
   auto [c3, e3] = run({server_->api(), tmp_ / "mp", "-f", "-o", "token_file=" + tmp_ / "missing"});
   EXPECT_EQ(c3, 2);
   EXPECT_NE(e3.find("token_file"), std::string::npos) << e3;
+  auto [c5, e5] = run({server_->api(), tmp_ / "mp", "-f", "-o", "cache_writes=fast,token_file=" + tmp_ / "token"});
+  EXPECT_EQ(c5, 2);
+  EXPECT_NE(e5.find("cache_writes=fast must be direct or buffered"), std::string::npos) << e5;
   auto [c4, e4] = run({"--help"});
   EXPECT_EQ(c4, 0);
 }
