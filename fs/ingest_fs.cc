@@ -1160,8 +1160,11 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
 }
 
 StatusOr<std::string> IngestFs::GetXattr(uint64_t ino, const std::string& name) {
-  // ls -l asks every file for security.selinux and system.posix_acl_access: answer those first,
-  // without touching any state.
+  // ls -l asks every file for security.selinux and system.posix_acl_access. This filesystem has
+  // neither labels nor ACLs: names outside the user namespace get EOPNOTSUPP, which tells ls (and
+  // libacl, libselinux, smbd) to stop asking for the rest of the mount, rather than ENODATA, which
+  // would make them ask again for each file, a round trip to us every time.
+  if (name.rfind("user.", 0) != 0) return Errno(EOPNOTSUPP, name);
   if (name.rfind("user.ingestfs.", 0) != 0) return Errno(ENODATA, name);
   std::string id;
   bool writing, remote, is_dir;

@@ -358,6 +358,16 @@ TEST_F(MountTest, XattrsFollowAnUploadAndShowFailures) {
   EXPECT_TRUE(seen.count("uploading")) << "states seen: " << seen.size();
   EXPECT_TRUE(seen.count("completed"));
   EXPECT_FALSE(Xattr(*m / "x/slow.bin", "user.ingestfs.job_id").empty());
+  // No security labels or ACLs here: EOPNOTSUPP, which ls -l takes as "stop asking on this
+  // mount"; an unknown name in the user namespace is merely absent.
+  auto err = [&](const char* name) {
+    char buf[256];
+    return ::lgetxattr((*m / "x/slow.bin").c_str(), name, buf, sizeof(buf)) < 0 ? errno : 0;
+  };
+  EXPECT_EQ(err("security.selinux"), EOPNOTSUPP);
+  EXPECT_EQ(err("system.posix_acl_access"), EOPNOTSUPP);
+  EXPECT_EQ(err("user.other"), ENODATA);
+  EXPECT_EQ(err("user.ingestfs.state"), 0);
   m->Unmount();
   // A token the platform refuses writes with: the file shows failed, with the server's words.
   std::ofstream(tmp_ / "token") << "viewer\n";
