@@ -577,7 +577,11 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
       remote = n->remote;
       if (!entry_id.empty() && n->writers > 0) {
         auto e = journal_.Get(entry_id);
-        if (e) return e->data_path;  // already being written
+        if (e) {
+          // Already being written; O_TRUNC empties it as it would on a local disk.
+          if (truncate && ::truncate(e->data_path.c_str(), 0) != 0) return Status::FromErrno(errno, "truncate");
+          return e->data_path;
+        }
       }
     }
     if (!entry_id.empty()) {

@@ -269,6 +269,11 @@ TEST_P(DialectMountTest, ShellRedirectsAndDdIntoTheMiddle) {
   EXPECT_TRUE(WaitArrived("sh", {{"seq.txt", FileSha256Hex(tmp_ / "seq.txt")}}));
   EXPECT_EQ(Listing("sh")["seq.txt"].second, 2);
   ExpectOverwrites(1);
+  // `>` empties a file another descriptor is still writing, as on a local disk.
+  ASSERT_EQ(Sh("exec 3>" + Q(*m / "sh/shared.txt") + "; echo a-longer-first-line >&3; echo x > " +
+               Q(*m / "sh/shared.txt") + "; exec 3>&-"),
+            0);
+  EXPECT_TRUE(WaitArrived("sh", {{"shared.txt", Sha256Hex("x\n")}}));
 }
 
 TEST_P(DialectMountTest, OverwriteOfAPlatformFileGoesThroughReupload) {
