@@ -365,7 +365,7 @@ StatusOr<Entry> Journal::AddOpen(Entry meta, const std::string& initial_content)
   return meta;
 }
 
-StatusOr<Entry> Journal::Close(const std::string& id) {
+StatusOr<Entry> Journal::Close(const std::string& id, SequentialDigest* known) {
   std::string path;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -378,15 +378,19 @@ StatusOr<Entry> Journal::Close(const std::string& id) {
   if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
-  Digest sha(Digest::Kind::kSha256);
-  ASSIGN_OR_RETURN(uint64_t size, DigestRange(fd.get(), 0, static_cast<uint64_t>(st.st_size), sha, path));
-  std::string hex = HexEncode(sha.Finish());
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  std::optional<std::string> hex = known != nullptr ? known->Finish(size) : std::nullopt;
+  if (!hex) {  // not hashed as it was written: read it
+    Digest sha(Digest::Kind::kSha256);
+    ASSIGN_OR_RETURN(size, DigestRange(fd.get(), 0, size, sha, path));
+    hex = HexEncode(sha.Finish());
+  }
   // The names of the data file and of the journal file were not synced when they were made.
   RETURN_IF_ERROR(data_dir_->Sync());
   RETURN_IF_ERROR(Update(id, json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "closed");
     json::KeyInt(w, "size", static_cast<int64_t>(size));
-    json::KeyString(w, "sha256", hex);
+    json::KeyString(w, "sha256", *hex);
   })));
   RETURN_IF_ERROR(journal_dir_->Sync());
   auto e = Get(id);

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/sequential_digest.h"
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/sync_group.h"
@@ -97,8 +98,9 @@ class Journal {
   // becomes durable when it is closed (Close), as the contract asks of closed files.
   StatusOr<Entry> AddOpen(Entry meta, const std::string& initial_content = "");
   // The writer closed it: fsyncs the data file and both directories, measures and hashes it,
-  // and records `closed` durably.
-  StatusOr<Entry> Close(const std::string& id);
+  // and records `closed` durably. The hash comes from `known` when that followed every byte
+  // written; otherwise the file is read.
+  StatusOr<Entry> Close(const std::string& id, SequentialDigest* known = nullptr);
   // Opened for write again: the session so far is void.
   Status RecordReopened(const std::string& id);
   Status RecordRenamed(const std::string& id, const std::string& dataset, const std::string& name);

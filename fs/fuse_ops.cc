@@ -191,10 +191,11 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
   });
 }
 
+// The reply goes out as soon as the bytes are in the cache copy; hashing them for the running
+// digest follows while the writer sends its next write (`buf` stays ours until we return).
 void ReplyWrite(fuse_req_t req, uint64_t fh, const char* buf, size_t size, off_t off) {
-  auto n = Fs(req).Write(fh, buf, size, static_cast<uint64_t>(off));
-  if (!n.ok()) return (void)fuse_reply_err(req, ErrnoOf(n.status()));
-  fuse_reply_write(req, *n);
+  auto n = Fs(req).Write(fh, buf, size, static_cast<uint64_t>(off), [req](size_t done) { fuse_reply_write(req, done); });
+  if (!n.ok()) fuse_reply_err(req, ErrnoOf(n.status()));
 }
 
 void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
@@ -222,6 +223,7 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_
       return (void)fuse_reply_err(req, static_cast<int>(-n));
     }
     Fs(req).Wrote(t->ino);
+    if (t->digest) t->digest->Invalidate();  // bytes that were not hashed
     fuse_reply_write(req, static_cast<size_t>(n));
   });
 }

@@ -579,7 +579,10 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
         auto e = journal_.Get(entry_id);
         if (e) {
           // Already being written; O_TRUNC empties it as it would on a local disk.
-          if (truncate && ::truncate(e->data_path.c_str(), 0) != 0) return Status::FromErrno(errno, "truncate");
+          if (truncate) {
+            if (n->digest) n->digest->Invalidate();
+            if (::truncate(e->data_path.c_str(), 0) != 0) return Status::FromErrno(errno, "truncate");
+          }
           return e->data_path;
         }
       }
@@ -591,6 +594,11 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
       if (!e) continue;  // it was confirmed meanwhile: now it is a platform file
       RETURN_IF_ERROR(journal_.RecordReopened(entry_id));
       if (truncate && ::truncate(e->data_path.c_str(), 0) != 0) return Status::FromErrno(errno, "truncate");
+      // No writer has it open: an emptied copy can be hashed as it is written again.
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (Node* n = Find(ino)) n->digest = truncate ? std::make_shared<cache::SequentialDigest>() : nullptr;
+      }
       return e->data_path;
     }
     // A platform file (or a new empty one): a new local version, starting from the platform's
@@ -622,6 +630,7 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
     n->entry_id = e->id;
     n->last_entry_id = e->id;
     n->data_path = e->data_path;
+    n->digest = initial.empty() ? std::make_shared<cache::SequentialDigest>() : nullptr;
     return e->data_path;
   }
   return Status(Code::kUnavailable, "the file kept changing state; try again", EAGAIN);
@@ -638,6 +647,7 @@ std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::millisec
     }
   } clear_closing{this, ino};
   std::string id, base, write_failed;
+  std::shared_ptr<cache::SequentialDigest> digest;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Node* n = Find(ino);
@@ -647,13 +657,14 @@ std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::millisec
     if (n->unlinked) return "";
     write_failed = std::move(n->write_failed);
     n->write_failed.clear();
+    digest = std::move(n->digest);
   }
   auto e = journal_.Get(id);
   if (e && e->closed) return "";  // already closed and sent by a sync_upload flush
   if (std::string big = TooLarge(e ? e->data_path : "", base); write_failed.empty() && !big.empty()) {
     write_failed = big;
   }
-  auto closed = journal_.Close(id);
+  auto closed = journal_.Close(id, digest.get());
   if (!closed.ok()) {
     LOG_ERROR("closing %s: %s", base.c_str(), closed.status().message().c_str());
     return "";
@@ -904,6 +915,7 @@ StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off
       if (w.valid()) h.direct = std::make_unique<cache::DirectWriter>(std::move(w));
     }
     t.direct = h.direct.get();
+    if (Node* n = Find(h.ino)) t.digest = n->digest;
   }
   t.offset = off;
   struct stat st;
@@ -933,14 +945,23 @@ void IngestFs::Wrote(uint64_t ino) {
   if (n != nullptr) n->mtime = Now();
 }
 
-StatusOr<size_t> IngestFs::Write(uint64_t fh, const char* buf, size_t size, uint64_t off) {
+StatusOr<size_t> IngestFs::Write(uint64_t fh, const char* buf, size_t size, uint64_t off,
+                                 const std::function<void(size_t)>& written) {
   ASSIGN_OR_RETURN(WriteTarget t, PrepareWrite(fh, off, size));
   auto done = cache::WriteAt(t.fd, t.direct, buf, size, t.offset);
   if (!done.ok()) {
     LOG_ERROR("writing the cache copy failed: %s", done.status().message().c_str());
+    if (t.digest) t.digest->Invalidate();
     return done.status();
   }
   Wrote(t.ino);
+  if (t.digest) {
+    t.digest->Add(t.offset, buf, *done, [&] {
+      if (written) written(*done);
+    });
+  } else if (written) {
+    written(*done);
+  }
   return done;
 }
 
@@ -1017,6 +1038,11 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
       std::lock_guard<std::mutex> lock(mu_);
       auto it = handles_.find(*fh);
       if (it != handles_.end() && it->second->writable) fd = it->second->fd.get();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Node* n = Find(ino);
+      if (n != nullptr && n->digest) n->digest->Invalidate();  // bytes change outside the writes
     }
     if (fd >= 0) {
       if (::ftruncate(fd, static_cast<off_t>(*size)) != 0) return Status::FromErrno(errno, "truncate");

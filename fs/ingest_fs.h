@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -127,12 +128,18 @@ class IngestFs {
   StatusOr<std::pair<Attr, uint64_t>> Create(uint64_t parent, const std::string& name, int flags);
   StatusOr<uint64_t> Open(uint64_t ino, int flags);
   StatusOr<size_t> Read(uint64_t fh, char* buf, size_t size, uint64_t off);
-  StatusOr<size_t> Write(uint64_t fh, const char* buf, size_t size, uint64_t off);
+  // Writes into the cache copy. `written(n)` (when given) is called as soon as the bytes are
+  // there, before they are added to the version's running digest, so that the writer can go on
+  // meanwhile; it is not called when the write fails.
+  StatusOr<size_t> Write(uint64_t fh, const char* buf, size_t size, uint64_t off,
+                         const std::function<void(size_t)>& written = {});
   // For zero-copy writes: the cache copy's fd and the offset to write at (the end of the file
-  // for O_APPEND). The fd stays valid until the handle is released. Call Wrote() afterwards.
+  // for O_APPEND). The fd stays valid until the handle is released. Call Wrote() afterwards,
+  // and Invalidate() the digest: these bytes were not hashed.
   struct WriteTarget {
     int fd = -1;
     cache::DirectWriter* direct = nullptr;  // the handle's, when this write may go direct
+    std::shared_ptr<cache::SequentialDigest> digest;  // the version's
     uint64_t offset = 0;
     uint64_t ino = 0;
   };
@@ -169,6 +176,8 @@ class IngestFs {
     std::string remote_tag;
     std::string entry_id;       // a local version not yet confirmed
     std::string data_path;      // its cache copy (journal's data_path, or KeptPath once confirmed)
+    // The version's SHA-256 as it is written (null or unknown when it was not written in order).
+    std::shared_ptr<cache::SequentialDigest> digest;
     std::string last_entry_id;  // the most recent upload, for status after confirmation
     std::string read_path;      // local copy of the platform's version, if any
     int writers = 0;

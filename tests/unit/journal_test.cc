@@ -57,6 +57,52 @@ TEST(Journal, AddCopiesDurablyAndConfirmReleases) {
   EXPECT_TRUE((*j)->Unfinished().empty());
 }
 
+TEST(SequentialDigest, KnownOnlyForBytesAddedInOrder) {
+  std::string a = "first part ", b = "second part";
+  SequentialDigest d;
+  int answered = 0;
+  d.Add(0, a.data(), a.size(), [&] { ++answered; });
+  d.Add(a.size(), b.data(), b.size(), [&] { ++answered; });
+  EXPECT_EQ(d.Finish(a.size() + b.size() + 1), std::nullopt) << "the file holds more than was added";
+  EXPECT_EQ(d.Finish(a.size() + b.size()), HexEncode(Sha256(a + b)));
+  EXPECT_EQ(d.Finish(a.size() + b.size()), std::nullopt) << "spent";
+  SequentialDigest out_of_order;
+  out_of_order.Add(a.size(), b.data(), b.size(), [&] { ++answered; });
+  out_of_order.Add(0, a.data(), a.size(), [&] { ++answered; });
+  EXPECT_EQ(out_of_order.Finish(a.size() + b.size()), std::nullopt);
+  SequentialDigest rewritten;
+  rewritten.Add(0, a.data(), a.size());
+  rewritten.Add(0, a.data(), a.size());
+  EXPECT_EQ(rewritten.Finish(a.size()), std::nullopt);
+  SequentialDigest truncated;
+  truncated.Add(0, a.data(), a.size());
+  truncated.Invalidate();
+  EXPECT_EQ(truncated.Finish(a.size()), std::nullopt);
+  EXPECT_EQ(SequentialDigest().Finish(0), HexEncode(Sha256("")));
+  EXPECT_EQ(answered, 4) << "the writer is answered whether or not the bytes could be hashed";
+}
+
+TEST(Journal, CloseTakesTheRunningDigestOnlyWhenItCoversTheFile) {
+  TempDir dir;
+  auto j = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  for (bool whole : {true, false}) {
+    auto e = (*j)->AddOpen(Meta(whole ? "whole" : "part"));
+    ASSERT_TRUE(e.ok());
+    std::string data = "bytes written through the mount";
+    std::ofstream(e->data_path, std::ios::binary) << data;
+    SequentialDigest d;
+    // A digest that followed every byte is taken as it is; to show that it is, it was fed other
+    // bytes of the same length. One that missed bytes is not: the file is read.
+    std::string fed = whole ? std::string(data.size(), 'x') : data.substr(0, 5);
+    d.Add(0, fed.data(), fed.size());
+    auto closed = (*j)->Close(e->id, &d);
+    ASSERT_TRUE(closed.ok()) << closed.status().ToString();
+    EXPECT_EQ(closed->size, data.size());
+    EXPECT_EQ(closed->sha256, HexEncode(Sha256(whole ? fed : data)));
+  }
+}
+
 TEST(Journal, FinishedFilesAreReusedNotRemovedAndReuseStartsEmpty) {
   TempDir dir;
   std::string src = WriteSource(dir, "src", "first upload's bytes");
