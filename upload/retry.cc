@@ -52,4 +52,12 @@ Status RunWithRetry(const RetryPolicy& policy, const std::function<Status()>& at
   }
 }
 
+void FirstLookDelay::Observe(bool found_done) {
+  int64_t cur = us_.load(std::memory_order_relaxed);
+  int64_t next;
+  do {
+    next = found_done ? cur - cur / 20 : std::min(max_us_, std::max(cur + cur / 4, cur + 200));
+  } while (!us_.compare_exchange_weak(cur, next, std::memory_order_relaxed));
+}
+
 }  // namespace ingestfs::upload

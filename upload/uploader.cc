@@ -309,6 +309,10 @@ Status Uploader::SendParts(Run& run) {
 
 Status Uploader::Follow(Run& run, JobState* final_state) {
   if (progress_) progress_->OnPhase(run.entry.id, "processing");
+  // Assembling many parts takes the platform longer than taking one: each kind learns its own.
+  FirstLookDelay& first = run.entry.session->num_parts > 1 ? multipart_look_ : single_look_;
+  if (auto wait = first.Get(); wait.count() > 0) std::this_thread::sleep_for(wait);
+  bool first_look = true;
   auto pause = opts_.poll_initial;
   for (;;) {
     JobState state;
@@ -318,6 +322,8 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
       state = *s;
       return Status::Ok();
     }));
+    if (first_look) first.Observe(state.phase != JobPhase::kRunning);
+    first_look = false;
     if (state.phase != JobPhase::kRunning) {
       *final_state = state;
       return Status::Ok();

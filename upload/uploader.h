@@ -43,7 +43,8 @@ class ProgressSink {
 struct UploaderOptions {
   int parallel = 4;  // parts in flight per file
   RetryPolicy retry;
-  std::chrono::milliseconds poll_initial{5};  // the first poll goes at once; then this, doubling
+  // The first look at the job goes after a learnt delay (FirstLookDelay); then this, doubling.
+  std::chrono::milliseconds poll_initial{5};
   std::chrono::milliseconds poll_max{1000};
   int max_restarts = 3;  // new sessions for one file before it fails
   bool keep_confirmed = false;  // move confirmed copies to the read cache instead of removing them
@@ -91,6 +92,8 @@ class Uploader {
   UploaderOptions opts_;
   ProgressSink* progress_;
   std::atomic<bool> cancelled_{false};
+  FirstLookDelay single_look_{std::chrono::milliseconds(50)};
+  FirstLookDelay multipart_look_{std::chrono::milliseconds(50)};
 
   std::mutex names_mu_;
   std::map<std::string, std::set<std::string>> names_;  // GUARDED_BY(names_mu_): dataset -> files

@@ -162,6 +162,26 @@ namespace ingestfs::upload {
 namespace {
 
 // A cap is a lower bound on the time a transfer takes: what it guarantees is tested, not speed.
+TEST(Retry, FirstLookDelaySettlesWhereFewFirstLooksAreEarly) {
+  using std::chrono::microseconds;
+  FirstLookDelay d(microseconds(50000));
+  EXPECT_EQ(d.Get(), microseconds(0)) << "with nothing learnt yet, the first look goes at once";
+  // A platform that takes 3 ms: a look is early when the delay is shorter.
+  const int64_t takes = 3000;
+  int early = 0;
+  for (int i = 0; i < 2000; ++i) {
+    bool done = d.Get().count() >= takes;
+    if (i >= 1000 && !done) ++early;
+    d.Observe(done);
+  }
+  EXPECT_GE(d.Get().count(), takes * 8 / 10);
+  EXPECT_LE(d.Get().count(), takes * 13 / 10);
+  EXPECT_LT(early, 250) << "of the last 1000 first looks";
+  // Never beyond its cap, however slow the platform.
+  for (int i = 0; i < 200; ++i) d.Observe(false);
+  EXPECT_EQ(d.Get(), microseconds(50000));
+}
+
 TEST(RateLimiter, NeverLetsMoreThroughThanTheRatePlusOneBurst) {
   constexpr uint64_t kRate = 4 << 20;
   RateLimiter limiter(kRate);
