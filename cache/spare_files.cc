@@ -36,8 +36,8 @@ bool SpareFiles::Take(const std::string& dest) {
       if (names_.empty()) return false;
       name = std::move(names_.back());
       names_.pop_back();
+      last_take_ = std::chrono::steady_clock::now();
     }
-    cv_.notify_all();
     // RENAME_NOREPLACE: never over an existing file, whatever the caller believed (a plain
     // rename where the filesystem lacks the flag; the caller's names are fresh random ids).
     std::string from = dir_ + "/" + name;
@@ -84,8 +84,19 @@ void SpareFiles::Fill(size_t target) {
   (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);  // best effort
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stopping_ || names_.size() < target; });
     if (stopping_) return;
+    if (names_.size() >= target) {
+      cv_.wait_for(lock, kQuiet, [&] { return stopping_; });
+      continue;
+    }
+    // Not while files are being made: creating spares then would only compete with the burst
+    // they are meant for (for the filesystem's locks and the disk, which SCHED_IDLE does not
+    // yield). The burst takes what is ready, then makes its own.
+    auto quiet = std::chrono::steady_clock::now() - last_take_;
+    if (quiet < kQuiet) {
+      cv_.wait_for(lock, kQuiet - quiet, [&] { return stopping_; });
+      continue;
+    }
     lock.unlock();
     std::string name = RandomHex(8);
     UniqueFd fd(::open((dir_ + "/" + name).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));

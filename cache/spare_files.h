@@ -13,6 +13,7 @@
 // Thread safety: all methods are thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -35,8 +36,8 @@ class SpareFiles {
   size_t size() const;
 
   // Makes spares ahead of need on a thread that runs only when the CPU is otherwise idle
-  // (SCHED_IDLE), keeping at least `target` (at most the cap) while it can: a burst of new files
-  // then takes ready-made ones. Stopped by the destructor.
+  // (SCHED_IDLE) and no spare was taken for a second, keeping at least `target` (at most the
+  // cap) while it can: a burst of new files then takes ready-made ones. Stopped by the destructor.
   void StartFiller(size_t target);
   ~SpareFiles();
 
@@ -46,7 +47,9 @@ class SpareFiles {
   std::string dir_;
   size_t cap_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;      // a spare was taken, or stopping
+  static constexpr std::chrono::milliseconds kQuiet{1000};
+  std::condition_variable cv_;      // stopping
+  std::chrono::steady_clock::time_point last_take_{};  // GUARDED_BY(mu_)
   std::vector<std::string> names_;  // GUARDED_BY(mu_)
   bool stopping_ = false;           // GUARDED_BY(mu_)
   std::thread filler_;

@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <chrono>
 #include <ctime>
+#include <thread>
 
 #include "cache/cache_space.h"
+#include "cache/spare_files.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -101,6 +104,30 @@ TEST(Journal, CloseTakesTheRunningDigestOnlyWhenItCoversTheFile) {
     EXPECT_EQ(closed->size, data.size());
     EXPECT_EQ(closed->sha256, HexEncode(Sha256(whole ? fed : data)));
   }
+}
+
+TEST(SpareFiles, MadeAheadOnlyWhileNoneAreBeingTaken) {
+  TempDir dir;
+  SpareFiles spares(dir / "spare", 100);
+  spares.StartFiller(20);
+  auto wait_for = [&](size_t n) {
+    for (int i = 0; i < 1000 && spares.size() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return spares.size();
+  };
+  ASSERT_EQ(wait_for(20), 20u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(spares.size(), 20u) << "no more than the target";
+  auto taken_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(spares.Take(dir / "taken"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  size_t soon = spares.size();
+  if (std::chrono::steady_clock::now() - taken_at < std::chrono::milliseconds(900)) {
+    EXPECT_EQ(soon, 19u) << "the filler waits for a quiet second before making more";
+  }
+  EXPECT_EQ(wait_for(20), 20u) << "and then refills";
+  struct stat st;
+  ASSERT_EQ(::stat((dir / "taken").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
 }
 
 TEST(Journal, FinishedFilesAreReusedNotRemovedAndReuseStartsEmpty) {
