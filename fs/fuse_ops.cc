@@ -149,21 +149,12 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   Guard(req, "rename", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Rename(parent, name, newparent, newname, flags))); });
 }
 
-// A descriptor opened write-only (cp, rsync, dd, shell redirects) has its writes sent straight
-// to us rather than through the kernel's page cache of the mount: that cache would only hold a
-// second copy of what the cache copy holds, and filling it costs as much as the write itself.
-// Such a descriptor cannot be mapped (mmap needs read access), and other descriptors drop their
-// cached pages at open (keep_cache is never set), so nothing reads stale pages.
-void WriteOnlyDirect(fuse_file_info* fi) {
-  if ((fi->flags & O_ACCMODE) == O_WRONLY) fi->direct_io = 1;
-}
-
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse_file_info* fi) {
   Guard(req, "create", [&] {
     auto r = Fs(req).Create(parent, name, fi->flags);
     if (!r.ok()) return (void)fuse_reply_err(req, ErrnoOf(r.status()));
     fi->fh = r->second;
-    WriteOnlyDirect(fi);
+    if (Fs(req).Uncached(fi->fh)) fi->direct_io = 1;  // see IngestFs::NewHandle
     fuse_entry_param e = ToEntry(r->first);
     if (fuse_reply_create(req, &e, fi) != 0) (void)Fs(req).Release(r->second);
   });
@@ -177,7 +168,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fi->keep_cache = 0;
     // .ingestfs/ files change on their own: read them from the daemon every time.
     if (IngestFs::IsStatusFile(ino)) fi->direct_io = 1;
-    WriteOnlyDirect(fi);
+    if (Fs(req).Uncached(*fh)) fi->direct_io = 1;  // see IngestFs::NewHandle
     if (fuse_reply_open(req, fi) != 0) (void)Fs(req).Release(*fh);
   });
 }

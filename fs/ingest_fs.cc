@@ -516,10 +516,21 @@ Status IngestFs::Rmdir(uint64_t parent, const std::string& name) {
   return Status::Ok();
 }
 
+// A write-only descriptor (cp, rsync's --inplace, dd, shell redirects) has its writes sent
+// straight to us rather than through the kernel's page cache of the mount: that cache would only
+// hold a second copy of what the cache copy holds, and filling it costs as much as the write.
+// Such a descriptor cannot be mapped (mmap needs read access). The kernel does not update the
+// pages other descriptors have cached when such a write arrives, so it goes uncached only while
+// no cached descriptor is open on the file, and any descriptor opened while an uncached one is
+// open goes uncached too: every view stays the file's current bytes, as on a local disk.
 uint64_t IngestFs::NewHandle(Handle h) {
   uint64_t fh = next_fh_++;
   Node* n = Find(h.ino);
-  if (n != nullptr) n->open_handles++;
+  if (n != nullptr) {
+    h.uncached = h.write_only ? n->uncached_handles == n->open_handles : n->uncached_handles > 0;
+    if (h.uncached) n->uncached_handles++;
+    n->open_handles++;
+  }
   handles_[fh] = std::make_unique<Handle>(std::move(h));
   return fh;
 }
@@ -792,6 +803,7 @@ StatusOr<uint64_t> IngestFs::NewWriteHandle(Node* n, const std::string& path, in
   h.fd = UniqueFd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   if (!h.fd.valid()) return Status::FromErrno(errno, "open " + path);
   h.writable = true;
+  h.write_only = (flags & O_ACCMODE) == O_WRONLY;
   h.append = (flags & O_APPEND) != 0;
   n->writers++;
   return NewHandle(std::move(h));
@@ -986,6 +998,12 @@ Status IngestFs::Fsync(uint64_t fh) {
   return id.empty() ? Status::Ok() : journal_.Sync(id);
 }
 
+bool IngestFs::Uncached(uint64_t fh) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = handles_.find(fh);
+  return it != handles_.end() && it->second->uncached;
+}
+
 int IngestFs::HandleFd(uint64_t fh) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = handles_.find(fh);
@@ -1014,6 +1032,7 @@ Status IngestFs::Release(uint64_t fh) {
     Node* n = Find(h->ino);
     if (n != nullptr) {
       n->open_handles--;
+      if (h->uncached) n->uncached_handles--;
       if (h->writable && --n->writers == 0) last_writer = n->closing = true;
     }
   }

@@ -127,6 +127,8 @@ class IngestFs {
                 unsigned flags);
   StatusOr<std::pair<Attr, uint64_t>> Create(uint64_t parent, const std::string& name, int flags);
   StatusOr<uint64_t> Open(uint64_t ino, int flags);
+  // Whether the kernel must not cache this handle's I/O (the open's reply says FOPEN_DIRECT_IO).
+  bool Uncached(uint64_t fh);
   StatusOr<size_t> Read(uint64_t fh, char* buf, size_t size, uint64_t off);
   // Writes into the cache copy. `written(n)` (when given) is called as soon as the bytes are
   // there, before they are added to the version's running digest, so that the writer can go on
@@ -168,6 +170,7 @@ class IngestFs {
     std::map<std::string, uint64_t> children;
     uint64_t nlookup = 0;
     int open_handles = 0;
+    int uncached_handles = 0;  // handles whose I/O skips the kernel's page cache (see NewHandle)
     bool unlinked = false;
     int64_t mtime = 0;
     // Files:
@@ -194,6 +197,8 @@ class IngestFs {
     std::unique_ptr<cache::DirectWriter> direct;  // opened at the first large write
     bool direct_tried = false;
     bool writable = false;
+    bool write_only = false;
+    bool uncached = false;  // the kernel is told not to cache this handle's I/O (FOPEN_DIRECT_IO)
     bool append = false;
     bool synced = false;  // sync_upload: the version was uploaded by flush/fsync; writes start a new one
   };

@@ -315,6 +315,31 @@ TEST_F(MountTest, LargeWritesArriveExactWhetherDirectOrBuffered) {
   }
 }
 
+// Descriptors opened for reading see what other descriptors write, whichever opened first,
+// although write-only descriptors skip the kernel's page cache.
+TEST_F(MountTest, ReadersSeeWritesOfOtherDescriptorsAtOnce) {
+  auto m = Mount({}, "30");
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "coh")), 0);
+  std::string p = *m / "coh/f.txt";
+  ASSERT_EQ(Sh("head -c 8192 /dev/zero | tr '\\0' A > " + Q(p)), 0);
+  auto at0 = [](int fd) {
+    char b[4] = {};
+    return ::pread(fd, b, 4, 0) == 4 ? std::string(b, 4) : std::string("error");
+  };
+  UniqueFd r(::open(p.c_str(), O_RDONLY));
+  ASSERT_TRUE(r.valid());
+  EXPECT_EQ(at0(r.get()), "AAAA");  // now in the reader's page cache
+  UniqueFd w(::open(p.c_str(), O_WRONLY));
+  ASSERT_TRUE(w.valid());
+  ASSERT_EQ(::pwrite(w.get(), "BBBB", 4, 0), 4);
+  EXPECT_EQ(at0(r.get()), "BBBB") << "a reader that opened first";
+  r = UniqueFd(::open(p.c_str(), O_RDONLY));
+  ASSERT_EQ(::pwrite(w.get(), "CCCC", 4, 0), 4);
+  EXPECT_EQ(at0(r.get()), "CCCC") << "a reader that opened while a write-only descriptor was open";
+  ASSERT_EQ(::pwrite(w.get(), "DDDD", 4, 0), 4);
+  EXPECT_EQ(at0(r.get()), "DDDD");
+}
+
 TEST_F(MountTest, ReopenWithinSettleUploadsOnceWithEverything) {
   auto m = Mount({}, "2");
   ASSERT_EQ(Sh("mkdir " + Q(*m / "settle")), 0);
