@@ -51,13 +51,24 @@ size_t ResidentPages(const std::string& path) {
   return n;
 }
 
-// Every shape of write lands byte for byte, whichever way it went.
-TEST(DirectWrite, EveryShapeOfWriteLandsExactly) {
+// A cache copy and its direct writer (not valid where the filesystem offers no direct I/O).
+class DirectWrite : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fd = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT, 0600));
+    ASSERT_TRUE(fd.valid());
+    direct = DirectWriter::Open(fd.get());
+  }
+  std::string NoDirectIo() const { return "the filesystem under " + dir.path() + " offers no direct I/O"; }
+
   TempDir dir;
   std::string path = dir / "copy";
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0600));
-  ASSERT_TRUE(fd.valid());
-  DirectWriter direct = DirectWriter::Open(fd.get());
+  UniqueFd fd;
+  DirectWriter direct;
+};
+
+// Every shape of write lands byte for byte, whichever way it went.
+TEST_F(DirectWrite, EveryShapeOfWriteLandsExactly) {
   std::string expect;
   auto put = [&](uint64_t off, const std::string& data) {
     auto n = WriteAt(fd.get(), &direct, data.data(), data.size(), off);
@@ -76,13 +87,8 @@ TEST(DirectWrite, EveryShapeOfWriteLandsExactly) {
   EXPECT_EQ(Contents(path), expect);
 }
 
-TEST(DirectWrite, LargeAlignedWritesStayOutOfThePageCache) {
-  TempDir dir;
-  std::string path = dir / "copy";
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0600));
-  ASSERT_TRUE(fd.valid());
-  DirectWriter direct = DirectWriter::Open(fd.get());
-  if (!direct.valid()) GTEST_SKIP() << "the filesystem under " << dir.path() << " offers no direct I/O";
+TEST_F(DirectWrite, LargeAlignedWritesStayOutOfThePageCache) {
+  if (!direct.valid()) GTEST_SKIP() << NoDirectIo();
   std::string data = Pattern(4 << 20, 7);
   ASSERT_TRUE(WriteAt(fd.get(), &direct, data.data(), data.size(), 0).ok());
   EXPECT_EQ(ResidentPages(path), 0u);
@@ -94,11 +100,8 @@ TEST(DirectWrite, LargeAlignedWritesStayOutOfThePageCache) {
   EXPECT_EQ(Contents(path), data);
 }
 
-TEST(DirectWrite, SmallOrUnalignedWritesDoNotSuit) {
-  TempDir dir;
-  UniqueFd fd(::open((dir / "copy").c_str(), O_RDWR | O_CREAT, 0600));
-  DirectWriter direct = DirectWriter::Open(fd.get());
-  if (!direct.valid()) GTEST_SKIP() << "the filesystem under " << dir.path() << " offers no direct I/O";
+TEST_F(DirectWrite, SmallOrUnalignedWritesDoNotSuit) {
+  if (!direct.valid()) GTEST_SKIP() << NoDirectIo();
   EXPECT_TRUE(direct.Suits(0, 1 << 20));
   EXPECT_FALSE(direct.Suits(0, 4096));
   EXPECT_FALSE(direct.Suits(100, 1 << 20));
