@@ -29,7 +29,7 @@ Scheduler::~Scheduler() { Stop(); }
 void Scheduler::SetState(Item& item, FileState s) {
   if (item.status.state != s) item.status.since_ms = NowUnixMillis();
   item.status.state = s;
-  cv_.notify_all();
+  state_cv_.notify_all();
 }
 
 void Scheduler::Start() {
@@ -64,7 +64,8 @@ void Scheduler::Stop() {
     for (auto& [id, item] : items_) item.cancel = item.running;
   }
   uploader_->Cancel();
-  cv_.notify_all();
+  state_cv_.notify_all();
+  work_cv_.notify_all();
   for (auto& t : workers_) t.join();
   workers_.clear();
 }
@@ -91,6 +92,7 @@ void Scheduler::Enqueue(const std::string& id, Item& item, std::chrono::steady_c
   item.due = due;
   waiting_.emplace(due, item.seq, id);
   item.queued = true;
+  WakeWorker();
 }
 
 void Scheduler::Unqueue(const std::string& id, Item& item) {
@@ -125,7 +127,7 @@ void Scheduler::Hold(const std::string& id) {
   Unqueue(id, it->second);
   if (it->second.running) {
     it->second.cancel = true;
-    cv_.wait(lock, [&] { return !it->second.running; });
+    state_cv_.wait(lock, [&] { return !it->second.running; });
   }
   it->second.status.sent = 0;
   it->second.status.error.clear();
@@ -205,7 +207,7 @@ bool Scheduler::Idle() const {
 
 std::optional<FileState> Scheduler::WaitSettled(const std::string& id, std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
-  bool done = cv_.wait_for(lock, timeout, [&] {
+  bool done = state_cv_.wait_for(lock, timeout, [&] {
     auto it = items_.find(id);
     return it == items_.end() || (!it->second.queued && !it->second.running);
   });
@@ -216,7 +218,7 @@ std::optional<FileState> Scheduler::WaitSettled(const std::string& id, std::chro
 
 bool Scheduler::WaitIdle(std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return IdleLocked(); });
+  return state_cv_.wait_for(lock, timeout, [&] { return IdleLocked(); });
 }
 
 void Scheduler::Loop() {
@@ -241,10 +243,14 @@ void Scheduler::Loop() {
     }
     if (!waiting_.empty()) earliest = std::min(earliest, std::get<0>(*waiting_.begin()));
     if (pick == nullptr) {
-      cv_.wait_until(lock, earliest);
+      idle_workers_++;
+      work_cv_.wait_until(lock, earliest);
+      idle_workers_--;
       continue;
     }
     Unqueue(pick_id, *pick);
+    // More due, or a due time to sleep until: that is another idle worker's now.
+    if (!ready_.empty() || !waiting_.empty()) WakeWorker();
     pick->running = true;
     running_++;
     pick->cancel = false;
@@ -302,7 +308,7 @@ void Scheduler::Loop() {
       LOG_WARN("upload of %s/%s will be retried: %s", item.status.dataset.c_str(), item.status.name.c_str(),
                out.status.message().c_str());
     }
-    cv_.notify_all();
+    state_cv_.notify_all();
   }
 }
 

@@ -102,6 +102,10 @@ class Scheduler : private ProgressSink {
   // Queues the item, due at `due` (again, if it was queued). REQUIRES: mu_ held
   void Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due);
   void Unqueue(const std::string& id, Item& item);  // REQUIRES: mu_ held
+  // Wakes one idle worker, if any is idle. REQUIRES: mu_ held
+  void WakeWorker() {
+    if (idle_workers_ > 0) work_cv_.notify_one();
+  }
   bool IdleLocked() const { return waiting_.empty() && ready_.empty() && running_ == 0; }
   // The item of `id` (made if new), with the journal entry's name, size and order. REQUIRES: mu_
   Item& ItemFor(const std::string& id, const std::optional<cache::Entry>& e);
@@ -117,7 +121,13 @@ class Scheduler : private ProgressSink {
   ConfirmedFn on_confirmed_;
   std::unique_ptr<Uploader> uploader_;
   mutable std::mutex mu_;
-  mutable std::condition_variable cv_;  // queue changes, running uploads ending, state changes
+  // Two kinds of waiter, two condition variables: a state change (several per file) wakes only
+  // those waiting for a state (WaitSettled, WaitIdle, Hold), and new work wakes one idle worker,
+  // which wakes the next if more is due. One variable for both woke every idle worker at every
+  // change of every file, which was most of what a burst of small files cost the process.
+  mutable std::condition_variable state_cv_;  // states, running uploads ending
+  std::condition_variable work_cv_;           // queue changes, for workers
+  int idle_workers_ = 0;                      // GUARDED_BY(mu_): workers waiting on work_cv_
   std::map<std::string, Item> items_;    // GUARDED_BY(mu_)
   // Queued items not yet due by (due, seq, id), and due ones by arrival (seq, id): a worker picks
   // the oldest due file without walking every file the mount has seen (a burst of thousands of

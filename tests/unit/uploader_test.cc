@@ -13,6 +13,7 @@
 #include "cache/journal.h"
 #include "common/crypto.h"
 #include "tests/support/process.h"
+#include "upload/scheduler.h"
 #include "upload/uploader.h"
 
 namespace ingestfs::upload {
@@ -305,6 +306,61 @@ TEST_F(UploaderTest, PlatformRejectionIsRecordedAsFailedWithItsMessage) {
   ASSERT_TRUE(e);
   EXPECT_TRUE(e->failed);
   EXPECT_NE(e->error.find("a/b.bin"), std::string::npos) << e->error;
+}
+
+
+// Holds every upload at Begin until `want` of them are there at once (or a deadline passes), and
+// remembers the most that ever were: files due together must run on as many workers as there are.
+class GatheringDialect : public FakeDialect {
+ public:
+  GatheringDialect(FakeStore& store, int want) : FakeDialect(store), want_(want) {}
+  StatusOr<BeginResult> Begin(const std::string& ds, const cache::Entry& e, bool overwrite) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    most_ = std::max(most_, ++inside_);
+    cv_.notify_all();
+    cv_.wait_for(lock, std::chrono::seconds(3), [&] { return most_ >= want_; });
+    --inside_;
+    return FakeDialect::Begin(ds, e, overwrite);
+  }
+  Status Complete(const cache::UploadSession& s, const std::map<uint32_t, std::string>& etags) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return FakeDialect::Complete(s, etags);
+  }
+  int most() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return most_;
+  }
+
+ private:
+  int want_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int inside_ = 0, most_ = 0;
+};
+
+TEST_F(UploaderTest, SchedulerRunsFilesDueTogetherOnEveryWorker) {
+  // Workers sleep until work arrives and wake one another as long as more is due; a wake-up
+  // that reached only one worker would leave the others asleep and `most` at 1.
+  for (int delay_ms : {0, 80}) {
+    SCOPED_TRACE("settle " + std::to_string(delay_ms) + " ms");
+    GatheringDialect dialect(store_, 4);
+    Scheduler::Options o;
+    o.workers = 4;
+    o.uploader = opts_;
+    Scheduler sched(dialect, *journal_, o, nullptr);
+    sched.Start();
+    std::vector<std::string> ids;
+    for (int i = 0; i < 4; ++i) ids.push_back(Add("s" + std::to_string(delay_ms) + "/f" + std::to_string(i)));
+    for (const std::string& id : ids) sched.Schedule(id, std::chrono::milliseconds(delay_ms));
+    ASSERT_TRUE(sched.WaitIdle(std::chrono::seconds(10)));
+    EXPECT_EQ(dialect.most(), 4);
+    for (const std::string& id : ids) {
+      auto st = sched.Get(id);
+      ASSERT_TRUE(st);
+      EXPECT_EQ(st->state, FileState::kCompleted) << st->error;
+    }
+    sched.Stop();
+  }
 }
 
 }  // namespace
