@@ -17,6 +17,7 @@ Status SyncGroup::Sync() {
     cv_.wait(lock);
   }
   running_ = true;
+  syncs_++;
   uint64_t covers = asked_;  // everyone who asked before this sync starts
   lock.unlock();
   int rc = data_only_ ? ::fdatasync(fd_) : ::fsync(fd_);

@@ -26,13 +26,19 @@ class SyncGroup {
   SyncGroup(int fd, bool data_only, std::string what);
   // Returns once everything written to the fd before the call is durable.
   Status Sync();
+  // How many syncs were made (for tests and figures).
+  uint64_t syncs() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return syncs_;
+  }
 
  private:
   int fd_;
   bool data_only_;
   std::string what_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
+  uint64_t syncs_ = 0;    // GUARDED_BY(mu_)
   uint64_t asked_ = 0;    // GUARDED_BY(mu_): tickets handed out
   uint64_t covered_ = 0;  // GUARDED_BY(mu_): tickets covered by the last finished sync
   bool running_ = false;  // GUARDED_BY(mu_)

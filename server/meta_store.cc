@@ -212,9 +212,9 @@ void MetaStore::Apply(const json::Value& r) {
   }
 }
 
-Status MetaStore::Append(const std::string& record_json) {
+Status MetaStore::Append(const std::string& record_json, bool durable) {
   RETURN_IF_ERROR(log_->Append(record_json, false));
-  unsynced_ = true;
+  if (durable) unsynced_ = true;
   return Status::Ok();
 }
 
@@ -335,7 +335,7 @@ Status MetaStore::ReportPart(const std::string& job_id, uint32_t part_number, co
 }
 
 StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from, JobStatus to,
-                                       const std::string& message) {
+                                       const std::string& message, bool durable) {
   Change change(this);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return Status(Code::kNotFound, "Job not found");
@@ -347,7 +347,7 @@ StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from
   after.status = to;
   after.message = message;
   after.updated_at = Now();
-  RETURN_IF_ERROR(Append(JobRecord(after)));
+  RETURN_IF_ERROR(Append(JobRecord(after), durable));
   it->second = after;
   return before;
 }

@@ -103,7 +103,11 @@ class MetaStore {
   Status ReportPart(const std::string& job_id, uint32_t part_number, const std::string& etag);
   // Moves a job from `from` to `to` atomically; returns the job as it was before, or
   // kFailedPrecondition (with the job's current status in the message) when it was not in `from`.
-  StatusOr<Job> TransitionJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message);
+  // With `durable` false the record is written but not synced: for a step a crash may forget
+  // (the next synced change, or the replay, covers it), as `processing`, which a restart turns
+  // back into `pending` anyway.
+  StatusOr<Job> TransitionJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message,
+                              bool durable = true);
   // Publishes a job's file: the file's version grows by one and the job becomes completed, in
   // one log record.
   StatusOr<FileRecord> PublishJob(const std::string& job_id, FileRecord file);
@@ -113,11 +117,15 @@ class MetaStore {
   Status DeleteUpload(const std::string& upload_id);
   std::optional<MultipartUpload> GetUpload(const std::string& upload_id) const;
 
+  // fdatasyncs of the log so far (for tests).
+  uint64_t log_syncs() const { return log_sync_->syncs(); }
+
  private:
   MetaStore() = default;
   void Apply(const json::Value& record);  // REQUIRES: mu_ held or single-threaded replay
-  // Writes a record (not yet synced). REQUIRES: mu_ held, through a Change.
-  Status Append(const std::string& record_json);
+  // Writes a record, synced when the Change ends unless `durable` is false (then a later synced
+  // record of the same log covers it). REQUIRES: mu_ held, through a Change.
+  Status Append(const std::string& record_json, bool durable = true);
   // One change: holds mu_, and once it lets go, makes the records appended meanwhile durable
   // before the caller goes on (to answer its request). Concurrent changes share one fdatasync
   // (group commit); a reader may see a change a moment before it is durable, never its writer's

@@ -49,7 +49,10 @@ void Processor::Loop() {
 }
 
 void Processor::Process(const std::string& job_id) {
-  auto moved = ctx_.meta->TransitionJob(job_id, JobStatus::kPending, JobStatus::kProcessing, "Verifying upload");
+  // Not synced: after a crash a `processing` job is queued again as `pending` (Start), so losing
+  // this record changes nothing.
+  auto moved =
+      ctx_.meta->TransitionJob(job_id, JobStatus::kPending, JobStatus::kProcessing, "Verifying upload", false);
   if (!moved.ok()) return;  // aborted or already handled
   const Job& job = *moved;
   if (ctx_.opts.processing_delay_ms > 0) {

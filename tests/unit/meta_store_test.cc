@@ -97,5 +97,25 @@ TEST(MetaStore, TransitionsAreCompareAndSet) {
             Code::kNotFound);
 }
 
+TEST(MetaStore, ATransitionNotMadeDurableIsWrittenButNotSynced) {
+  TempDir dir;
+  {
+    auto store = MetaStore::Open(dir.path(), nullptr);
+    Job job;
+    job.job_id = "j";
+    ASSERT_TRUE((*store)->PutJob(job).ok());
+    ASSERT_TRUE((*store)->TransitionJob("j", JobStatus::kAwaitingUpload, JobStatus::kPending, "m").ok());
+    uint64_t synced = (*store)->log_syncs();
+    ASSERT_TRUE((*store)->TransitionJob("j", JobStatus::kPending, JobStatus::kProcessing, "v", false).ok());
+    EXPECT_EQ((*store)->log_syncs(), synced) << "no fdatasync for a lazy record";
+    EXPECT_EQ((*store)->GetJob("j")->status, JobStatus::kProcessing) << "visible at once";
+    ASSERT_TRUE((*store)->TransitionJob("j", JobStatus::kProcessing, JobStatus::kFailed, "x").ok());
+    EXPECT_EQ((*store)->log_syncs(), synced + 1);
+  }
+  auto reopened = MetaStore::Open(dir.path(), nullptr);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->GetJob("j")->status, JobStatus::kFailed) << "the lazy record and the one after it replay";
+}
+
 }  // namespace
 }  // namespace ingestfs::server
