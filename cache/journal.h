@@ -38,7 +38,7 @@
 #include "common/json.h"
 #include "common/sync_group.h"
 #include "cache/receipts.h"
-#include "cache/spare_files.h"
+#include "common/spare_files.h"
 #include "common/status.h"
 
 namespace ingestfs::cache {

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "cache/cache_space.h"
-#include "cache/spare_files.h"
+#include "common/spare_files.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "cache/spare_files.h"
+#include "common/spare_files.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -10,7 +10,7 @@
 #include "common/crypto.h"
 #include "common/file_util.h"
 
-namespace ingestfs::cache {
+namespace ingestfs {
 
 SpareFiles::SpareFiles(std::string dir, size_t cap) : dir_(std::move(dir)), cap_(cap) {
   (void)MakeDirs(dir_);
@@ -114,4 +114,4 @@ size_t SpareFiles::size() const {
   return names_.size();
 }
 
-}  // namespace ingestfs::cache
+}  // namespace ingestfs

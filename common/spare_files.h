@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-namespace ingestfs::cache {
+namespace ingestfs {
 
 class SpareFiles {
  public:
@@ -55,4 +55,4 @@ class SpareFiles {
   std::thread filler_;
 };
 
-}  // namespace ingestfs::cache
+}  // namespace ingestfs
