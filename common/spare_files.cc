@@ -33,7 +33,11 @@ bool SpareFiles::Take(const std::string& dest) {
     std::string name;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (names_.empty()) return false;
+      burst_++;
+      if (names_.empty()) {
+        last_take_ = std::chrono::steady_clock::now();
+        return false;
+      }
       name = std::move(names_.back());
       names_.pop_back();
       last_take_ = std::chrono::steady_clock::now();
@@ -74,27 +78,39 @@ SpareFiles::~SpareFiles() {
   if (filler_.joinable()) filler_.join();
 }
 
-void SpareFiles::StartFiller(size_t target) {
+void SpareFiles::StartFiller(size_t target, bool follow_bursts) {
   if (filler_.joinable()) return;
-  filler_ = std::thread([this, target] { Fill(std::min(target, cap_)); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    target_ = std::min(target, cap_);
+    follow_bursts_ = follow_bursts;
+  }
+  filler_ = std::thread([this] { Fill(); });
 }
 
-void SpareFiles::Fill(size_t target) {
+size_t SpareFiles::target() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return target_;
+}
+
+void SpareFiles::Fill() {
   sched_param none{};
   (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);  // best effort
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (stopping_) return;
-    if (names_.size() >= target) {
-      cv_.wait_for(lock, kQuiet, [&] { return stopping_; });
-      continue;
-    }
     // Not while files are being made: creating spares then would only compete with the burst
     // they are meant for (for the filesystem's locks and the disk, which SCHED_IDLE does not
     // yield). The burst takes what is ready, then makes its own.
     auto quiet = std::chrono::steady_clock::now() - last_take_;
     if (quiet < kQuiet) {
       cv_.wait_for(lock, kQuiet - quiet, [&] { return stopping_; });
+      continue;
+    }
+    if (follow_bursts_) target_ = std::min(cap_, std::max(target_, burst_));
+    burst_ = 0;
+    if (names_.size() >= target_) {
+      cv_.wait_for(lock, kQuiet, [&] { return stopping_; });
       continue;
     }
     lock.unlock();

@@ -37,12 +37,16 @@ class SpareFiles {
 
   // Makes spares ahead of need on a thread that runs only when the CPU is otherwise idle
   // (SCHED_IDLE) and no spare was taken for a second, keeping at least `target` (at most the
-  // cap) while it can: a burst of new files then takes ready-made ones. Stopped by the destructor.
-  void StartFiller(size_t target);
+  // cap) while it can: a burst of new files then takes ready-made ones. With `follow_bursts`
+  // the target grows to the largest burst seen (files asked for between two quiet seconds, up
+  // to the cap), so that a store that sees bursts of thousands keeps thousands ready, and one
+  // that sees a few keeps a few. Stopped by the destructor.
+  void StartFiller(size_t target, bool follow_bursts = false);
+  size_t target() const;
   ~SpareFiles();
 
  private:
-  void Fill(size_t target);
+  void Fill();
 
   std::string dir_;
   size_t cap_;
@@ -51,6 +55,9 @@ class SpareFiles {
   std::condition_variable cv_;      // stopping
   std::chrono::steady_clock::time_point last_take_{};  // GUARDED_BY(mu_)
   std::vector<std::string> names_;  // GUARDED_BY(mu_)
+  size_t target_ = 0;               // GUARDED_BY(mu_)
+  bool follow_bursts_ = false;      // GUARDED_BY(mu_)
+  size_t burst_ = 0;                // GUARDED_BY(mu_): asked for since the last quiet second
   bool stopping_ = false;           // GUARDED_BY(mu_)
   std::thread filler_;
 };

@@ -6,6 +6,10 @@
 // Each blob's {"size","etag"} is in its xattr user.ingestfs.meta, or, on a filesystem without
 // user xattrs, in a sidecar "<path>.meta".
 //   tmp/                                       bodies being received; emptied at start
+//   spare/                                     empty files made ahead in idle time (SpareFiles):
+//                                              a burst of PUTs takes ready inodes instead of
+//                                              making new ones; parts freed after assembly and
+//                                              bodies of failed requests go back there
 // Keys never become paths (they are hashed), so a hostile key cannot escape the data dir.
 // Every publish is temp file + fsync + rename + directory fsync.
 // Thread safety: all methods are thread-safe; concurrent writers of one key: last rename wins.
@@ -19,6 +23,7 @@
 
 #include "common/crypto.h"
 #include "common/file_util.h"
+#include "common/spare_files.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -33,7 +38,9 @@ struct BlobInfo {
 // Receives one request body into a temp file, hashing it (MD5) on the way.
 class BlobWriter {
  public:
-  BlobWriter(std::string tmp_path, UniqueFd fd) : tmp_path_(std::move(tmp_path)), fd_(std::move(fd)) {}
+  // A writer that fails (is destroyed before it was published) gives its file to `spares`.
+  BlobWriter(std::string tmp_path, UniqueFd fd, SpareFiles* spares = nullptr)
+      : tmp_path_(std::move(tmp_path)), fd_(std::move(fd)), spares_(spares) {}
   ~BlobWriter();
   Status Append(const char* data, size_t len);
   uint64_t size() const { return size_; }
@@ -48,6 +55,7 @@ class BlobWriter {
   Digest md5_{Digest::Kind::kMd5};
   uint64_t size_ = 0;
   bool owned_ = true;
+  SpareFiles* spares_ = nullptr;
 };
 
 struct Assembled {
@@ -61,7 +69,12 @@ class ObjectStore {
   // `xattrs` false keeps every blob's metadata in sidecar files, as on a filesystem without user
   // xattrs (for tests of that path).
   explicit ObjectStore(std::string root, bool xattrs = true) : root_(std::move(root)), xattrs_(xattrs) {}
+  // Makes the directories, empties tmp/ and starts making spare files in idle time (at first
+  // kSparesAhead; then as many as the largest burst of new bodies seen, up to kMaxSpares).
   Status Init();
+  static constexpr size_t kSparesAhead = 64;
+  static constexpr size_t kMaxSpares = 4096;
+  size_t spares() const { return spares_ ? spares_->size() : 0; }
 
   StatusOr<std::unique_ptr<BlobWriter>> NewWriter();
   // Publishes a finished writer as an object or as a part. `md5` is BlobWriter::Finish()'s.
@@ -89,6 +102,7 @@ class ObjectStore {
 
   std::string root_;
   bool xattrs_ = true;
+  std::unique_ptr<SpareFiles> spares_;
 };
 
 // S3's ETag for a single PUT: the quoted hex MD5.

@@ -130,6 +130,27 @@ TEST(SpareFiles, MadeAheadOnlyWhileNoneAreBeingTaken) {
   EXPECT_EQ(st.st_size, 0);
 }
 
+TEST(SpareFiles, FollowingBurstsKeepsAsManyReadyAsTheLargestBurstAskedFor) {
+  TempDir dir;
+  SpareFiles spares(dir / "spare", 40);
+  spares.StartFiller(3, true);
+  auto wait_for = [&](size_t n) {
+    for (int i = 0; i < 1000 && spares.size() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return spares.size();
+  };
+  ASSERT_EQ(wait_for(3), 3u);
+  // A burst of 25 new files: 3 ready ones, then 22 asked for in vain.
+  int taken = 0;
+  for (int i = 0; i < 25; ++i) taken += spares.Take(dir / ("b" + std::to_string(i))) ? 1 : 0;
+  EXPECT_EQ(taken, 3);
+  EXPECT_EQ(wait_for(25), 25u) << "after a quiet second the filler makes as many as were asked for";
+  EXPECT_EQ(spares.target(), 25u);
+  // A burst larger than the cap keeps the cap.
+  for (int i = 0; i < 60; ++i) spares.Take(dir / ("c" + std::to_string(i)));
+  EXPECT_EQ(wait_for(40), 40u);
+  EXPECT_EQ(spares.target(), 40u);
+}
+
 TEST(Journal, FinishedFilesAreReusedNotRemovedAndReuseStartsEmpty) {
   TempDir dir;
   std::string src = WriteSource(dir, "src", "first upload's bytes");

@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <set>
+
 #include "common/crypto.h"
 #include "common/file_util.h"
 #include "tests/support/process.h"
@@ -117,6 +120,41 @@ TEST_P(ObjectStoreTest, PartsAreConcatenatedWithTheMultipartEtag) {
   ASSERT_TRUE(store_->DeleteUploadDir("u1").ok());
   EXPECT_FALSE(store_->StatPart("u1", 1));
   EXPECT_EQ(*ReadFileToString(info->path), "abcdefg");
+}
+
+TEST_P(ObjectStoreTest, FreedPartsAndFailedBodiesBecomeSparesThatNewBodiesTakeEmpty) {
+  auto ino = [](const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  auto spare_inodes = [&] {
+    std::set<ino_t> out;
+    for (const auto& f : std::filesystem::directory_iterator(dir_ / "spare")) out.insert(ino(f.path()));
+    return out;
+  };
+  ASSERT_TRUE(store_->CreateUploadDir("u1").ok());
+  ASSERT_TRUE(PutPart("u1", 1, "abc").ok());
+  ino_t part = ino(store_->StatPart("u1", 1)->path);
+  ASSERT_TRUE(store_->DeleteUploadDir("u1").ok());
+  EXPECT_EQ(spare_inodes().count(part), 1u) << "a freed part is kept as a spare, not removed";
+  EXPECT_FALSE(PathExists(dir_ / "uploads/u1"));
+
+  ino_t failed = 0;
+  {
+    auto w = store_->NewWriter();
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Append("half a body", 11).ok());
+    failed = ino((*w)->tmp_path());
+  }  // never published: a client that went away
+  EXPECT_EQ(spare_inodes().count(failed), 1u);
+
+  // The next body takes the most recent spare, emptied.
+  ASSERT_TRUE(Put("k/next", "x").ok());
+  auto info = store_->StatObject("b", "k/next");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(ino(info->path), failed);
+  EXPECT_EQ(*ReadFileToString(info->path), "x");
+  EXPECT_EQ(info->etag, QuotedEtag(Md5("x")));
 }
 
 INSTANTIATE_TEST_SUITE_P(MetaIn, ObjectStoreTest, ::testing::Bool(),
