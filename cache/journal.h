@@ -130,7 +130,7 @@ class Journal {
   const std::string& dir() const { return dir_; }
   // Keeps about `n` spare files made ahead in idle time (a mount, where bursts of new files
   // meet a person waiting).
-  void MakeSparesAhead(size_t n) { spares_->StartFiller(n, true); }
+  void MakeSparesAhead(size_t n) { spares_->StartFiller(n); }
   // <cache dir>/receipts.csv: one line per confirmed upload (see receipts.h).
   std::string ReceiptsPath() const { return dir_ + "/receipts.csv"; }
 

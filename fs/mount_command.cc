@@ -27,9 +27,10 @@ namespace ingestfs::fs {
 
 namespace {
 
-// Cache files made ahead in idle time: a burst of this many new files (cp -r of a folder, an
-// instrument's run) creates none of its own.
-constexpr size_t kSparesAhead = 2048;
+// Cache files made ahead in idle time. Each new file takes two (its cache copy and its journal
+// file; the journal file comes back once the platform confirmed it), so a burst of about 2,000
+// new files (cp -r of a folder, an instrument's run) makes none of its own.
+constexpr size_t kSparesAhead = 4096;
 
 constexpr char kUsage[] = R"(Usage: ingestfs SOURCE MOUNTPOINT [-o option,...] [-f] [-d]
 
