@@ -79,7 +79,7 @@ bool Run(const char* label, const std::string& file, uint64_t size, const std::v
 }  // namespace
 
 int main(int argc, char** argv) {
-  uint64_t mib = argc > 1 ? std::stoull(argv[1]) : 2048;
+  uint64_t mib = SizeMibArg(argc, argv, 2048, "Usage: bench_server_upload [SIZE_MIB]   (default 2048)\nA large upload through ingestfs-server: time, throughput, peak RSS.\n");
   uint64_t size = mib << 20;
   TempDir tmp;
   std::string file = tmp / "big.bin";

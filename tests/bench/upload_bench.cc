@@ -113,7 +113,7 @@ void Compare(const char* label, const std::string& file, uint64_t size, const st
 }  // namespace
 
 int main(int argc, char** argv) {
-  uint64_t mib = argc > 1 ? std::stoull(argv[1]) : 1024;
+  uint64_t mib = SizeMibArg(argc, argv, 1024, "Usage: bench_upload [SIZE_MIB]   (default 1024)\ningestfs upload vs the same protocol with curl -T; peak RSS.\n");
   uint64_t size = mib << 20;
   TempDir tmp;
   std::string file = tmp / "big.bin";

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -167,5 +168,21 @@ void WriteRandomFile(const std::string& path, uint64_t size, uint64_t seed) {
 
 std::string SourceDir() { return INGESTFS_SOURCE_DIR; }
 std::string BinDir() { return INGESTFS_BIN_DIR; }
+
+uint64_t SizeMibArg(int argc, char** argv, uint64_t dflt, const char* usage) {
+  if (argc < 2) return dflt;
+  std::string a = argv[1];
+  if (a == "--help" || a == "-h") {
+    std::printf("%s", usage);
+    std::exit(0);
+  }
+  bool digits = !a.empty() && a.size() < 10 && a.find_first_not_of("0123456789") == std::string::npos;
+  if (argc > 2 || !digits || std::stoull(a) == 0) {
+    std::fprintf(stderr, "%s: expected one size in MiB (a positive whole number), got '%s'\n%s", argv[0],
+                 argc > 2 ? (a + " " + argv[2]).c_str() : a.c_str(), usage);
+    std::exit(2);
+  }
+  return std::stoull(a);
+}
 
 }  // namespace ingestfs::testing

@@ -64,4 +64,8 @@ void WriteRandomFile(const std::string& path, uint64_t size, uint64_t seed);
 std::string SourceDir();
 std::string BinDir();
 
+// A benchmark's one optional argument, a size in MiB: `dflt` when absent. --help prints `usage`
+// and exits 0; anything but a positive whole number exits 2 with a message naming it.
+uint64_t SizeMibArg(int argc, char** argv, uint64_t dflt, const char* usage);
+
 }  // namespace ingestfs::testing
