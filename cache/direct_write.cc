@@ -55,7 +55,7 @@ DirectWriter DirectWriter::Open(int fd) {
 }
 
 bool DirectWriter::Suits(uint64_t off, size_t size) const {
-  return valid() && size >= kMinSize && off % off_align_ == 0 && size % off_align_ == 0;
+  return valid() && off >= kFromOffset && size >= kMinSize && off % off_align_ == 0 && size % off_align_ == 0;
 }
 
 StatusOr<size_t> DirectWriter::Write(const char* buf, size_t size, uint64_t off) {
@@ -98,6 +98,10 @@ StatusOr<size_t> WriteAt(int fd, DirectWriter* direct, const char* buf, size_t s
       return Status::FromErrno(errno, "write the cache copy");
     }
     done += static_cast<size_t>(n);
+  }
+  if (direct != nullptr && size >= DirectWriter::kMinSize && done > 0) {
+    // A hint: failure only means the writeback starts later.
+    (void)::sync_file_range(fd, static_cast<off_t>(off), static_cast<off_t>(size), SYNC_FILE_RANGE_WRITE);
   }
   return done;
 }

@@ -17,6 +17,11 @@ class DirectWriter {
  public:
   // Smaller writes stay buffered: direct I/O waits for the device on every call.
   static constexpr size_t kMinSize = 128 << 10;
+  // Nor below this offset: the first MiBs of a file go to the page cache, their writeback started
+  // at once (see WriteAt), so that a file of a few MiB (rsync's 1 MiB files, an instrument's
+  // images) reaches the disk while its writer goes on, instead of the writer waiting for the
+  // device at every call. A larger file's bulk goes direct.
+  static constexpr uint64_t kFromOffset = 8 << 20;
 
   // Opens the file behind `fd` again with O_DIRECT. Not valid where the filesystem offers no
   // direct I/O (or says nothing of its alignment).
@@ -38,7 +43,8 @@ class DirectWriter {
 };
 
 // Writes all of `buf` at `off` into the cache copy `fd`: direct through `direct` (may be null)
-// where that suits the write, the rest with pwrite(2).
+// where that suits the write, the rest with pwrite(2). With `direct`, a buffered write of kMinSize
+// or more has its writeback started at once (sync_file_range), so close's fsync finds little left.
 StatusOr<size_t> WriteAt(int fd, DirectWriter* direct, const char* buf, size_t size, uint64_t off);
 
 }  // namespace ingestfs::cache

@@ -62,9 +62,10 @@ ingestfs options (-o):
                        (default 60s; 90, 30s, 5m...)
   stale_after=DURATION a file not confirmed this long after it was closed is flagged
                        "stalled" in status and xattrs (default 1h; 30m, 2h, 1d...)
-  cache_writes=MODE    direct (default): large aligned writes go into the cache copy with
-                       O_DIRECT, around the page cache, where the cache's filesystem allows;
-                       buffered: always through the page cache
+  cache_writes=MODE    direct (default): large aligned writes from 8 MiB into a file on go
+                       into the cache copy with O_DIRECT, around the page cache, where the
+                       cache's filesystem allows (the first 8 MiB are buffered, their
+                       writeback started at once); buffered: always through the page cache
   sync_upload          close(2) and fsync(2) return only once the platform confirmed the file
                        (close fails with EIO, and a log line, when the upload failed)
   allow_other          let other users (e.g. smbd) use the mount (FUSE option)

@@ -77,36 +77,49 @@ TEST_F(DirectWrite, EveryShapeOfWriteLandsExactly) {
     if (expect.size() < off + data.size()) expect.resize(off + data.size(), '\0');
     expect.replace(off, data.size(), data);
   };
-  put(0, Pattern(1 << 20, 1));                // aligned, large: direct
-  put(1 << 20, Pattern(3 << 19, 2));          // aligned offset, 1.5 MiB
-  put(4096 + 100, Pattern(200 << 10, 3));     // unaligned offset: buffered, over direct bytes
-  put(5 << 19, Pattern(10, 4));               // small
+  const uint64_t d = DirectWriter::kFromOffset;
+  put(0, Pattern(1 << 20, 11));                   // large, below kFromOffset: buffered
+  put(d, Pattern(1 << 20, 1));                    // aligned, large: direct
+  put(d + (1 << 20), Pattern(3 << 19, 2));        // aligned offset, 1.5 MiB
+  put(d + 4096 + 100, Pattern(200 << 10, 3));     // unaligned offset: buffered, over direct bytes
+  put(d + (5 << 19), Pattern(10, 4));             // small
   std::string odd = "x" + Pattern(256 << 10, 5);
-  put(3 << 20, odd.substr(1));                // aligned offset and size, unaligned memory
-  put(4 << 20, Pattern((256 << 10) + 7, 6));  // size not a multiple of the block
+  put(d + (3 << 20), odd.substr(1));              // aligned offset and size, unaligned memory
+  put(d + (4 << 20), Pattern((256 << 10) + 7, 6));  // size not a multiple of the block
+  put(d - (64 << 10), Pattern(256 << 10, 12));    // across kFromOffset: buffered
   EXPECT_EQ(Contents(path), expect);
 }
 
 TEST_F(DirectWrite, LargeAlignedWritesStayOutOfThePageCache) {
   if (!direct.valid()) GTEST_SKIP() << NoDirectIo();
   std::string data = Pattern(4 << 20, 7);
-  ASSERT_TRUE(WriteAt(fd.get(), &direct, data.data(), data.size(), 0).ok());
+  const uint64_t d = DirectWriter::kFromOffset;
+  ASSERT_TRUE(WriteAt(fd.get(), &direct, data.data(), data.size(), d).ok());
   EXPECT_EQ(ResidentPages(path), 0u);
   // Without the direct writer the same write fills the page cache: the check above can fail.
   std::string other = dir / "buffered";
   UniqueFd bfd(::open(other.c_str(), O_RDWR | O_CREAT, 0600));
-  ASSERT_TRUE(WriteAt(bfd.get(), nullptr, data.data(), data.size(), 0).ok());
+  ASSERT_TRUE(WriteAt(bfd.get(), nullptr, data.data(), data.size(), d).ok());
   EXPECT_GT(ResidentPages(other), 0u);
-  EXPECT_EQ(Contents(path), data);
+  // So does the same write at the start of a file, where a file of a few MiB is written.
+  std::string head = dir / "head";
+  UniqueFd hfd(::open(head.c_str(), O_RDWR | O_CREAT, 0600));
+  ASSERT_TRUE(WriteAt(hfd.get(), &direct, data.data(), data.size(), 0).ok());
+  EXPECT_GT(ResidentPages(head), 0u);
+  EXPECT_EQ(Contents(path).substr(d), data);
+  EXPECT_EQ(Contents(head), data);
 }
 
 TEST_F(DirectWrite, SmallOrUnalignedWritesDoNotSuit) {
   if (!direct.valid()) GTEST_SKIP() << NoDirectIo();
-  EXPECT_TRUE(direct.Suits(0, 1 << 20));
-  EXPECT_FALSE(direct.Suits(0, 4096));
-  EXPECT_FALSE(direct.Suits(100, 1 << 20));
-  EXPECT_FALSE(direct.Suits(0, (1 << 20) + 1));
-  EXPECT_FALSE(DirectWriter().Suits(0, 1 << 20));
+  const uint64_t d = DirectWriter::kFromOffset;
+  EXPECT_TRUE(direct.Suits(d, 1 << 20));
+  EXPECT_FALSE(direct.Suits(0, 1 << 20)) << "the first MiBs of a file are buffered";
+  EXPECT_FALSE(direct.Suits(d - 4096, 1 << 20));
+  EXPECT_FALSE(direct.Suits(d, 4096));
+  EXPECT_FALSE(direct.Suits(d + 100, 1 << 20));
+  EXPECT_FALSE(direct.Suits(d, (1 << 20) + 1));
+  EXPECT_FALSE(DirectWriter().Suits(d, 1 << 20));
 }
 
 }  // namespace
