@@ -1,6 +1,5 @@
 #include "cache/journal.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -24,18 +23,6 @@ namespace {
 
 // Enough for a burst of a few thousand small files between two mounts; each is an empty inode.
 constexpr size_t kMaxSpares = 4096;
-
-std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  ::closedir(d);
-  return out;
-}
 
 // Copies src to dst (a new file) and fsyncs it, while this thread computes the SHA-256 of the
 // source: the kernel copies (copy_file_range) as we hash, so the two costs overlap. A source that
@@ -194,7 +181,7 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
     if (warnings != nullptr) warnings->push_back(w);
   };
   std::set<std::string> known;
-  for (const std::string& file : ListDir(cache_dir + "/journal")) {
+  for (const std::string& file : ListDir(cache_dir + "/journal").value_or({})) {
     if (!EndsWith(file, ".jnl")) continue;
     std::string id = file.substr(0, file.size() - 4);
     std::string path = j->JournalPath(id);
@@ -246,7 +233,7 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
     j->next_seq_ = std::max(j->next_seq_, e.seq + 1);
     j->entries_[id] = e;
   }
-  for (const std::string& file : ListDir(cache_dir + "/data")) {
+  for (const std::string& file : ListDir(cache_dir + "/data").value_or({})) {
     if (known.count(file) == 0) {
       warn(cache_dir + "/data/" + file + ": not in the journal (an interrupted add), removed");
       j->spares_->Give(cache_dir + "/data/" + file);

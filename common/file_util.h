@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "common/status.h"
@@ -53,6 +54,8 @@ Status WriteAll(int fd, const void* data, size_t len, const std::string& what);
 // Full positional read of `len` bytes (short only at end of file); returns bytes read.
 StatusOr<size_t> PreadAll(int fd, void* data, size_t len, uint64_t offset, const std::string& what);
 Status RemoveTree(const std::string& path);
+// The names in a directory (not . and ..), in no particular order.
+StatusOr<std::vector<std::string>> ListDir(const std::string& dir);
 bool PathExists(const std::string& path);
 
 }  // namespace ingestfs

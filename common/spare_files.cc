@@ -1,6 +1,5 @@
 #include "common/spare_files.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <fcntl.h>
@@ -14,18 +13,13 @@ namespace ingestfs {
 
 SpareFiles::SpareFiles(std::string dir, size_t cap) : dir_(std::move(dir)), cap_(cap) {
   (void)MakeDirs(dir_);
-  DIR* d = ::opendir(dir_.c_str());
-  if (d == nullptr) return;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
+  for (std::string& n : ListDir(dir_).value_or({})) {
     if (names_.size() < cap_) {
-      names_.push_back(n);
+      names_.push_back(std::move(n));
     } else {
       ::unlink((dir_ + "/" + n).c_str());
     }
   }
-  ::closedir(d);
 }
 
 bool SpareFiles::Take(const std::string& dest) {

@@ -1,6 +1,5 @@
 #include "fs/upload_command.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,14 +82,7 @@ Status Expand(const std::string& path, const std::string& name, std::vector<Sour
     return Status::Ok();
   }
   if (!S_ISDIR(st.st_mode)) return Status(Code::kInvalidArgument, path + " is not a regular file or directory");
-  DIR* d = ::opendir(path.c_str());
-  if (d == nullptr) return Status::FromErrno(errno, "open directory " + path);
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(path));
   std::sort(names.begin(), names.end());
   for (const std::string& n : names) RETURN_IF_ERROR(Expand(path + "/" + n, name + "/" + n, out));
   return Status::Ok();

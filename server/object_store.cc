@@ -1,6 +1,5 @@
 #include "server/object_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -158,14 +157,8 @@ Status ObjectStore::DeleteUploadDir(const std::string& upload_id) {
   // The parts' files become spares (their sidecars, where there are any, are removed).
   std::string dir = root_ + "/uploads/" + upload_id;
   if (spares_) {
-    if (DIR* d = ::opendir(dir.c_str())) {
-      std::vector<std::string> parts;
-      while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != ".." && !EndsWith(n, ".meta")) parts.push_back(n);
-      }
-      ::closedir(d);
-      for (const std::string& n : parts) spares_->Give(dir + "/" + n);
+    for (const std::string& n : ListDir(dir).value_or({})) {
+      if (!EndsWith(n, ".meta")) spares_->Give(dir + "/" + n);
     }
   }
   return RemoveTree(dir);
