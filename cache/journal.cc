@@ -95,6 +95,14 @@ StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst
 
 }  // namespace
 
+std::string BootId() {
+  static const std::string id = [] {
+    auto text = ReadFileToString("/proc/sys/kernel/random/boot_id");
+    return text.ok() ? std::string(Trim(*text)) : std::string();
+  }();
+  return id;
+}
+
 void ApplyRecord(const json::Value& r, Entry* e) {
   std::string t = json::StringOr(r, "t");
   if (t == "add") {
@@ -114,8 +122,25 @@ void ApplyRecord(const json::Value& r, Entry* e) {
     e->closed = true;
     e->size = static_cast<uint64_t>(json::IntOr(r, "size"));
     e->sha256 = json::StringOr(r, "sha256");
+  } else if (t == "flushed") {
+    e->flushed = true;
+    e->flushed_boot = json::StringOr(r, "boot");
+    e->flushed_size = static_cast<uint64_t>(json::IntOr(r, "size"));
+  } else if (t == "writing") {
+    e->flushed = false;
+  } else if (t == "interrupted") {
+    e->interrupted = true;
+    e->error = json::StringOr(r, "reason");
+    e->size = static_cast<uint64_t>(json::IntOr(r, "size"));
+  } else if (t == "accepted") {
+    e->interrupted = false;
+    e->error.clear();
+  } else if (t == "unlinked") {
+    e->unlinked = true;
   } else if (t == "reopened") {
     e->closed = false;
+    e->interrupted = false;
+    e->flushed = false;
     e->session.reset();
     e->parts.clear();
     e->completed = false;
@@ -194,9 +219,10 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
     Entry e;
     for (const json::Document& rec : replay->records) ApplyRecord(rec, &e);
     std::string data = cache_dir + "/data/" + id;
-    if (e.id != id) {
+    if (e.id != id || e.unlinked) {
       // No readable `add`: the process died while recording it, before the upload could start.
-      warn(path + ": no add record; the upload was never recorded, removing its leftovers");
+      // Or unlinked while open: its last descriptor went away with the process.
+      if (e.id != id) warn(path + ": no add record; the upload was never recorded, removing its leftovers");
       ::unlink(path.c_str());
       ::unlink(data.c_str());
       continue;
@@ -212,17 +238,31 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
     }
     struct stat st;
     bool data_ok = ::stat(data.c_str(), &st) == 0;
-    if (data_ok && !e.closed) {
-      // Its writer went away with the process: what reached the cache is the file.
+    if (data_ok && !e.closed && !e.interrupted) {
       known.insert(id);
       j->entries_[id] = e;
-      auto closed = j->Close(id);
-      if (!closed.ok()) warn(path + ": closing an interrupted write failed: " + closed.status().message());
-      else e = *closed;
       j->next_seq_ = std::max(j->next_seq_, e.seq + 1);
+      uint64_t have = static_cast<uint64_t>(st.st_size);
+      if (e.flushed && !e.flushed_boot.empty() && e.flushed_boot == BootId() && have == e.flushed_size) {
+        // Its last writer had closed it; the process died before recording that. Every byte it
+        // wrote is in the page cache of this same boot: that is the file.
+        auto closed = j->Close(id);
+        if (!closed.ok()) warn(path + ": closing a version its writer had closed failed: " + closed.status().message());
+        continue;
+      }
+      // The writer never closed it (or a reboot may have lost bytes it wrote): not the file.
+      std::string reason = e.flushed && e.flushed_boot != BootId()
+                               ? "the machine restarted before this version was synced; " + std::to_string(have) +
+                                     " bytes remain and may not be what was written"
+                               : "interrupted: the mount stopped while it was being written; " +
+                                     std::to_string(have) + " bytes reached the cache";
+      reason += " (not uploaded: write the file again, or ingestfs retry --accept-partial)";
+      Status rec = j->RecordInterrupted(id, reason);
+      if (!rec.ok()) warn(path + ": recording an interrupted write failed: " + rec.message());
+      warn(e.dataset + "/" + e.name + ": " + reason);
       continue;
     }
-    if (!data_ok || static_cast<uint64_t>(st.st_size) != e.size) {
+    if (!data_ok || (e.closed && static_cast<uint64_t>(st.st_size) != e.size)) {
       if (!e.failed) {
         e.failed = true;
         e.error = "the cache copy of " + e.name + " is missing or has the wrong size";
@@ -395,6 +435,58 @@ Status Journal::Sync(const std::string& id) {
 
 Status Journal::RecordReopened(const std::string& id) { return Update(id, R"({"t":"reopened"})"); }
 
+Status Journal::RecordFlushed(const std::string& id, uint64_t size) {
+  return Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "flushed");
+    json::KeyString(w, "boot", BootId());
+    json::KeyInt(w, "size", static_cast<int64_t>(size));
+  }), false);
+}
+
+Status Journal::RecordWriting(const std::string& id) { return Update(id, R"({"t":"writing"})", false); }
+
+Status Journal::RecordInterrupted(const std::string& id, const std::string& reason) {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return Status(Code::kNotFound, "no journal entry " + id);
+    path = it->second.data_path;
+  }
+  struct stat st;
+  uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  Status rec = Update(id, json::Object([&](json::Writer& w) {
+    json::KeyString(w, "t", "interrupted");
+    json::KeyString(w, "reason", reason);
+    json::KeyInt(w, "size", static_cast<int64_t>(size));
+  }));
+  if (!rec.ok()) {
+    // Not recorded (the disk may be full): still never uploaded by this process. A replay finds
+    // no `flushed` without a write after it, and counts it interrupted again.
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it != entries_.end()) {
+      it->second.interrupted = true;
+      it->second.error = reason;
+      it->second.size = size;
+    }
+  }
+  return rec;
+}
+
+StatusOr<Entry> Journal::AcceptPartial(const std::string& id) {
+  auto e = Get(id);
+  if (!e) return Status(Code::kNotFound, "no journal entry " + id);
+  if (!e->interrupted) return Status(Code::kFailedPrecondition, e->name + " was not interrupted");
+  if (!e->closed) RETURN_IF_ERROR(Close(id).status());
+  RETURN_IF_ERROR(Update(id, R"({"t":"accepted"})"));
+  e = Get(id);
+  if (!e) return Status(Code::kNotFound, "journal entry " + id + " was removed meanwhile");
+  return *e;
+}
+
+Status Journal::RecordUnlinked(const std::string& id) { return Update(id, R"({"t":"unlinked"})"); }
+
 Status Journal::RecordRenamed(const std::string& id, const std::string& dataset, const std::string& name) {
   return Update(id, json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "renamed");
@@ -473,7 +565,10 @@ Status Journal::RecordConfirmed(const std::string& id, const std::string& remote
     Receipt r{std::time(nullptr), e->dataset, e->name, e->size, remote_sha256.empty() ? e->sha256 : remote_sha256,
               e->session ? e->session->job_id : "", remote_version};
     Status st = receipts_->Append(r);
-    if (!st.ok()) LOG_WARN("no receipt for %s/%s: %s", e->dataset.c_str(), e->name.c_str(), st.message().c_str());
+    if (!st.ok()) {
+      // Not confirmed here either: the next attempt follows the same job and writes both.
+      return st.Annotate("writing the receipt of " + e->dataset + "/" + e->name);
+    }
   }
   // A copy kept for reading is moved to read/ only after the platform confirmed it, so finding it
   // there proves the confirmation (see Open): the record need not be synced first. A copy that is

@@ -8,7 +8,16 @@
 //                          add        dataset, name, content type, seq, ... and, for a copied
 //                                     file, size and sha256 (a file written through the mount
 //                                     gets them with `closed`)
+//                          flushed    the last writer's close(2): the size then and this boot's id
+//                                     (not synced: it only has to outlive this process)
+//                          writing    written again after `flushed` (not synced)
 //                          closed     the writer closed it: size, sha256
+//                          interrupted  its writer never closed it, or a write failed: the
+//                                     reason and the size that reached the cache; never uploaded
+//                                     unless `accepted`
+//                          accepted   the user chose to upload what an interrupted version holds
+//                          unlinked   unlinked while still open: removed when its last
+//                                     descriptor closes, or at the next open
 //                          reopened   opened for write again: the upload so far is void
 //                          renamed    new dataset and name (the upload so far is void)
 //                          discarded  unlinked before it reached the platform (then removed)
@@ -21,6 +30,11 @@
 // An upload's bytes are durable in data/ before its `add` record is written, and its cache copy
 // and journal file are removed only after `confirmed` is durable. Presigned URLs are never
 // journaled (they are secrets and expire); a resumed upload asks for fresh ones.
+//
+// A version still open when the process died is what the writer left behind: it is `closed`
+// at the next open only when its last writer had closed it (`flushed`) in this same boot (the
+// page cache still holds every byte it wrote) and the copy still has that size; otherwise it is
+// `interrupted`, and stays in the cache, shown, until it is written again or accepted.
 //
 // Thread safety: all methods are thread-safe.
 #pragma once
@@ -75,7 +89,17 @@ struct Entry {
   bool failed = false;
   std::string error;
   bool closed = true;  // false while a writer has it open (mount)
+  // Never uploaded while set (the writer did not finish it: `error` says why); `size` is what
+  // reached the cache.
+  bool interrupted = false;
+  bool flushed = false;      // its last writer closed it (`flushed` with nothing written after)
+  std::string flushed_boot;  // the boot that happened in
+  uint64_t flushed_size = 0;
+  bool unlinked = false;     // unlinked while open: to be removed, never uploaded
 };
+
+// This boot's id (/proc/sys/kernel/random/boot_id); "" where the kernel does not say.
+std::string BootId();
 
 class Journal {
  public:
@@ -101,8 +125,21 @@ class Journal {
   // and records `closed` durably. The hash comes from `known` when that followed every byte
   // written; otherwise the file is read.
   StatusOr<Entry> Close(const std::string& id, SequentialDigest* known = nullptr);
-  // Opened for write again: the session so far is void.
+  // Opened for write again: the session so far is void (and an interruption forgotten).
   Status RecordReopened(const std::string& id);
+  // The last writer closed the file (close(2)) with `size` bytes in it. Not synced: it only has
+  // to outlive this process (see the top of this file). Writing again after it: RecordWriting.
+  Status RecordFlushed(const std::string& id, uint64_t size);
+  Status RecordWriting(const std::string& id);
+  // The writer did not finish this version (`reason`): it is never uploaded unless accepted.
+  // Recorded durably, with the size the cache copy has.
+  Status RecordInterrupted(const std::string& id, const std::string& reason);
+  // The user wants what an interrupted version holds uploaded: closes it (hashing what is there)
+  // and records the choice.
+  StatusOr<Entry> AcceptPartial(const std::string& id);
+  // Unlinked while a descriptor still has it open: recorded durably, so that a crash before the
+  // last close removes it instead of uploading it; Discard follows at that close.
+  Status RecordUnlinked(const std::string& id);
   Status RecordRenamed(const std::string& id, const std::string& dataset, const std::string& name);
   // Unlinked before it reached the platform: removes the cache copy and the journal file.
   Status Discard(const std::string& id);
@@ -115,9 +152,10 @@ class Journal {
   Status RecordCompleted(const std::string& id);
   Status RecordFailed(const std::string& id, const std::string& error);
   Status RecordRetry(const std::string& id);
-  // Appends the receipt (receipts.csv), records the confirmation, then removes the journal file
-  // and the cache copy, or, with `kept_path`, moves the copy to read/ (a plain cache of platform
-  // content) and says where.
+  // Appends the receipt (receipts.csv) durably, records the confirmation, then removes the
+  // journal file and the cache copy, or, with `kept_path`, moves the copy to read/ (a plain cache
+  // of platform content) and says where. When the receipt cannot be written (a full disk), nothing
+  // is recorded and the error is returned: never a confirmed upload without its receipt.
   Status RecordConfirmed(const std::string& id, const std::string& remote_sha256, int64_t remote_version,
                          std::string* kept_path = nullptr);
 

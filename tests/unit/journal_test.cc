@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -364,15 +365,124 @@ TEST(Journal, VersionsWrittenInPlaceCloseReopenRenameDiscard) {
   std::vector<std::string> warnings;
   auto j = Journal::Open(dir / "cache", &warnings);
   ASSERT_TRUE(j.ok());
-  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  ASSERT_EQ(warnings.size(), 2u) << "one line for each version its writer never closed";
   auto e = (*j)->Get(id);
   ASSERT_TRUE(e);
-  EXPECT_TRUE(e->closed) << "an interrupted write is closed with what reached the cache";
+  EXPECT_FALSE(e->closed) << "a write that never closed is not the file";
+  EXPECT_TRUE(e->interrupted);
+  EXPECT_EQ(e->size, 14u) << "what reached the cache";
+  EXPECT_NE(e->error.find("14 bytes"), std::string::npos) << e->error;
   EXPECT_EQ(e->dataset, "ds2");
   EXPECT_EQ(e->name, "final.dat");
-  EXPECT_EQ(e->sha256, HexEncode(Sha256("first and more")));
   EXPECT_FALSE((*j)->Get(gone));
   EXPECT_EQ((*j)->Unfinished().size(), 2u);
+}
+
+// The daemon dies with a file open for writing: only a version whose last writer had closed it,
+// in this same boot, with nothing written after, is the file. Anything else is interrupted, kept,
+// and uploaded only when the user accepts it (or writes it again).
+TEST(Journal, AVersionIsTheFileOnlyIfItsWriterClosedIt) {
+  TempDir dir;
+  std::map<std::string, std::string> id;
+  {
+    auto j = Journal::Open(dir / "cache", nullptr);
+    ASSERT_TRUE(j.ok());
+    auto add = [&](const std::string& name, const std::string& bytes) {
+      auto e = (*j)->AddOpen(Meta(name));
+      EXPECT_TRUE(e.ok());
+      std::ofstream(e->data_path, std::ios::binary) << bytes;
+      id[name] = e->id;
+      return e->id;
+    };
+    add("never-closed", "half of it");
+    ASSERT_TRUE((*j)->RecordFlushed(add("closed", "all of it"), 9).ok());
+    ASSERT_TRUE((*j)->RecordFlushed(add("written-after", "more than that"), 9).ok());
+    ASSERT_TRUE((*j)->RecordWriting(id["written-after"]).ok());
+    ASSERT_TRUE((*j)->RecordFlushed(add("grew-after", "grown since"), 5).ok());
+    // A close recorded in another boot: the page cache that held its bytes is gone.
+    add("other-boot", "bytes");
+    auto w = RecordWriter::Open(dir / "cache/journal/" + id["other-boot"] + ".jnl", false);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE(w->Append(R"({"t":"flushed","boot":"another-boot","size":5})", false).ok());
+    // The write failed (ENOSPC): interrupted while the daemon ran.
+    ASSERT_TRUE((*j)->RecordInterrupted(add("write-failed", "part"), "write failed: no space").ok());
+    EXPECT_TRUE((*j)->Get(id["write-failed"])->interrupted);
+  }
+  std::vector<std::string> warnings;
+  auto j = Journal::Open(dir / "cache", &warnings);
+  ASSERT_TRUE(j.ok());
+  auto closed = (*j)->Get(id["closed"]);
+  ASSERT_TRUE(closed);
+  EXPECT_TRUE(closed->closed);
+  EXPECT_FALSE(closed->interrupted);
+  EXPECT_EQ(closed->sha256, HexEncode(Sha256("all of it")));
+  for (const char* name : {"never-closed", "written-after", "grew-after", "other-boot", "write-failed"}) {
+    auto e = (*j)->Get(id[name]);
+    ASSERT_TRUE(e) << name;
+    EXPECT_TRUE(e->interrupted) << name;
+    EXPECT_FALSE(e->closed) << name;
+    EXPECT_NE(e->error.find(std::string(name) == "other-boot" ? "restarted" : std::string(name) == "write-failed" ? "no space" : "bytes reached the cache"), std::string::npos)
+        << name << ": " << e->error;
+  }
+  EXPECT_EQ(warnings.size(), 4u);
+  // Accepted: closed as it is, hashed, and no longer interrupted, across a reopen too.
+  auto accepted = (*j)->AcceptPartial(id["never-closed"]);
+  ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+  EXPECT_TRUE(accepted->closed);
+  EXPECT_FALSE(accepted->interrupted);
+  EXPECT_EQ(accepted->sha256, HexEncode(Sha256("half of it")));
+  EXPECT_FALSE((*j)->AcceptPartial(id["closed"]).ok()) << "only an interrupted version is accepted";
+  // Written again: reopening forgets the interruption.
+  ASSERT_TRUE((*j)->RecordReopened(id["write-failed"]).ok());
+  EXPECT_FALSE((*j)->Get(id["write-failed"])->interrupted);
+  j->reset();
+  j = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(j.ok());
+  EXPECT_TRUE((*j)->Get(id["never-closed"])->closed);
+  EXPECT_FALSE((*j)->Get(id["never-closed"])->interrupted);
+  EXPECT_TRUE((*j)->Get(id["written-after"])->interrupted) << "stays interrupted across mounts";
+}
+
+// Unlinked while a descriptor still had it open, then the process died: removed, never uploaded.
+TEST(Journal, AVersionUnlinkedWhileOpenIsGoneAfterACrash) {
+  TempDir dir;
+  std::string id, data;
+  {
+    auto j = Journal::Open(dir / "cache", nullptr);
+    auto e = (*j)->AddOpen(Meta("scratch.dat"));
+    ASSERT_TRUE(e.ok());
+    id = e->id;
+    data = e->data_path;
+    std::ofstream(data, std::ios::binary) << "bytes";
+    ASSERT_TRUE((*j)->RecordFlushed(id, 5).ok());
+    ASSERT_TRUE((*j)->RecordUnlinked(id).ok());
+  }
+  auto j = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(j.ok());
+  EXPECT_FALSE((*j)->Get(id));
+  EXPECT_TRUE((*j)->Unfinished().empty());
+  EXPECT_FALSE(PathExists(data));
+}
+
+// A receipt that cannot be written (a full disk) means no confirmation either: the entry stays,
+// and the next attempt writes both.
+TEST(Journal, NoConfirmationWithoutItsReceipt) {
+  TempDir dir;
+  auto j = Journal::Open(dir / "cache", nullptr);
+  ASSERT_TRUE(j.ok());
+  auto e = (*j)->AddCopy(WriteSource(dir, "a", "one"), Meta("a.txt"));
+  ASSERT_TRUE(e.ok());
+  std::filesystem::create_directory((*j)->ReceiptsPath());  // appending to it fails
+  Status st = (*j)->RecordConfirmed(e->id, e->sha256, 1);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("receipt"), std::string::npos) << st.message();
+  ASSERT_TRUE((*j)->Get(e->id));
+  EXPECT_FALSE((*j)->Get(e->id)->confirmed);
+  EXPECT_TRUE(PathExists(e->data_path));
+  std::filesystem::remove((*j)->ReceiptsPath());
+  ASSERT_TRUE((*j)->RecordConfirmed(e->id, e->sha256, 1).ok());
+  EXPECT_FALSE((*j)->Get(e->id));
+  EXPECT_NE(ReadFileToString((*j)->ReceiptsPath())->find(",ds,a.txt,3,"), std::string::npos);
 }
 
 TEST(Journal, OneProcessPerCacheDir) {
