@@ -15,6 +15,7 @@ const char* FileStateName(FileState s) {
     case FileState::kProcessing: return "processing";
     case FileState::kCompleted: return "completed";
     case FileState::kFailed: return "failed";
+    case FileState::kInterrupted: return "interrupted";
   }
   return "?";
 }
@@ -43,11 +44,13 @@ void Scheduler::Start() {
       item.status.name = e.name;
       item.status.size = e.size;
       item.seq = e.seq;
-      if (e.failed) {
+      if (e.interrupted) {
+        item.status.error = e.error;
+        SetState(item, InterruptedState(e.name));
+      } else if (e.failed) {
         item.status.error = e.error;
         SetState(item, FileState::kFailed);
-      } else if (e.closed) {
-        Enqueue(e.id, item, now);
+      } else if (e.closed && Enqueue(e.id, item, now)) {
         item.status.queued_ms = NowUnixMillis();
         SetState(item, FileState::kPending);
       }
@@ -80,19 +83,21 @@ Scheduler::Item& Scheduler::ItemFor(const std::string& id, const std::optional<c
     if (item.seq != e->seq && item.queued) {
       Unqueue(id, item);
       item.seq = e->seq;
-      Enqueue(id, item, item.due);
+      (void)Enqueue(id, item, item.due);
     }
     item.seq = e->seq;
   }
   return item;
 }
 
-void Scheduler::Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due) {
+bool Scheduler::Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due) {
   Unqueue(id, item);
+  if (opts_.keep_local && opts_.keep_local(item.status.name)) return false;
   item.due = due;
   waiting_.emplace(due, item.seq, id);
   item.queued = true;
   WakeWorker();
+  return true;
 }
 
 void Scheduler::Unqueue(const std::string& id, Item& item) {
@@ -111,28 +116,46 @@ void Scheduler::Schedule(const std::string& id, std::chrono::milliseconds delay)
   item.status.attempts = 0;
   item.status.queued_ms = NowUnixMillis();
   item.part_sent.clear();
-  Enqueue(id, item, std::chrono::steady_clock::now() + delay);
+  if (!Enqueue(id, item, std::chrono::steady_clock::now() + delay)) {
+    item.status.queued_ms = 0;
+    SetState(item, FileState::kLocal);  // a temporary name: stays local
+    return;
+  }
   SetState(item, FileState::kPending);
 }
 
-void Scheduler::Hold(const std::string& id) {
+Scheduler::HoldResult Scheduler::Hold(const std::string& id, bool stop_committed) {
+  auto e = journal_.Get(id);
+  // An interrupted version stays shown as such (renamed, say) until it is written again.
+  FileState held = e && e->interrupted ? InterruptedState(e->name) : FileState::kLocal;
   std::unique_lock<std::mutex> lock(mu_);
   auto it = items_.find(id);
   if (it == items_.end()) {
     Item& item = items_[id];
     item.status.id = id;
     SetState(item, FileState::kLocal);
-    return;
+    return HoldResult::kHeld;
   }
+  bool committed = it->second.running && it->second.committed;
+  if (committed && !stop_committed) return HoldResult::kCommitted;
   Unqueue(id, it->second);
   if (it->second.running) {
     it->second.cancel = true;
     state_cv_.wait(lock, [&] { return !it->second.running; });
   }
   it->second.status.sent = 0;
-  it->second.status.error.clear();
+  if (held != FileState::kInterrupted) it->second.status.error.clear();
   it->second.status.queued_ms = 0;
-  SetState(it->second, FileState::kLocal);
+  SetState(it->second, held);
+  return committed ? HoldResult::kCommitted : HoldResult::kHeld;
+}
+
+bool Scheduler::Commit(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = items_.find(id);
+  if (it == items_.end() || it->second.cancel || stopping_) return false;
+  it->second.committed = true;
+  return true;
 }
 
 void Scheduler::Forget(const std::string& id) {
@@ -151,6 +174,35 @@ void Scheduler::MarkFailed(const std::string& id, const std::string& error) {
   Unqueue(id, item);
   item.status.error = error;
   SetState(item, FileState::kFailed);
+}
+
+void Scheduler::MarkInterrupted(const std::string& id, const std::string& reason) {
+  auto e = journal_.Get(id);
+  std::lock_guard<std::mutex> lock(mu_);
+  Item& item = ItemFor(id, e);
+  Unqueue(id, item);
+  item.status.error = reason;
+  item.status.queued_ms = 0;
+  SetState(item, InterruptedState(item.status.name));
+}
+
+FileState Scheduler::InterruptedState(const std::string& name) const {
+  // A temporary name never goes to the platform anyway: its leftover (rsync's partial file after
+  // a crash) stays local and asks nobody to act.
+  return opts_.keep_local && opts_.keep_local(name) ? FileState::kLocal : FileState::kInterrupted;
+}
+
+Status Scheduler::AcceptPartial(const std::string& id) {
+  auto before = journal_.Get(id);
+  if (!before) return Status(Code::kNotFound, "no journal entry " + id);
+  if (opts_.keep_local && opts_.keep_local(before->name)) {
+    return Status(Code::kFailedPrecondition, before->name + " has a temporary name; it never goes to the platform");
+  }
+  Hold(id);
+  auto e = journal_.AcceptPartial(id);
+  if (!e.ok()) return e.status();
+  Schedule(id, std::chrono::milliseconds(0));
+  return Status::Ok();
 }
 
 int Scheduler::RetryFailed() {
@@ -254,6 +306,7 @@ void Scheduler::Loop() {
     pick->running = true;
     running_++;
     pick->cancel = false;
+    pick->committed = false;
     pick->status.sent = 0;
     pick->part_sent.clear();
     SetState(*pick, FileState::kUploading);
@@ -285,6 +338,7 @@ void Scheduler::Loop() {
     if (it == items_.end()) continue;
     Item& item = it->second;
     item.running = false;
+    item.committed = false;
     item.status.job_id = out.job_id;
     if (out.status.ok()) {
       item.status.sent = item.status.size;
@@ -294,6 +348,9 @@ void Scheduler::Loop() {
     } else if (out.status.code() == Code::kCancelled) {
       if (!item.queued && item.status.state != FileState::kLocal) SetState(item, FileState::kLocal);
       if (item.queued) SetState(item, FileState::kPending);
+    } else if (entry_after && entry_after->interrupted) {
+      item.status.error = entry_after->error;
+      SetState(item, InterruptedState(entry_after->name));
     } else if (entry_after && entry_after->failed) {
       item.status.error = out.status.message();
       SetState(item, FileState::kFailed);
@@ -303,8 +360,8 @@ void Scheduler::Loop() {
       // Transient trouble that outlasted the retry budget: try again later, never drop it.
       item.status.error = out.status.message();
       item.status.attempts++;
-      Enqueue(pick_id, item, std::chrono::steady_clock::now() + opts_.uploader.retry.max_backoff);
-      SetState(item, FileState::kPending);
+      bool queued = Enqueue(pick_id, item, std::chrono::steady_clock::now() + opts_.uploader.retry.max_backoff);
+      SetState(item, queued ? FileState::kPending : FileState::kLocal);
       LOG_WARN("upload of %s/%s will be retried: %s", item.status.dataset.c_str(), item.status.name.c_str(),
                out.status.message().c_str());
     }

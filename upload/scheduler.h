@@ -27,7 +27,9 @@
 
 namespace ingestfs::upload {
 
-enum class FileState { kLocal, kPending, kUploading, kProcessing, kCompleted, kFailed };
+// kInterrupted: the writer did not finish this version (killed, crashed, a write failed); it
+// is never uploaded unless the user accepts it (AcceptPartial).
+enum class FileState { kLocal, kPending, kUploading, kProcessing, kCompleted, kFailed, kInterrupted };
 const char* FileStateName(FileState s);
 
 struct FileStatus {
@@ -53,6 +55,9 @@ class Scheduler : private ProgressSink {
     // A file waiting this long after it was queued (platform unreachable, say) is `stalled`.
     std::chrono::milliseconds stale_after{std::chrono::hours(1)};
     UploaderOptions uploader;
+    // Names (dataset-relative) that never go to the platform (the mount's temporary names):
+    // such a version is never queued, on any path (close, resume after a crash, retry).
+    std::function<bool(const std::string& name)> keep_local;
   };
   // Called (from a worker, without locks) when a file was confirmed by the platform.
   using ConfirmedFn = std::function<void(const cache::Entry&, const UploadOutcome&)>;
@@ -61,21 +66,28 @@ class Scheduler : private ProgressSink {
   ~Scheduler() override;
 
   // Starts the workers and queues, due at once, every closed unfinished journal entry that has
-  // not failed (the resume after a crash, a reboot, an unmount).
+  // not failed and was not interrupted (the resume after a crash, a reboot, an unmount).
   void Start();
   // Stops the workers; running uploads are cancelled and stay in the journal.
   void Stop();
 
   void Schedule(const std::string& id, std::chrono::milliseconds delay);
-  // Not to be uploaded now (reopened for write, renamed to a temporary name). Cancels a running
-  // upload and waits until it has stopped.
-  void Hold(const std::string& id);
+  enum class HoldResult { kHeld, kCommitted };
+  // Not to be uploaded now (reopened for write, renamed, unlinked). Cancels a running upload and
+  // waits until it has stopped. An upload whose `complete` was sent (committed: the platform
+  // will hold that version) is stopped too when `stop_committed`, otherwise left running; either
+  // way kCommitted says so (the caller must not pretend the version is only local).
+  HoldResult Hold(const std::string& id, bool stop_committed = true);
   // Gone (discarded): like Hold, and its state is dropped.
   void Forget(const std::string& id);
-  // Shown as failed with `error`, not uploaded (a version the writer could not finish).
+  // Shown as failed with `error`, not uploaded (a version the platform cannot take).
   void MarkFailed(const std::string& id, const std::string& error);
-  // Failed files go back in the queue, due now. Returns how many.
+  // Shown as interrupted with `reason`, not uploaded (a version the writer did not finish).
+  void MarkInterrupted(const std::string& id, const std::string& reason);
+  // Failed files go back in the queue, due now (interrupted ones do not). Returns how many.
   int RetryFailed();
+  // The user accepts what an interrupted version holds: it is closed as it is and queued.
+  Status AcceptPartial(const std::string& id);
 
   std::optional<FileStatus> Get(const std::string& id) const;
   std::vector<FileStatus> Snapshot() const;
@@ -94,13 +106,15 @@ class Scheduler : private ProgressSink {
     bool queued = false;
     bool running = false;
     bool cancel = false;  // asked to stop the running upload
+    bool committed = false;  // the running upload sent `complete` (Commit)
     std::map<uint32_t, uint64_t> part_sent;
   };
   void Loop();
   void SetState(Item& item, FileState s);  // REQUIRES: mu_ held
   void PruneCompletedLocked();             // REQUIRES: mu_ held
-  // Queues the item, due at `due` (again, if it was queued). REQUIRES: mu_ held
-  void Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due);
+  // Queues the item, due at `due` (again, if it was queued); false, and not queued, for a name
+  // that stays local (Options::keep_local). REQUIRES: mu_ held
+  bool Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due);
   void Unqueue(const std::string& id, Item& item);  // REQUIRES: mu_ held
   // Wakes one idle worker, if any is idle. REQUIRES: mu_ held
   void WakeWorker() {
@@ -110,10 +124,13 @@ class Scheduler : private ProgressSink {
   // The item of `id` (made if new), with the journal entry's name, size and order. REQUIRES: mu_
   Item& ItemFor(const std::string& id, const std::optional<cache::Entry>& e);
   bool StalledLocked(const Item& item, int64_t now_ms) const;  // REQUIRES: mu_ held
+  // kInterrupted, or kLocal for a temporary name (Options::keep_local).
+  FileState InterruptedState(const std::string& name) const;
   static constexpr size_t kKeepCompleted = 2000;
   // ProgressSink (called by the uploader from workers).
   void OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) override;
   void OnPhase(const std::string& id, const std::string& phase) override;
+  bool Commit(const std::string& id) override;
   void OnRetry(const std::string& id, int attempt, const Status& why) override;
 
   cache::Journal& journal_;

@@ -361,6 +361,13 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
     if (progress_) progress_->OnDone(entry_id, st);
     return out;
   };
+  if (run.entry.interrupted || run.entry.unlinked) {
+    // Not the file its writer meant (or no longer a file): never sent. Nothing to record.
+    out.status = Status(Code::kFailedPrecondition, run.entry.name + " is not uploaded: " +
+                                                       (run.entry.unlinked ? "it was unlinked" : run.entry.error));
+    if (progress_) progress_->OnDone(entry_id, out.status);
+    return out;
+  }
   if (run.entry.failed) return finish(Status(Code::kFailedPrecondition, run.entry.error));
   if (!run.entry.closed) return finish(Status(Code::kCancelled, run.entry.name + " is still being written"));
   if (run.entry.size > dialect_.MaxFileSize()) {
@@ -413,7 +420,9 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
       }
       if (!st.ok()) return finish(st);
       FailPoint("before_complete");
-      if (Cancelled(run)) return finish(Status(Code::kCancelled, "cancelled"));
+      if (Cancelled(run) || (progress_ && !progress_->Commit(run.entry.id))) {
+        return finish(Status(Code::kCancelled, "cancelled"));
+      }
       if (progress_) progress_->OnPhase(run.entry.id, "completing");
       st = Step(run, "complete", [&] { return dialect_.Complete(*run.entry.session, run.entry.parts); });
       if (st.code() == Code::kInvalidArgument) {
@@ -428,6 +437,7 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
       run.entry.completed = true;
       FailPoint("after_complete");
     }
+    if (progress_) (void)progress_->Commit(run.entry.id);  // `complete` was accepted (perhaps before a restart)
     JobState job;
     st = Follow(run, &job);
     if (!st.ok()) return finish(st);

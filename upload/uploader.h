@@ -36,6 +36,10 @@ class ProgressSink {
   // Bytes of part `n` sent so far in its current attempt.
   virtual void OnPartProgress(const std::string& /*id*/, uint32_t /*n*/, uint64_t /*sent*/) {}
   virtual void OnPhase(const std::string& /*id*/, const std::string& /*phase*/) {}
+  // Asked just before `complete` is sent, the point after which the platform will hold the
+  // version: false (the upload was cancelled meanwhile) stops it there. Whoever answers true has
+  // to treat the upload as committed from then on.
+  virtual bool Commit(const std::string& /*id*/) { return true; }
   virtual void OnRetry(const std::string& /*id*/, int /*attempt*/, const Status& /*why*/) {}
   virtual void OnDone(const std::string& /*id*/, const Status& /*result*/) {}
 };

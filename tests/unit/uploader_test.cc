@@ -363,5 +363,52 @@ TEST_F(UploaderTest, SchedulerRunsFilesDueTogetherOnEveryWorker) {
   }
 }
 
+// What must never reach the platform does not, on any path: a temporary name (closed, resumed
+// after a crash, retried), and an interrupted version until the user accepts it; a plain retry
+// does not send an interrupted version either.
+TEST_F(UploaderTest, SchedulerNeverSendsTemporaryNamesOrInterruptedVersions) {
+  std::string temp = Add("run/.data.csv.Xy12Ab");  // rsync's temporary name, closed
+  std::string open = journal_->AddOpen([] {
+    cache::Entry m;
+    m.dataset = "ds";
+    m.name = "run/half.tif";
+    return m;
+  }())->id;
+  std::ofstream(journal_->Get(open)->data_path, std::ios::binary) << "half";
+  ASSERT_TRUE(journal_->RecordInterrupted(open, "interrupted: test").ok());
+  std::string real = Add("run/data.csv");
+  Scheduler::Options o;
+  o.workers = 1;  // the fake dialect's records are not for concurrent writers
+  o.uploader = opts_;
+  o.keep_local = [](const std::string& name) { return name.find("/.") != std::string::npos; };
+  {
+    Scheduler sched(dialect_, *journal_, o, nullptr);
+    sched.Start();  // the resume after a crash: all three are unfinished in the journal
+    ASSERT_TRUE(sched.WaitIdle(std::chrono::seconds(10)));
+    EXPECT_EQ(sched.Get(real)->state, FileState::kCompleted);
+    EXPECT_EQ(sched.Get(temp)->state, FileState::kLocal);
+    EXPECT_EQ(sched.Get(open)->state, FileState::kInterrupted);
+    EXPECT_EQ(sched.Get(open)->error, "interrupted: test");
+    sched.Schedule(temp, std::chrono::milliseconds(0));  // closed again under its temporary name
+    EXPECT_EQ(sched.Get(temp)->state, FileState::kLocal);
+    EXPECT_EQ(sched.RetryFailed(), 0) << "retry leaves interrupted versions alone";
+    ASSERT_TRUE(sched.WaitIdle(std::chrono::seconds(10)));
+    EXPECT_EQ(dialect_.begins.size(), 1u) << "only the real, finished file was sent";
+    EXPECT_FALSE(sched.AcceptPartial(temp).ok());
+    ASSERT_TRUE(sched.AcceptPartial(open).ok());
+    ASSERT_TRUE(sched.WaitIdle(std::chrono::seconds(10)));
+    EXPECT_EQ(sched.Get(open)->state, FileState::kCompleted);
+    sched.Stop();
+  }
+  EXPECT_EQ(dialect_.begins.size(), 2u);
+  EXPECT_EQ(store_.Body("/job-2"), "half");
+  // The uploader itself refuses an interrupted version, whoever asks.
+  std::string other = Add("run/other.bin");
+  ASSERT_TRUE(journal_->RecordInterrupted(other, "write failed: test").ok());
+  UploadOutcome out = Run(other);
+  EXPECT_FALSE(out.status.ok());
+  EXPECT_EQ(dialect_.begins.size(), 2u);
+}
+
 }  // namespace
 }  // namespace ingestfs::upload
