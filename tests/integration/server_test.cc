@@ -2,7 +2,11 @@
 // documented errors, the S3 data plane, restarts, concurrency and fault injection.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -403,6 +407,27 @@ TEST(ServerRestart, UploadCompletesAcrossARestartBetweenPresignAndComplete) {
   ASSERT_EQ(api.Complete(job, parts).status, 200);
   EXPECT_EQ(Str(api.WaitJob(job), "status"), "completed");
   EXPECT_EQ(Str(FileEntry(api, ds, "f.bin"), "sha256"), Sha256Hex(data));
+}
+
+// A client that keeps its connection open (every mount does) must not hold SIGTERM up: the
+// server stops by itself, not by the harness's SIGKILL 10 s later.
+TEST(ServerRestart, SigtermStopsTheServerWhileAClientKeepsItsConnectionOpen) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ok());
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(server.port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  std::string req = "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
+  ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  char buf[512];
+  EXPECT_GT(::read(fd, buf, sizeof(buf)), 0);  // answered; the connection stays open, idle
+  int status = server.Stop();
+  ::close(fd);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "SIGTERM did not stop it within 10 s";
 }
 
 TEST(ServerRestart, JobsLeftPendingAreProcessedAfterRestart) {
