@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -119,14 +121,16 @@ namespace {
 
 constexpr char kUsage[] = R"(Usage: ingestfs status MOUNTPOINT [--json]
        ingestfs wait MOUNTPOINT [--timeout SECONDS]
-       ingestfs retry MOUNTPOINT
+       ingestfs retry MOUNTPOINT [--accept-partial PATH]...
        ingestfs unmount MOUNTPOINT [--wait [--timeout SECONDS]] [--force]
 
   status   what the mount still has to upload: a table of files pending, uploading (with
            progress) and failed (with the reason); --json for the same as JSON
   wait     waits until nothing is left to upload (files still open for writing count);
            exit 0 when all arrived, 1 when any failed, 2 on timeout (default: no timeout)
-  retry    puts failed files back in the queue
+  retry    puts failed files back in the queue. A file whose writer never finished it (killed,
+           a crash, a full disk) is `interrupted` and is not uploaded by a plain retry; with
+           --accept-partial PATH, what the cache holds of it is uploaded as the file
   unmount  unmounts once nothing is left to upload, and waits for the daemon to exit; refuses
            (exit 1) while files are open, pending or uploading, unless --wait (drain first;
            exit 2 if --timeout passes) or --force (unmount anyway: the journal keeps them and
@@ -161,6 +165,11 @@ struct Idle {
   std::string error;  // the daemon could not be asked
 };
 
+// Files that will not arrive without someone acting: failed, and interrupted (not uploaded).
+int NeedAction(const json::Value& counts) {
+  return static_cast<int>(json::IntOr(counts, "failed") + json::IntOr(counts, "interrupted"));
+}
+
 int Busy(const json::Value& counts) {
   return counts["open"].GetInt() + counts["pending"].GetInt() + counts["uploading"].GetInt() +
          counts["processing"].GetInt();
@@ -178,7 +187,7 @@ Idle WaitIdle(const std::string& socket, double timeout) {
     }
     idle.status = std::move(doc).value();
     idle.busy = Busy(idle.status["counts"]);
-    idle.failed = idle.status["counts"]["failed"].GetInt();
+    idle.failed = NeedAction(idle.status["counts"]);
     double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (idle.busy == 0 || (timeout >= 0 && waited >= timeout)) return idle;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -240,6 +249,38 @@ int Unmount(const std::string& mountpoint, const std::string& socket, bool wait,
   return 0;
 }
 
+// The file's place in the mount ("dataset/name") from a PATH given on the command line.
+StatusOr<std::string> InMount(const std::string& mountpoint, const std::string& path) {
+  char mp[PATH_MAX], abs[PATH_MAX];
+  if (::realpath(mountpoint.c_str(), mp) == nullptr) return Status::FromErrno(errno, mountpoint);
+  // The folder is resolved, the name is kept as given (it need not be looked up to be named).
+  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+  std::string base = path.substr(path.rfind('/') + 1);
+  if (dir.empty()) dir = "/";
+  if (::realpath(dir.c_str(), abs) == nullptr) return Status::FromErrno(errno, path);
+  std::string full = std::string(abs) + "/" + base, root = std::string(mp) + "/";
+  if (full.rfind(root, 0) != 0 || full.size() == root.size()) {
+    return Status(Code::kInvalidArgument, path + " is not a file inside " + mountpoint);
+  }
+  return full.substr(root.size());
+}
+
+int AcceptPartial(const std::string& mountpoint, const std::string& socket, const std::vector<std::string>& paths) {
+  int failed = 0;
+  for (const std::string& p : paths) {
+    auto rel = InMount(mountpoint, p);
+    StatusOr<json::Document> doc = rel.ok() ? Query(socket, "accept " + *rel) : StatusOr<json::Document>(rel.status());
+    std::string err = !doc.ok() ? doc.status().message() : json::StringOr(*doc, "error");
+    if (!err.empty()) {
+      std::cerr << "ingestfs retry: " << p << ": " << err << "\n";
+      ++failed;
+    } else {
+      std::cout << p << ": accepted as it is; uploading it\n";
+    }
+  }
+  return failed == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int RunControlCommand(int argc, char** argv) {
@@ -247,6 +288,7 @@ int RunControlCommand(int argc, char** argv) {
   std::string mountpoint;
   bool json_out = false, wait = false, force = false;
   double timeout = -1;
+  std::vector<std::string> accept;  // retry --accept-partial PATH
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -254,6 +296,9 @@ int RunControlCommand(int argc, char** argv) {
       return 0;
     } else if (a == "--json" && cmd == "status") {
       json_out = true;
+    } else if (a == "--accept-partial" && cmd == "retry") {
+      if (i + 1 >= argc) return Fail("--accept-partial takes the PATH of a file in the mount");
+      accept.push_back(argv[++i]);
     } else if (a == "--wait" && cmd == "unmount") {
       wait = true;
     } else if (a == "--force" && cmd == "unmount") {
@@ -274,6 +319,7 @@ int RunControlCommand(int argc, char** argv) {
   if (timeout >= 0 && cmd == "unmount" && !wait) return Fail("--timeout goes with --wait");
   auto socket = SocketOf(mountpoint);
   if (!socket.ok()) return Fail(socket.status().message(), cmd == "wait" ? 2 : 1);
+  if (cmd == "retry" && !accept.empty()) return AcceptPartial(mountpoint, *socket, accept);
   if (cmd == "retry") {
     auto doc = Query(*socket, "retry");
     if (!doc.ok()) return Fail(doc.status().message(), 1);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "fs/killed_writer.h"
 
 namespace ingestfs::fs {
 
@@ -19,6 +20,11 @@ constexpr double kEntryTimeout = 1.0;
 constexpr double kNegativeTimeout = 1.0;
 
 IngestFs& Fs(fuse_req_t req) { return *static_cast<IngestFs*>(fuse_req_userdata(req)); }
+
+pid_t CallerPid(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return ctx != nullptr ? ctx->pid : 0;
+}
 
 struct stat ToStat(const Attr& a) {
   struct stat st {};
@@ -151,7 +157,7 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
 
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse_file_info* fi) {
   Guard(req, "create", [&] {
-    auto r = Fs(req).Create(parent, name, fi->flags);
+    auto r = Fs(req).Create(parent, name, fi->flags, CallerPid(req));
     if (!r.ok()) return (void)fuse_reply_err(req, ErrnoOf(r.status()));
     fi->fh = r->second;
     if (Fs(req).Uncached(fi->fh)) fi->direct_io = 1;  // see IngestFs::NewHandle
@@ -162,7 +168,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse_fi
 
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, "open", [&] {
-    auto fh = Fs(req).Open(ino, fi->flags);
+    auto fh = Fs(req).Open(ino, fi->flags, CallerPid(req));
     if (!fh.ok()) return (void)fuse_reply_err(req, ErrnoOf(fh.status()));
     fi->fh = *fh;
     fi->keep_cache = 0;
@@ -221,7 +227,14 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_
 
 void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   // Errors the user must see at close(2) come from here: the kernel drops release's errors.
-  Guard(req, "flush", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Flush(fi->fh))); });
+  Guard(req, "flush", [&] {
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    // Only the close of a version's last writer can decide its fate; other closes are not asked.
+    std::string killed = ctx != nullptr && Fs(req).IsLastWriter(fi->fh)
+                             ? KilledWriter(ctx->pid, std::chrono::milliseconds(200))
+                             : "";
+    fuse_reply_err(req, ErrnoOf(Fs(req).Flush(fi->fh, CallerPid(req), killed)));
+  });
 }
 
 void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

@@ -92,8 +92,8 @@ std::string IngestFs::StatusContent(Special kind) {
 std::string IngestFs::StatusJson() {
   std::vector<std::string> open = OpenFiles();
   std::vector<upload::FileStatus> files = scheduler_ != nullptr ? scheduler_->Snapshot() : std::vector<upload::FileStatus>{};
-  std::map<std::string, int> counts = {{"pending", 0},  {"uploading", 0}, {"processing", 0},
-                                       {"failed", 0},   {"completed", 0}, {"stalled", 0}};
+  std::map<std::string, int> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0},   {"failed", 0},
+                                       {"interrupted", 0}, {"completed", 0}, {"stalled", 0}};
   return json::Object([&](json::Writer& w) {
     json::KeyString(w, "time", Iso8601Utc(std::time(nullptr)));
     json::KeyString(w, "platform", RedactUrl(cfg_.api));
@@ -235,6 +235,7 @@ Attr IngestFs::AttrOf(const Node& n) {
     return a;
   }
   a.mode = S_IFREG | (0644 & ~cfg_.umask);
+  a.nlink = n.unlinked ? 0 : 1;
   a.size = n.remote_size;
   if (!n.entry_id.empty()) {
     struct stat st;
@@ -354,13 +355,53 @@ void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcom
     if (n == nullptr) break;
     n = Child(n, part);
   }
-  if (n == nullptr || n->entry_id != entry.id) return;  // unlinked or replaced meanwhile
-  n->entry_id.clear();
+  if (n == nullptr || n->unlinked) return;  // unlinked meanwhile
+  // A newer local version (begun while this one was being confirmed) stays the file's content;
+  // the platform has a version now either way, so the next upload is an overwrite.
+  bool current = n->entry_id == entry.id;
   n->remote = true;
   n->remote_size = entry.size;
   n->remote_tag = dialect_.ContentTag(entry.sha256, entry.size);
+  if (!current) return;
+  n->entry_id.clear();
   n->read_path = outcome.kept_path;
   if (mtimes_ != nullptr) mtimes_->Put(entry.dataset, entry.name, n->remote_tag, n->mtime);
+}
+
+Status IngestFs::AcceptPartial(const std::string& path) {
+  std::shared_lock<std::shared_mutex> ns(ns_mu_);
+  uint64_t ino = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(kRootIno);
+    for (const std::string& part : Split(path, '/')) {
+      if (n == nullptr) break;
+      if (!part.empty()) n = Child(n, part);
+    }
+    if (n == nullptr || n->special != Special::kNone || n->ino == kRootIno) {
+      return Status(Code::kNotFound, path + ": no such file in the mount", ENOENT);
+    }
+    if (n->is_dir) return Errno(EISDIR, path + " is a folder");
+    ino = n->ino;
+  }
+  auto version = VersionMutex(ino);
+  std::lock_guard<std::mutex> vlock(*version);
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr) return Status(Code::kNotFound, path + ": no such file in the mount", ENOENT);
+    if (n->writers > 0) return Status(Code::kFailedPrecondition, path + " is open for writing", EBUSY);
+    id = n->entry_id;
+  }
+  auto e = id.empty() ? std::nullopt : journal_.Get(id);
+  if (!e || !e->interrupted) {
+    return Status(Code::kFailedPrecondition, path + " has no interrupted version to accept", EINVAL);
+  }
+  RETURN_IF_ERROR(scheduler_->AcceptPartial(id));
+  LOG_INFO("%s: the interrupted version (%llu bytes) was accepted; uploading it", path.c_str(),
+           static_cast<unsigned long long>(e->size));
+  return Status::Ok();
 }
 
 std::vector<std::string> IngestFs::OpenFiles() {
@@ -376,7 +417,7 @@ std::vector<std::string> IngestFs::OpenFiles() {
   }
   for (const auto& [id, label] : candidates) {
     auto e = journal_.Get(id);
-    if (e && !e->closed) out.push_back(label);  // released, being fsynced and hashed
+    if (e && !e->closed && !e->interrupted) out.push_back(label);  // released, being fsynced and hashed
   }
   return out;
 }
@@ -399,6 +440,7 @@ Status IngestFs::RefreshFor(uint64_t dir) {
 }
 
 StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
+  if (name.size() > kMaxNameBytes) return Errno(ENAMETOOLONG, "names have at most 255 bytes");
   if (parent == kStatusDirIno) RefreshStatus();
   RETURN_IF_ERROR(RefreshFor(parent));
   std::lock_guard<std::mutex> lock(mu_);
@@ -600,10 +642,21 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
     }
     if (!entry_id.empty()) {
       // A closed local version: stop its upload, then write the same cache copy again.
-      scheduler_->Hold(entry_id);
+      bool committed = scheduler_->Hold(entry_id) == upload::Scheduler::HoldResult::kCommitted;
       auto e = journal_.Get(entry_id);
       if (!e) continue;  // it was confirmed meanwhile: now it is a platform file
+      if (committed || e->completed) {
+        // The platform was told to take that version and will hold it, confirmed or not: the
+        // name is the platform's now (the next upload overwrites; unlink and rename refuse).
+        std::lock_guard<std::mutex> lock(mu_);
+        if (Node* n = Find(ino)) {
+          n->remote = true;
+          n->remote_size = e->size;
+          n->remote_tag = dialect_.ContentTag(e->sha256, e->size);
+        }
+      }
       RETURN_IF_ERROR(journal_.RecordReopened(entry_id));
+      if (e->interrupted) scheduler_->Hold(entry_id);  // written again: no longer shown interrupted
       if (truncate && ::truncate(e->data_path.c_str(), 0) != 0) return Status::FromErrno(errno, "truncate");
       // No writer has it open: an emptied copy can be hashed as it is written again.
       {
@@ -657,7 +710,7 @@ std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::millisec
       if (Node* n = fs->Find(ino)) n->closing = false;
     }
   } clear_closing{this, ino};
-  std::string id, base, write_failed;
+  std::string id, base, label, write_failed;
   std::shared_ptr<cache::SequentialDigest> digest;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -665,27 +718,34 @@ std::string IngestFs::EndWrite(uint64_t ino, std::optional<std::chrono::millisec
     if (n == nullptr || n->entry_id.empty()) return "";
     id = n->entry_id;
     base = n->name;
+    label = n->dataset + "/" + n->rel;
     if (n->unlinked) return "";
     write_failed = std::move(n->write_failed);
     n->write_failed.clear();
+    n->flushed = false;  // `closed` (or `interrupted`) supersedes it
     digest = std::move(n->digest);
   }
   auto e = journal_.Get(id);
   if (e && e->closed) return "";  // already closed and sent by a sync_upload flush
-  if (std::string big = TooLarge(e ? e->data_path : "", base); write_failed.empty() && !big.empty()) {
-    write_failed = big;
-  }
+  auto interrupted = [&](const std::string& why) {
+    // What is in the cache copy is not the file the writer meant: kept, shown, never uploaded.
+    LOG_ERROR("%s: %s", label.c_str(), why.c_str());
+    Status st = journal_.RecordInterrupted(id, why);
+    if (!st.ok()) LOG_WARN("journaling the interruption of %s: %s", label.c_str(), st.message().c_str());
+    scheduler_->MarkInterrupted(id, why);
+    return std::string();
+  };
+  if (!write_failed.empty()) return interrupted(write_failed);
+  std::string big = TooLarge(e ? e->data_path : "", base);
   auto closed = journal_.Close(id, digest.get());
   if (!closed.ok()) {
-    LOG_ERROR("closing %s: %s", base.c_str(), closed.status().message().c_str());
-    return "";
+    return interrupted("closing it failed: " + closed.status().message() + " (not uploaded: write the file again)");
   }
-  if (!write_failed.empty()) {
-    // The writer saw an error; what is in the cache copy is not the file it meant to write.
-    LOG_ERROR("%s: %s", base.c_str(), write_failed.c_str());
-    Status st = journal_.RecordFailed(id, write_failed);
-    if (!st.ok()) LOG_WARN("recording the failure of %s: %s", base.c_str(), st.message().c_str());
-    scheduler_->MarkFailed(id, write_failed);
+  if (!big.empty()) {
+    LOG_ERROR("%s: %s", label.c_str(), big.c_str());
+    Status st = journal_.RecordFailed(id, big);
+    if (!st.ok()) LOG_WARN("recording the failure of %s: %s", label.c_str(), st.message().c_str());
+    scheduler_->MarkFailed(id, big);
     return "";
   }
   if (IsTemporaryName(base)) return "";  // stays local until renamed to a real name
@@ -732,9 +792,11 @@ std::string IngestFs::TooLarge(const std::string& path, const std::string& label
   return size > dialect_.MaxFileSize() ? upload::TooLargeMessage(dialect_, label, size) : "";
 }
 
-Status IngestFs::Flush(uint64_t fh) {
-  // A file the platform cannot take in one upload is refused at close, not found failing later.
-  std::string path, label;
+Status IngestFs::Flush(uint64_t fh, pid_t closer, const std::string& writer_killed) {
+  std::string path, label, id;
+  int fd = -1;
+  uint64_t ino = 0;
+  bool last_writer = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = handles_.find(fh);
@@ -742,17 +804,43 @@ Status IngestFs::Flush(uint64_t fh) {
     if (n != nullptr && !n->entry_id.empty()) {
       path = n->data_path;
       label = n->dataset + "/" + n->rel;
+      if (!writer_killed.empty() && n->write_failed.empty()) {
+        n->write_failed = "interrupted: " + writer_killed + " (not uploaded: write the file again, or ingestfs retry "
+                          "--accept-partial)";
+      }
+      // The last writer's close, journaled (below) so that a crash before its release is handled
+      // still knows the file was finished. Not after a failed write: that version is not the file.
+      last_writer = n->writers == 1 && !n->unlinked && n->write_failed.empty() &&
+                    (it->second->opener == 0 || it->second->opener == closer);
+      if (last_writer) {
+        id = n->entry_id;
+        ino = n->ino;
+        fd = it->second->fd.get();
+        n->flushed = true;
+      }
     }
   }
   if (std::string big = TooLarge(path, label); !big.empty()) {
     LOG_ERROR("close of %s: %s", label.c_str(), big.c_str());
     return Errno(EFBIG, big);
   }
-  if (!cfg_.sync_upload) return Status::Ok();  // writes are in the cache copy already
-  return SyncUpload(fh);
+  if (cfg_.sync_upload) return SyncUpload(fh);
+  if (last_writer) {
+    struct stat st;
+    Status rec = ::fstat(fd, &st) == 0 ? journal_.RecordFlushed(id, static_cast<uint64_t>(st.st_size))
+                                       : Status::FromErrno(errno, "stat the cache copy");
+    if (!rec.ok()) {
+      // Not journaled: a crash before the release would leave it interrupted. Say so now.
+      LOG_WARN("close of %s: %s", label.c_str(), rec.message().c_str());
+      std::lock_guard<std::mutex> lock(mu_);
+      if (Node* n = Find(ino)) n->flushed = false;
+    }
+  }
+  return Status::Ok();  // writes are in the cache copy already
 }
 
-StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std::string& name, int flags) {
+StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std::string& name, int flags,
+                                                     pid_t opener) {
   std::shared_lock<std::shared_mutex> ns(ns_mu_);
   uint64_t existing = 0;
   {
@@ -791,15 +879,16 @@ StatusOr<std::pair<Attr, uint64_t>> IngestFs::Create(uint64_t parent, const std:
     }
     return path.status();
   }
-  ASSIGN_OR_RETURN(uint64_t fh, NewWriteHandle(c, *path, flags));
+  ASSIGN_OR_RETURN(uint64_t fh, NewWriteHandle(c, *path, flags, opener));
   c->mtime = Now();
   c->nlookup++;
   return std::make_pair(AttrOf(*c), fh);
 }
 
-StatusOr<uint64_t> IngestFs::NewWriteHandle(Node* n, const std::string& path, int flags) {
+StatusOr<uint64_t> IngestFs::NewWriteHandle(Node* n, const std::string& path, int flags, pid_t opener) {
   Handle h;
   h.ino = n->ino;
+  h.opener = opener;
   h.fd = UniqueFd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   if (!h.fd.valid()) return Status::FromErrno(errno, "open " + path);
   h.writable = true;
@@ -809,7 +898,7 @@ StatusOr<uint64_t> IngestFs::NewWriteHandle(Node* n, const std::string& path, in
   return NewHandle(std::move(h));
 }
 
-StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
+StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags, pid_t opener) {
   bool write = (flags & O_ACCMODE) != O_RDONLY;
   if (ino == kStatusDirIno || IsStatusFile(ino)) {
     Special kind;
@@ -846,7 +935,7 @@ StatusOr<uint64_t> IngestFs::Open(uint64_t ino, int flags) {
     Node* n = Find(ino);
     if (n == nullptr) return Status(Code::kNotFound, "stale inode", ENOENT);
     if (flags & O_TRUNC) n->mtime = Now();
-    return NewWriteHandle(n, *path, flags);
+    return NewWriteHandle(n, *path, flags, opener);
   }
   std::string path;
   {
@@ -929,6 +1018,7 @@ StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off
     t.direct = h.direct.get();
     if (Node* n = Find(h.ino)) t.digest = n->digest;
   }
+  Rewriting(t.ino);
   t.offset = off;
   struct stat st;
   if ((append || space_ != nullptr) && ::fstat(t.fd, &st) != 0) return Status::FromErrno(errno, "stat the cache copy");
@@ -944,11 +1034,34 @@ StatusOr<IngestFs::WriteTarget> IngestFs::PrepareWrite(uint64_t fh, uint64_t off
     if (!room.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       Node* n = Find(t.ino);
-      if (n != nullptr) n->write_failed = "a write failed (cache full), so this version was not uploaded; write the file again";
+      if (n != nullptr && n->write_failed.empty()) {
+        n->write_failed = "write failed: cache full after cache_wait (not uploaded: write the file again)";
+      }
       return room;
     }
   }
   return t;
+}
+
+void IngestFs::Rewriting(uint64_t ino) {
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    if (n == nullptr || !n->flushed) return;
+    n->flushed = false;
+    id = n->entry_id;
+  }
+  Status st = journal_.RecordWriting(id);
+  if (!st.ok()) LOG_WARN("journaling a write after close: %s", st.message().c_str());
+}
+
+void IngestFs::WriteFailed(uint64_t ino, const Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node* n = Find(ino);
+  if (n == nullptr || !n->write_failed.empty()) return;
+  n->write_failed = "write failed: " + why.message() + " (not uploaded: write the file again)";
+  LOG_ERROR("%s/%s: %s", n->dataset.c_str(), n->rel.c_str(), n->write_failed.c_str());
 }
 
 void IngestFs::Wrote(uint64_t ino) {
@@ -962,8 +1075,8 @@ StatusOr<size_t> IngestFs::Write(uint64_t fh, const char* buf, size_t size, uint
   ASSIGN_OR_RETURN(WriteTarget t, PrepareWrite(fh, off, size));
   auto done = cache::WriteAt(t.fd, t.direct, buf, size, t.offset);
   if (!done.ok()) {
-    LOG_ERROR("writing the cache copy failed: %s", done.status().message().c_str());
     if (t.digest) t.digest->Invalidate();
+    WriteFailed(t.ino, done.status());
     return done.status();
   }
   Wrote(t.ino);
@@ -996,6 +1109,14 @@ Status IngestFs::Fsync(uint64_t fh) {
     if (n != nullptr) id = n->entry_id;
   }
   return id.empty() ? Status::Ok() : journal_.Sync(id);
+}
+
+bool IngestFs::IsLastWriter(uint64_t fh) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = handles_.find(fh);
+  if (it == handles_.end() || !it->second->writable) return false;
+  Node* n = Find(it->second->ino);
+  return n != nullptr && !n->entry_id.empty() && n->writers == 1 && n->write_failed.empty();
 }
 
 bool IngestFs::Uncached(uint64_t fh) {
@@ -1038,9 +1159,20 @@ Status IngestFs::Release(uint64_t fh) {
   }
   h->fd.Reset();
   if (last_writer) EndWrite(h->ino);
-  std::lock_guard<std::mutex> lock(mu_);
-  Node* n = Find(h->ino);
-  if (n != nullptr) MaybeFree(n);
+  std::string discard;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(h->ino);
+    if (n != nullptr && n->unlinked && n->open_handles == 0 && !n->entry_id.empty()) {
+      discard = n->entry_id;  // unlinked while open: gone with its last descriptor
+      n->entry_id.clear();
+    }
+    if (n != nullptr) MaybeFree(n);
+  }
+  if (!discard.empty()) {
+    Status st = journal_.Discard(discard);
+    if (!st.ok()) LOG_WARN("discarding an unlinked file: %s", st.message().c_str());
+  }
   return Status::Ok();
 }
 
@@ -1050,6 +1182,15 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
     std::lock_guard<std::mutex> lock(mu_);
     Node* n = Find(ino);
     return RefuseStatus(n, "setattr", n->name);
+  }
+  if (size && *size > dialect_.MaxFileSize()) {
+    // Refused before anything changes: no version is begun for a size no upload can have.
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* n = Find(ino);
+    std::string label = n != nullptr ? n->dataset + "/" + n->rel : "a file";
+    LOG_WARN("truncate of %s to %llu bytes refused: %s", label.c_str(), static_cast<unsigned long long>(*size),
+             upload::TooLargeMessage(dialect_, label, *size).c_str());
+    return Errno(EFBIG, upload::TooLargeMessage(dialect_, label, *size));
   }
   if (size) {
     int fd = -1;
@@ -1064,6 +1205,7 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
       if (n != nullptr && n->digest) n->digest->Invalidate();  // bytes change outside the writes
     }
     if (fd >= 0) {
+      Rewriting(ino);
       if (::ftruncate(fd, static_cast<off_t>(*size)) != 0) return Status::FromErrno(errno, "truncate");
     } else {
       // truncate(2) without an open handle: a write of its own.
@@ -1079,8 +1221,10 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
       }
       auto path = BeginWrite(ino, *size == 0);
       if (!path.ok()) return path.status();
-      if (::truncate(path->c_str(), static_cast<off_t>(*size)) != 0) return Status::FromErrno(errno, "truncate");
+      int err = ::truncate(path->c_str(), static_cast<off_t>(*size)) != 0 ? errno : 0;
+      // Closed again either way: a failed truncate changed nothing, and must not leave it open.
       if (!writing) EndWrite(ino);
+      if (err != 0) return Status::FromErrno(err, "truncate");
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -1097,9 +1241,23 @@ StatusOr<Attr> IngestFs::SetAttr(uint64_t ino, std::optional<uint64_t> size, std
   return AttrOf(*n);
 }
 
+Status IngestFs::HoldForNamespace(const std::string& id, const std::string& label, const char* op) {
+  // Its upload stops first, unless the platform has already been told to take this version
+  // (`complete` sent): then the name is the platform's, and the operation fails with nothing
+  // changed, exactly as it would for a file listed there.
+  bool committed = scheduler_->Hold(id, /*stop_committed=*/false) == upload::Scheduler::HoldResult::kCommitted;
+  auto e = journal_.Get(id);
+  if (!committed && e && !e->completed) return Status::Ok();
+  if (!committed && e) scheduler_->Schedule(id, std::chrono::milliseconds(0));  // held: let it finish
+  LOG_WARN("%s %s refused: the platform is taking in this version, and it does not %s files through the mount",
+           op, label.c_str(), std::string(op) == "rm" ? "delete" : "move");
+  return Errno(std::string(op) == "rm" ? EPERM : EXDEV, label + " is on the platform");
+}
+
 Status IngestFs::Unlink(uint64_t parent, const std::string& name) {
   std::unique_lock<std::shared_mutex> ns(ns_mu_);
-  std::string id;
+  std::string id, label;
+  uint64_t ino = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Node* p = Find(parent);
@@ -1113,16 +1271,47 @@ Status IngestFs::Unlink(uint64_t parent, const std::string& name) {
       return Errno(EPERM, "the platform keeps " + c->rel);
     }
     id = c->entry_id;
+    ino = c->ino;
+    label = c->dataset + "/" + c->rel;
+  }
+  if (!id.empty()) RETURN_IF_ERROR(HoldForNamespace(id, label, "rm"));
+  bool still_open = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* c = Find(ino);
+    if (c == nullptr) return Status(Code::kNotFound, name, ENOENT);
     Detach(c);
-    c->entry_id.clear();
+    // An open descriptor keeps the file (nlink 0) until its last close, as on a local disk:
+    // the bytes stay where it reads and writes them, and Release discards them.
+    still_open = c->open_handles > 0 && !id.empty();
+    if (!still_open) c->entry_id.clear();
     MaybeFree(c);
   }
-  if (!id.empty()) {
-    scheduler_->Forget(id);
-    Status st = journal_.Discard(id);
-    if (!st.ok()) LOG_WARN("discarding %s: %s", name.c_str(), st.message().c_str());
-  }
+  if (!id.empty()) DropVersion(id, still_open, name);
   return Status::Ok();
+}
+
+void IngestFs::DropVersion(const std::string& id, bool still_open, const std::string& label) {
+  scheduler_->Forget(id);
+  Status st = still_open ? journal_.RecordUnlinked(id) : journal_.Discard(id);
+  if (!st.ok()) LOG_WARN("discarding %s: %s", label.c_str(), st.message().c_str());
+}
+
+bool IngestFs::HasFiles(const Node* dir) {
+  for (const auto& [name, ino] : dir->children) {
+    const Node* c = Find(ino);
+    if (c != nullptr && (!c->is_dir || HasFiles(c))) return true;
+  }
+  return false;
+}
+
+void IngestFs::Repath(Node* n) {
+  Node* parent = Find(n->parent);
+  n->dataset = parent->dataset;
+  n->rel = RelFor(parent, n->name);
+  for (const auto& [name, ino] : n->children) {
+    if (Node* c = Find(ino)) Repath(c);
+  }
 }
 
 Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
@@ -1130,8 +1319,10 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
   constexpr unsigned kNoReplace = 1;  // RENAME_NOREPLACE
   if (flags & ~kNoReplace) return Errno(EINVAL, "rename flags not supported");
   std::unique_lock<std::shared_mutex> ns(ns_mu_);
-  std::string id, replaced_id, new_dataset, new_rel;
-  bool was_temp, now_temp, src_closed = false;
+  std::string id, label, new_dataset, new_rel;
+  uint64_t src_ino = 0;
+  // Checked first, with nothing changed; the kernel serialises renames in one folder, and the
+  // namespace lock keeps every other operation out until this one is done.
   {
     std::lock_guard<std::mutex> lock(mu_);
     Node* p = Find(parent);
@@ -1153,10 +1344,13 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     if (d == s) return Status::Ok();
     if (d != nullptr && (flags & kNoReplace)) return Status(Code::kAlreadyExists, new_name, EEXIST);
     if (s->is_dir) {
-      if (!s->children.empty()) {
+      if (HasFiles(s)) {
         LOG_WARN("rename of folder %s/%s refused: it has files, and the platform cannot move files",
                  s->dataset.c_str(), s->rel.c_str());
         return Errno(EXDEV, "folders with files are not moved");
+      }
+      for (Node* a = np; a != nullptr && a->ino != kRootIno; a = Find(a->parent)) {
+        if (a == s) return Errno(EINVAL, "a folder cannot move into itself");
       }
       if (d != nullptr && (!d->is_dir || !d->children.empty())) return Errno(d->is_dir ? ENOTEMPTY : ENOTDIR, new_name);
     } else {
@@ -1167,16 +1361,40 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
       }
       if (d != nullptr && d->is_dir) return Errno(EISDIR, new_name);
     }
+    id = s->entry_id;
+    src_ino = s->ino;
+    label = s->dataset + "/" + s->rel;
+  }
+  // The source's upload stops (or, committed, the rename fails with nothing changed), and the
+  // new name is journaled, before the tree changes: a failure leaves everything as it was.
+  if (!id.empty()) {
+    RETURN_IF_ERROR(HoldForNamespace(id, label, "rename"));
+    Status st = journal_.RecordRenamed(id, new_dataset, new_rel);
+    if (!st.ok()) {
+      LOG_ERROR("rename of %s: journaling the new name failed: %s", label.c_str(), st.message().c_str());
+      auto e = journal_.Get(id);
+      if (e && e->closed && !e->interrupted) scheduler_->Schedule(id, cfg_.settle);
+      return st;
+    }
+  }
+  std::string replaced_id;
+  bool replaced_open = false, src_closed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* np = Find(new_parent);
+    Node* s = Find(src_ino);
+    Node* d = Child(np, new_name);
     // Replace the destination: its local version (if any) is discarded; a platform file there is
     // overwritten by the renamed one (a reupload).
-    if (d != nullptr) {
+    if (d != nullptr && d != s) {
       replaced_id = d->entry_id;
+      replaced_open = d->open_handles > 0;
       if (d->remote) {
         s->remote = true;
         s->remote_size = d->remote_size;
         s->remote_tag = d->remote_tag;
       }
-      d->entry_id.clear();
+      if (!replaced_open) d->entry_id.clear();
       Detach(d);
       MaybeFree(d);
     }
@@ -1184,26 +1402,17 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     s->unlinked = false;
     s->parent = new_parent;
     s->name = new_name;
-    s->dataset = new_dataset;
-    s->rel = new_rel;
     np->children[new_name] = s->ino;
-    id = s->entry_id;
+    Repath(s);
     src_closed = s->writers == 0;
-    was_temp = IsTemporaryName(name);
-    now_temp = IsTemporaryName(new_name);
   }
-  if (!replaced_id.empty()) {
-    scheduler_->Forget(replaced_id);
-    (void)journal_.Discard(replaced_id);
-  }
+  if (!replaced_id.empty()) DropVersion(replaced_id, replaced_open, new_name);
   if (id.empty()) return Status::Ok();
-  // The bytes already staged go to the new name: a pending or running upload is re-targeted.
-  scheduler_->Hold(id);
-  Status st = journal_.RecordRenamed(id, new_dataset, new_rel);
-  if (!st.ok()) return st;
   auto e = journal_.Get(id);
-  if (e && e->closed && src_closed && !now_temp) {
-    scheduler_->Schedule(id, was_temp ? std::chrono::milliseconds(0) : cfg_.settle);
+  if (e && e->closed && !e->interrupted && src_closed) {
+    // Due at once when it leaves a temporary name (rsync's last step); the scheduler keeps a
+    // version under a temporary name local.
+    scheduler_->Schedule(id, IsTemporaryName(name) ? std::chrono::milliseconds(0) : cfg_.settle);
   }
   return Status::Ok();
 }

@@ -92,6 +92,7 @@ class IngestFs {
   // is not shown).
   static constexpr char kStatusDir[] = ".ingestfs";
   static constexpr uint64_t kStatusDirIno = 2, kFirstStatusFileIno = 3, kLastStatusFileIno = 6;
+  static constexpr size_t kMaxNameBytes = 255;  // NAME_MAX, as Statfs says
 
   // `mtimes` may be null (then mtimes are kept only while mounted).
   IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journal, cache::MtimeStore* mtimes = nullptr);
@@ -125,8 +126,9 @@ class IngestFs {
   Status Unlink(uint64_t parent, const std::string& name);
   Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
                 unsigned flags);
-  StatusOr<std::pair<Attr, uint64_t>> Create(uint64_t parent, const std::string& name, int flags);
-  StatusOr<uint64_t> Open(uint64_t ino, int flags);
+  // `opener`: the calling process (see Flush).
+  StatusOr<std::pair<Attr, uint64_t>> Create(uint64_t parent, const std::string& name, int flags, pid_t opener = 0);
+  StatusOr<uint64_t> Open(uint64_t ino, int flags, pid_t opener = 0);
   // Whether the kernel must not cache this handle's I/O (the open's reply says FOPEN_DIRECT_IO).
   bool Uncached(uint64_t fh);
   StatusOr<size_t> Read(uint64_t fh, char* buf, size_t size, uint64_t off);
@@ -150,8 +152,19 @@ class IngestFs {
   StatusOr<WriteTarget> PrepareWrite(uint64_t fh, uint64_t off, uint64_t size);
   void Wrote(uint64_t ino);
   Status Fsync(uint64_t fh);
-  // close(2) of a descriptor: with sync_upload, the last writer's flush uploads and waits.
-  Status Flush(uint64_t fh);
+  // close(2) of a descriptor by process `closer`: with sync_upload, the last writer's flush
+  // uploads and waits. Only the close by the process that opened the handle counts as its writer
+  // finishing the file (a forked child closing its inherited copy does not). `writer_killed`
+  // (when not empty) says the closing process is dying of a signal: the version it was writing
+  // is interrupted, not the file.
+  Status Flush(uint64_t fh, pid_t closer = 0, const std::string& writer_killed = "");
+  // Whether `fh` writes a version and is its only writer (its close may finish the version).
+  bool IsLastWriter(uint64_t fh);
+  // A write into the cache copy of `ino` failed (ENOSPC, EIO, ...): this version is not uploaded.
+  void WriteFailed(uint64_t ino, const Status& why);
+  // `ingestfs retry --accept-partial`: uploads what the interrupted version of "dataset/name"
+  // holds.
+  Status AcceptPartial(const std::string& path);
   Status Release(uint64_t fh);
   StatusOr<std::string> GetXattr(uint64_t ino, const std::string& name);
   StatusOr<std::vector<std::string>> ListXattr(uint64_t ino);
@@ -186,6 +199,7 @@ class IngestFs {
     int writers = 0;
     bool closing = false;  // the last writer left; EndWrite has not scheduled the version yet
     std::string write_failed;  // why a write of this version failed (the version is not uploaded)
+    bool flushed = false;  // its last writer's close(2) is journaled, with nothing written since
     std::shared_ptr<std::mutex> version_mu = std::make_shared<std::mutex>();
     // Dataset folders:
     std::chrono::steady_clock::time_point listed_at{};
@@ -201,6 +215,7 @@ class IngestFs {
     bool uncached = false;  // the kernel is told not to cache this handle's I/O (FOPEN_DIRECT_IO)
     bool append = false;
     bool synced = false;  // sync_upload: the version was uploaded by flush/fsync; writes start a new one
+    pid_t opener = 0;     // the process that opened it (0: unknown)
   };
 
   Node* Find(uint64_t ino);                                        // REQUIRES: mu_
@@ -212,6 +227,17 @@ class IngestFs {
   // The file holding a node's local version: its data_path, or where confirmation moved it.
   std::string LocalVersionPath(const Node& n) const;              // REQUIRES: mu_
   void MaybeFree(Node* n);                                         // REQUIRES: mu_
+  // Whether a folder holds a file at any depth. REQUIRES: mu_
+  bool HasFiles(const Node* dir);
+  // Sets dataset and rel of `n` and everything below it from its parent. REQUIRES: mu_
+  void Repath(Node* n);
+  // Stops the upload of version `id` before an unlink or rename: Ok when it is only local now;
+  // EPERM (rm) or EXDEV (rename), with nothing changed, when the platform is already taking it.
+  // REQUIRES: ns_mu_ exclusive, not mu_.
+  Status HoldForNamespace(const std::string& id, const std::string& label, const char* op);
+  // Forgets version `id` and discards it, or, while a descriptor has it open, journals that it
+  // is unlinked (Release discards it at the last close). REQUIRES: not mu_.
+  void DropVersion(const std::string& id, bool still_open, const std::string& label);
   void Detach(Node* n);                                            // REQUIRES: mu_
   std::string RelFor(const Node* dir, const std::string& name) const;
 
@@ -221,6 +247,9 @@ class IngestFs {
   void RefreshDataset(uint64_t dataset_ino);
   // A local file holding the platform's bytes of `ino` (downloaded into the read cache if needed).
   StatusOr<std::string> LocalCopy(uint64_t ino);
+  // The version is about to change after its last writer's close was journaled: says so
+  // (RecordWriting), so that a crash now leaves it interrupted. REQUIRES: not mu_.
+  void Rewriting(uint64_t ino);
   // Makes `ino` have a writable local version (reopening or creating one). REQUIRES: ns_mu_
   // shared and the node's version_mu.
   StatusOr<std::string> BeginWrite(uint64_t ino, bool truncate);
@@ -233,7 +262,7 @@ class IngestFs {
   Status SyncUpload(uint64_t fh);
   uint64_t NewHandle(Handle h);                                    // REQUIRES: mu_
   // A handle writing `path` for node `n` (O_APPEND kept), counted as a writer. REQUIRES: mu_.
-  StatusOr<uint64_t> NewWriteHandle(Node* n, const std::string& path, int flags);
+  StatusOr<uint64_t> NewWriteHandle(Node* n, const std::string& path, int flags, pid_t opener);
   int HandleFd(uint64_t fh);
   // The content of a .ingestfs/ file, as last rendered.
   // Rendered outside mu_, at most once a second unless `now` (an open renders afresh, so that

@@ -158,6 +158,13 @@ std::string HandleControl(const std::string& req, IngestFs& fs, upload::Schedule
     int n = scheduler.RetryFailed();
     return json::Object([&](json::Writer& w) { json::KeyInt(w, "retried", n); });
   }
+  if (StartsWith(req, "accept ")) {  // accept DATASET/NAME: upload an interrupted version as it is
+    Status st = fs.AcceptPartial(req.substr(7));
+    return json::Object([&](json::Writer& w) {
+      if (!st.ok()) json::KeyString(w, "error", st.message());
+      else json::KeyInt(w, "accepted", 1);
+    });
+  }
   if (req != "status") return R"({"error":"unknown request"})";
   return fs.StatusJson();
 }
@@ -359,6 +366,8 @@ int RunMountCommand(int argc, char** argv) {
   sched_opts.uploader.retry.give_up_after = std::chrono::hours(1);
   sched_opts.uploader.retry.max_backoff = retry_max;
   sched_opts.stale_after = cfg.stale_after;
+  // Temporary names never reach the platform, whatever path queues them (the resume too).
+  sched_opts.keep_local = [&fs](const std::string& name) { return fs.IsTemporaryName(name.substr(name.rfind('/') + 1)); };
   std::unique_ptr<upload::RateLimiter> limiter;
   if (bwlimit > 0) limiter = std::make_unique<upload::RateLimiter>(bwlimit);
   sched_opts.uploader.limiter = limiter.get();

@@ -62,9 +62,10 @@ std::string StatusTable(const json::Value& status) {
   }
   const json::Value& c = status["counts"];
   out += StringPrintf("open %" PRId64 ", pending %" PRId64 ", uploading %" PRId64 ", processing %" PRId64
-                ", failed %" PRId64 ", completed %" PRId64 "%s\n",
+                ", failed %" PRId64 ", interrupted %" PRId64 ", completed %" PRId64 "%s\n",
                 Int(c, "open"), Int(c, "pending"), Int(c, "uploading"), Int(c, "processing"), Int(c, "failed"),
-                Int(c, "completed"), stalled > 0 ? (" (" + std::to_string(stalled) + " stalled)").c_str() : "");
+                Int(c, "interrupted"), Int(c, "completed"),
+                stalled > 0 ? (" (" + std::to_string(stalled) + " stalled)").c_str() : "");
   return out;
 }
 
@@ -77,18 +78,35 @@ std::string StatusText(const json::Value& status) {
 }
 
 std::string FailedText(const json::Value& status) {
-  std::string out;
-  int n = 0;
+  std::string failed, interrupted;
+  int n = 0, m = 0;
   if (status.HasMember("files") && status["files"].IsArray()) {
     for (const auto& f : status["files"].GetArray()) {
-      if (Str(f, "state") != "failed") continue;
-      ++n;
-      out += Str(f, "dataset") + "/" + Str(f, "name") + "\n    " + Str(f, "error") + "\n";
+      std::string state = Str(f, "state");
+      std::string line = Str(f, "dataset") + "/" + Str(f, "name") + "\n    " + Str(f, "error") + "\n";
+      if (state == "failed") {
+        ++n;
+        failed += line;
+      } else if (state == "interrupted") {
+        ++m;
+        interrupted += Str(f, "dataset") + "/" + Str(f, "name") + " (" +
+                       upload::TerminalProgress::Bytes(static_cast<double>(Int(f, "size"))) + " in the cache)\n    " +
+                       Str(f, "error") + "\n";
+      }
     }
   }
-  if (n == 0) return "no failed files (" + Str(status, "time") + ")\n";
-  return std::to_string(n) + " failed file(s) at " + Str(status, "time") +
-         "; `ingestfs retry MOUNTPOINT` queues them again\n\n" + out;
+  if (n == 0 && m == 0) return "no failed files (" + Str(status, "time") + ")\n";
+  std::string out;
+  if (n > 0) {
+    out += std::to_string(n) + " failed file(s) at " + Str(status, "time") +
+           "; `ingestfs retry MOUNTPOINT` queues them again\n\n" + failed;
+  }
+  if (m > 0) {
+    out += std::string(n > 0 ? "\n" : "") + std::to_string(m) + " interrupted file(s) at " + Str(status, "time") +
+           ": their writer never finished them, so they are not uploaded. Write each again, or upload what is "
+           "there with `ingestfs retry MOUNTPOINT --accept-partial PATH`\n\n" + interrupted;
+  }
+  return out;
 }
 
 }  // namespace ingestfs::fs
