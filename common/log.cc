@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/strings.h"
+
 #include <syslog.h>
 
 #include <atomic>
@@ -44,8 +46,9 @@ void UseSyslog(const char* ident) {
   State().syslog = true;
 }
 
-void LogLine(LogLevel level, const std::string& message) {
+void LogLine(LogLevel level, const std::string& raw) {
   if (static_cast<int>(level) < State().level.load()) return;
+  std::string message = EscapeControl(raw);  // one event, one line, whatever a name holds
   if (State().syslog) {
     int prio = level == LogLevel::kError     ? LOG_ERR
                : level == LogLevel::kWarning ? LOG_WARNING

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "common/strings.h"
+
 namespace ingestfs {
 
 bool IsValidUtf8(std::string_view s) {
@@ -42,11 +44,7 @@ bool IsValidUtf8(std::string_view s) {
 
 namespace {
 Status Bad(std::string_view name, const std::string& why) {
-  std::string shown(name.substr(0, 200));
-  for (char& c : shown) {
-    if (c == '\0') c = '?';
-  }
-  return Status(Code::kInvalidArgument, "name '" + shown + "' " + why);
+  return Status(Code::kInvalidArgument, "name '" + EscapeControl(name.substr(0, 200)) + "' " + why);
 }
 }  // namespace
 
@@ -56,6 +54,11 @@ Status ValidateFileName(std::string_view name) {
     return Bad(name, "is longer than " + std::to_string(kMaxNameBytes) + " bytes");
   }
   if (name.find('\0') != std::string_view::npos) return Bad(name, "contains a NUL byte");
+  for (char ch : name) {
+    // A newline or another control character breaks every line-oriented record of the name
+    // (logs, status, receipts), and SMB clients cannot make one: refused, as platforms do.
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return Bad(name, "contains a control character");
+  }
   if (!IsValidUtf8(name)) return Bad(name, "is not valid UTF-8");
   size_t start = 0;
   for (;;) {

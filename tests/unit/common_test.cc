@@ -42,6 +42,9 @@ TEST(Names, RejectsEachBrokenRuleWithAReason) {
       {"a/../b", "'..'"},
       {"./a", "'.'"},
       {std::string("a\0b", 3), "NUL"},
+      {"line\nbreak.txt", "control character"},
+      {"tab\there", "control character"},
+      {"del\x7f", "control character"},
       {std::string(256, 'x'), "longer than 255"},
       {std::string(1025, 'x'), "longer than 1024"},
       {"bad\xff", "UTF-8"},
@@ -55,6 +58,15 @@ TEST(Names, RejectsEachBrokenRuleWithAReason) {
     EXPECT_EQ(st.code(), Code::kInvalidArgument);
   }
   EXPECT_FALSE(ValidateDatasetName("a/b").ok());
+}
+
+TEST(Strings, ControlCharactersAreEscapedSoALineStaysOneLine) {
+  EXPECT_EQ(EscapeControl("plain Zürich name.tif"), "plain Zürich name.tif");
+  std::string raw = std::string("a\nb\rc\td") + '\x01' + "e" + '\x7f' + '\0';
+  EXPECT_EQ(EscapeControl(raw), "a\\nb\\rc\\td\\x01e\\x7f\\x00");
+  Status st = ValidateFileName("evil\nname");
+  EXPECT_EQ(st.message().find('\n'), std::string::npos) << "the message names it on one line";
+  EXPECT_NE(st.message().find("evil\\nname"), std::string::npos) << st.message();
 }
 
 TEST(Strings, UriEncodeFollowsSigV4) {
