@@ -22,7 +22,7 @@ std::string CsvField(std::string_view s) {
 
 std::string ReceiptLine(const Receipt& r) {
   return Iso8601Utc(r.time) + "," + CsvField(r.dataset) + "," + CsvField(r.name) + "," + std::to_string(r.size) + "," +
-         CsvField(r.sha256) + "," + CsvField(r.job_id) + "," + std::to_string(r.version) + "\n";
+         CsvField(r.sha256) + "," + CsvField(r.job_id) + "," + (r.version > 0 ? std::to_string(r.version) : std::string()) + "\n";
 }
 
 Status ReceiptLog::Append(const Receipt& r) {

@@ -47,6 +47,7 @@ std::string JobJson(const Job& j) {
     json::Key(w, "sha256");
     if (j.sha256.empty()) w.Null();
     else json::String(w, j.sha256);
+    if (j.status == JobStatus::kCompleted) json::KeyInt(w, "version", j.version);  // the spec: once completed
   });
 }
 

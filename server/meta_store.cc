@@ -63,6 +63,7 @@ void WriteJobFields(json::Writer& w, const Job& j) {
   json::Key(w, "reupload");
   w.Bool(j.reupload);
   json::KeyString(w, "sha256", j.sha256);
+  json::KeyInt(w, "version", j.version);
   json::KeyString(w, "created_at", j.created_at);
   json::KeyString(w, "updated_at", j.updated_at);
   json::KeyString(w, "dialect", j.dialect);
@@ -119,6 +120,7 @@ Job ReadJob(const json::Value& v) {
   j.num_parts = static_cast<uint32_t>(json::IntOr(v, "num_parts"));
   j.reupload = json::BoolOr(v, "reupload");
   j.sha256 = json::StringOr(v, "sha256");
+  j.version = json::IntOr(v, "version");
   j.created_at = json::StringOr(v, "created_at");
   j.updated_at = json::StringOr(v, "updated_at");
   j.dialect = json::StringOr(v, "dialect");
@@ -364,6 +366,7 @@ StatusOr<FileRecord> MetaStore::PublishJob(const std::string& job_id, FileRecord
   job.status = JobStatus::kCompleted;
   job.message = "Upload verified and stored";
   job.sha256 = file.sha256;
+  job.version = file.version;
   job.updated_at = file.updated_at;
   RETURN_IF_ERROR(Append(json::Object([&](json::Writer& w) {
     json::KeyString(w, "t", "publish");

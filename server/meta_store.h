@@ -60,6 +60,7 @@ struct Job {
   uint32_t num_parts = 1;
   bool reupload = false;
   std::string sha256;  // set when completed
+  int64_t version = 0;  // the file's version it produced; set when completed
   std::string created_at;
   std::string updated_at;
   std::string dialect = "ingest";  // which API started it: ingest, sbg, aplos

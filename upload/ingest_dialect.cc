@@ -169,6 +169,8 @@ StatusOr<JobState> IngestDialect::ParseJob(const std::string& body) {
   if (msg.ok() && msg->has_value()) j.message = **msg;
   auto sha = json::GetOptionalString(*doc, "sha256", 128);
   if (sha.ok() && sha->has_value()) j.sha256 = **sha;
+  int64_t version = json::IntOr(*doc, "version");
+  if (version > 0) j.version = version;  // the version this upload became (receipts name it)
   if (j.status == "completed") j.phase = JobPhase::kCompleted;
   else if (j.status == "failed") j.phase = JobPhase::kFailed;
   else if (j.status == "awaiting_upload" || j.status == "pending" || j.status == "processing") j.phase = JobPhase::kRunning;
