@@ -3,6 +3,8 @@
 // thread). Destruction stops the processor.
 #pragma once
 
+#include "common/file_util.h"
+
 #include <httplib.h>
 
 #include <memory>
@@ -36,6 +38,7 @@ class App {
   std::unique_ptr<Router> router_;
   httplib::Server http_;
   int port_ = 0;
+  UniqueFd lock_fd_;  // flock'ed: one server per data dir
 };
 
 }  // namespace ingestfs::server

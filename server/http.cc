@@ -87,6 +87,11 @@ bool Router::Authorize(Plane plane, Call& call) {
 }
 
 void Router::Run(Plane plane, Call& call, const Handler& h) {
+  if (stopping_) {
+    call.res.set_header("Connection", "close");
+    call.res.set_header("Retry-After", "1");
+    return ReplyDetail(call.res, 503, "The server is stopping; try again");
+  }
   call.read_body = [&call, this, plane](const std::function<bool(const char*, size_t)>& sink) {
     if (call.reader == nullptr) {
       call.bytes_in += call.req.body.size();

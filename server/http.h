@@ -94,6 +94,9 @@ class Router {
 
   // `pattern` is a regex (httplib style). Data-plane PUT/POST routes get a streamed body.
   void Route(const std::string& method, const std::string& pattern, Plane plane, Handler h);
+  // From now on every request is answered 503 (connection closed) and changes nothing: a server
+  // that is stopping must not accept a `complete` that a restarted one would never hear of.
+  void StopServing() { stopping_ = true; }
 
  private:
   void Run(Plane plane, Call& call, const Handler& h);
@@ -107,6 +110,7 @@ class Router {
   RateLimiter limiter_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_{std::random_device{}()};  // GUARDED_BY(rng_mu_)
+  std::atomic<bool> stopping_{false};
 };
 
 // {"detail": "..."} with `status`.

@@ -314,6 +314,7 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
   if (auto wait = first.Get(); wait.count() > 0) std::this_thread::sleep_for(wait);
   bool first_look = true;
   auto pause = opts_.poll_initial;
+  auto deadline = std::chrono::steady_clock::now() + opts_.job_timeout;
   for (;;) {
     JobState state;
     RETURN_IF_ERROR(Step(run, "following the job", [&] {
@@ -329,6 +330,11 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
       return Status::Ok();
     }
     if (Cancelled(run)) return Status(Code::kCancelled, "stopped while the platform was processing " + run.entry.name);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return SessionLost("the platform did not finish job " + run.entry.session->job_id + " within " +
+                         std::to_string(opts_.job_timeout.count() / 1000) + " s of taking " + run.entry.name +
+                         " (still " + state.status + ")");
+    }
     std::this_thread::sleep_for(pause);  // small files are usually done by the first or second look
     pause = std::min(pause * 2, opts_.poll_max);
   }
@@ -440,6 +446,15 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
     if (progress_) (void)progress_->Commit(run.entry.id);  // `complete` was accepted (perhaps before a restart)
     JobState job;
     st = Follow(run, &job);
+    if (IsSessionLost(st)) {
+      // A job that makes no progress: sent again as a new upload, counted as an attempt.
+      LOG_WARN("%s: %s; sending it again", run.entry.name.c_str(), st.message().c_str());
+      if (progress_) progress_->OnRetry(run.entry.id, restarts + 1, st);
+      ++run.attempts;
+      run.entry.session.reset();
+      run.entry.completed = false;
+      continue;
+    }
     if (!st.ok()) return finish(st);
     if (job.phase == JobPhase::kFailed) {
       return finish(Status(Code::kInvalidArgument, "the platform rejected " + run.entry.name + ": " +

@@ -51,6 +51,9 @@ struct UploaderOptions {
   std::chrono::milliseconds poll_initial{5};
   std::chrono::milliseconds poll_max{1000};
   int max_restarts = 3;  // new sessions for one file before it fails
+  // A job the platform has not finished this long after it took the upload (complete accepted)
+  // is taken as lost: the file goes again through a fresh presign (or reupload).
+  std::chrono::milliseconds job_timeout{std::chrono::minutes(5)};
   bool keep_confirmed = false;  // move confirmed copies to the read cache instead of removing them
   RateLimiter* limiter = nullptr;  // shared upload speed cap for part bodies (not owned)
 };

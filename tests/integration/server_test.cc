@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/crypto.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -428,6 +429,69 @@ TEST(ServerRestart, SigtermStopsTheServerWhileAClientKeepsItsConnectionOpen) {
   int status = server.Stop();
   ::close(fd);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "SIGTERM did not stop it within 10 s";
+}
+
+// Two servers on one data dir would each write their own view of the catalogue: the second is
+// refused, by name, until the first has exited.
+TEST(ServerRestart, TwoServersNeverShareADataDir) {
+  TempDir dir;
+  ServerProcess first({{}, dir.path() + "/data", 0});
+  ASSERT_TRUE(first.ok());
+  ServerProcess second({{}, dir.path() + "/data", 0});
+  EXPECT_FALSE(second.ok());
+  auto err = ReadFileToString(second.stderr_path());
+  ASSERT_TRUE(err.ok());
+  EXPECT_NE(err->find("is in use by another ingestfs-server (pid " + std::to_string(first.pid()) + ")"),
+            std::string::npos) << *err;
+  int port = first.port();
+  EXPECT_EQ(first.Stop(), 0);
+  ServerProcess third({{}, dir.path() + "/data", port});
+  EXPECT_TRUE(third.ok()) << "the data dir is free once the first has exited";
+}
+
+// One whole HTTP answer from `fd` (headers, then Content-Length bytes); "" when the connection
+// closes first.
+std::string ReadAnswer(int fd) {
+  std::string got;
+  char buf[2048];
+  for (;;) {
+    size_t end = got.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::string head = ToLower(got.substr(0, end));
+      size_t cl = head.find("content-length:");
+      size_t want = end + 4 + (cl == std::string::npos ? 0 : std::stoul(head.substr(cl + 15)));
+      if (got.size() >= want) return got.substr(0, want);
+    }
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) return got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// A request that reaches a stopping server on a connection it kept open is refused (503, and the
+// connection closed), not served: a restarted server would never hear of what it changed (a job
+// whose complete was answered 200 stayed awaiting_upload for good).
+TEST(ServerRestart, AStoppingServerRefusesRequestsOnConnectionsItKeptOpen) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ok());
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(server.port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  std::string req = "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
+  ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string first = ReadAnswer(fd);
+  EXPECT_EQ(first.rfind("HTTP/1.1 200", 0), 0u) << first;
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string answer = ReadAnswer(fd);
+  EXPECT_TRUE(answer.empty() || answer.rfind("HTTP/1.1 503", 0) == 0) << answer;
+  ::close(fd);
+  EXPECT_EQ(server.Stop(), 0);
 }
 
 TEST(ServerRestart, JobsLeftPendingAreProcessedAfterRestart) {

@@ -135,6 +135,11 @@ class FakeDialect : public Dialect {
   }
   StatusOr<JobState> Poll(const cache::UploadSession& s) override {
     JobState j;
+    if (stuck_jobs.count(s.job_id)) {  // the platform took the upload and never finishes it
+      j.phase = JobPhase::kRunning;
+      j.status = "awaiting_upload";
+      return j;
+    }
     if (fail_job) {
       j.phase = JobPhase::kFailed;
       j.message = "rejected by the platform's checks";
@@ -151,6 +156,7 @@ class FakeDialect : public Dialect {
   }
 
   std::set<std::string> listed, exists;
+  std::set<std::string> stuck_jobs;  // jobs whose status never leaves awaiting_upload
   bool on_demand = false;  // sbg's shape: each part's target asked for when it is sent
   std::vector<long> success_codes = {200};
   int expired_next = 0;    // this many targets come back already expired
@@ -294,6 +300,21 @@ TEST_F(UploaderTest, WrongSha256FromThePlatformUploadsAgainThenGivesUp) {
   EXPECT_FALSE(out.status.ok());
   EXPECT_EQ(dialect_.begins.size(), static_cast<size_t>(opts_.max_restarts + 1));
   EXPECT_TRUE(journal_->Get(id).has_value()) << "never dropped";
+}
+
+// The platform accepted the complete and then never finished the job: after job_timeout the file
+// goes again as a new upload (an attempt counted), and arrives.
+TEST_F(UploaderTest, AJobThatNeverFinishesIsSentAgainAfterTheJobTimeout) {
+  dialect_.stuck_jobs.insert("job-1");
+  opts_.job_timeout = std::chrono::milliseconds(200);
+  opts_.poll_max = std::chrono::milliseconds(20);
+  std::string id = Add();
+  UploadOutcome out = Run(id);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"new", "new"}));
+  EXPECT_EQ(out.job_id, "job-2");
+  EXPECT_GE(out.attempts, 1);
+  EXPECT_EQ(store_.Body("/job-2"), data_);
 }
 
 TEST_F(UploaderTest, PlatformRejectionIsRecordedAsFailedWithItsMessage) {
