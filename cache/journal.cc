@@ -199,8 +199,7 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
     return Status(Code::kFailedPrecondition, "cache dir " + cache_dir + " is in use by another ingestfs process" +
                                                  (holder.empty() ? "" : " (pid " + holder + ")"));
   }
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(j->lock_fd_.get(), 0) == 0) (void)::pwrite(j->lock_fd_.get(), pid.data(), pid.size(), 0);
+  j->RecordPid();
 
   auto warn = [&](const std::string& w) {
     if (warnings != nullptr) warnings->push_back(w);
@@ -283,6 +282,11 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
 }
 
 Journal::~Journal() = default;
+
+void Journal::RecordPid() {
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_.get(), 0) == 0) (void)::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0);
+}
 
 Status Journal::NewJournalFile(const std::string& id) {
   if (spares_->Take(JournalPath(id))) return Status::Ok();

@@ -166,6 +166,9 @@ class Journal {
   // Entries not yet confirmed, oldest first. Failed ones are included.
   std::vector<Entry> Unfinished() const;
   const std::string& dir() const { return dir_; }
+  // Writes this process's pid into the cache dir's lock file: after a daemon's fork, the pid that
+  // now holds the lock (`ingestfs unmount` waits for that process to exit).
+  void RecordPid();
   // Keeps about `n` spare files made ahead in idle time (a mount, where bursts of new files
   // meet a person waiting).
   void MakeSparesAhead(size_t n) { spares_->StartFiller(n); }

@@ -142,6 +142,25 @@ void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t) {
   });
 }
 
+// The platform stores plain files: links and special files have no place there. They are
+// refused (EPERM, as on filesystems without them) with a log line that says what to do instead.
+void Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  Guard(req, "symlink", [&] {
+    fuse_reply_err(req, ErrnoOf(Fs(req).RefuseSpecial(parent, name, std::string("a symbolic link to ") + target)));
+  });
+}
+
+void Link(fuse_req_t req, fuse_ino_t, fuse_ino_t parent, const char* name) {
+  Guard(req, "link", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).RefuseSpecial(parent, name, "a hard link"))); });
+}
+
+void Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
+  Guard(req, "mknod", [&] {
+    const char* kind = S_ISFIFO(mode) ? "a named pipe" : S_ISSOCK(mode) ? "a socket" : "a device or special file";
+    fuse_reply_err(req, ErrnoOf(Fs(req).RefuseSpecial(parent, name, kind)));
+  });
+}
+
 void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guard(req, "rmdir", [&] { fuse_reply_err(req, ErrnoOf(Fs(req).Rmdir(parent, name))); });
 }
@@ -366,6 +385,9 @@ const fuse_lowlevel_ops* FuseOps() {
     o.setattr = SetAttr;
     o.mkdir = Mkdir;
     o.rmdir = Rmdir;
+    o.symlink = Symlink;
+    o.link = Link;
+    o.mknod = Mknod;
     o.unlink = Unlink;
     o.rename = Rename;
     o.create = Create;

@@ -99,6 +99,7 @@ std::string IngestFs::StatusJson() {
     json::KeyString(w, "platform", RedactUrl(cfg_.api));
     json::KeyString(w, "dialect", cfg_.dialect);
     json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
+    json::KeyInt(w, "job_timeout_s", cfg_.job_timeout.count() / 1000);
     if (space_ != nullptr) {
       cache::CacheSpace::Usage u = space_->Current();
       json::Key(w, "cache");
@@ -538,6 +539,18 @@ StatusOr<Attr> IngestFs::Mkdir(uint64_t parent, const std::string& name) {
   c->listed_at = std::chrono::steady_clock::now();
   c->nlookup++;
   return AttrOf(*c);
+}
+
+Status IngestFs::RefuseSpecial(uint64_t parent, const std::string& name, const std::string& what) {
+  std::string where;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Node* p = Find(parent);
+    where = p == nullptr || p->ino == kRootIno ? name : p->dataset + "/" + RelFor(p, name);
+  }
+  LOG_WARN("%s refused: it would be %s, and the platform stores plain files only (copy the content instead: "
+           "cp -L, rsync -L, tar -h)", where.c_str(), what.c_str());
+  return Errno(EPERM, where + ": the platform stores plain files only");
 }
 
 Status IngestFs::Rmdir(uint64_t parent, const std::string& name) {

@@ -59,6 +59,8 @@ struct FsConfig {
   std::chrono::milliseconds sync_timeout{std::chrono::hours(1)};
   // Shown in the status (the scheduler flags files waiting longer than this as stalled).
   std::chrono::milliseconds stale_after{std::chrono::hours(1)};
+  // Shown in the status: how long a platform job may take before the file is sent again.
+  std::chrono::milliseconds job_timeout{std::chrono::minutes(5)};
   // Large aligned writes go into the cache copy with O_DIRECT (cache_writes=direct), where
   // the cache's filesystem offers it.
   bool direct_writes = true;
@@ -123,6 +125,8 @@ class IngestFs {
   StatusOr<std::vector<DirEntry>> ReadDir(uint64_t ino);
   StatusOr<Attr> Mkdir(uint64_t parent, const std::string& name);
   Status Rmdir(uint64_t parent, const std::string& name);
+  // symlink, link and mknod: EPERM, with a log line naming the file and `what` it would be.
+  Status RefuseSpecial(uint64_t parent, const std::string& name, const std::string& what);
   Status Unlink(uint64_t parent, const std::string& name);
   Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
                 unsigned flags);

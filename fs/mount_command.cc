@@ -62,6 +62,8 @@ ingestfs options (-o):
                        (default 60s; 90, 30s, 5m...)
   stale_after=DURATION a file not confirmed this long after it was closed is flagged
                        "stalled" in status and xattrs (default 1h; 30m, 2h, 1d...)
+  job_timeout=DURATION a platform job not finished this long after it took a file's upload
+                       is taken as lost, and the file is sent again (default 5m)
   cache_writes=MODE    direct (default): large aligned writes from 8 MiB into a file on go
                        into the cache copy with O_DIRECT, around the page cache, where the
                        cache's filesystem allows (the first 8 MiB are buffered, their
@@ -97,6 +99,7 @@ struct RawOptions {
   char* cache_wait = nullptr;
   char* retry_max = nullptr;
   char* stale_after = nullptr;
+  char* job_timeout = nullptr;
   char* cache_writes = nullptr;
   int sync_upload = 0;
   int help = 0;
@@ -125,6 +128,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("cache_wait=%s", cache_wait),
     INGESTFS_OPT("retry_max=%s", retry_max),
     INGESTFS_OPT("stale_after=%s", stale_after),
+    INGESTFS_OPT("job_timeout=%s", job_timeout),
     INGESTFS_OPT("cache_writes=%s", cache_writes),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
     FUSE_OPT_KEY("-h", kKeyHelp),
@@ -267,6 +271,12 @@ int RunMountCommand(int argc, char** argv) {
     if (!d) return 2;
     cfg.stale_after = *d;
   }
+  std::chrono::milliseconds job_timeout = std::chrono::minutes(5);
+  if (raw.job_timeout != nullptr) {
+    auto d = duration(raw.job_timeout, "job_timeout", 1, 7 * 86400.0);
+    if (!d) return 2;
+    job_timeout = *d;
+  }
   cache::CacheSpace::Options space_opts;
   space_opts.min_free = 64ull << 20;
   if (raw.cache_max != nullptr) {
@@ -366,6 +376,8 @@ int RunMountCommand(int argc, char** argv) {
   sched_opts.uploader.retry.give_up_after = std::chrono::hours(1);
   sched_opts.uploader.retry.max_backoff = retry_max;
   sched_opts.stale_after = cfg.stale_after;
+  sched_opts.uploader.job_timeout = job_timeout;
+  cfg.job_timeout = job_timeout;
   // Temporary names never reach the platform, whatever path queues them (the resume too).
   sched_opts.keep_local = [&fs](const std::string& name) { return fs.IsTemporaryName(name.substr(name.rfind('/') + 1)); };
   std::unique_ptr<upload::RateLimiter> limiter;
@@ -384,6 +396,7 @@ int RunMountCommand(int argc, char** argv) {
       if (!cmd.foreground) UseSyslog("ingestfs");
       if (fuse_daemonize(cmd.foreground) == 0) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
+        (*journal)->RecordPid();  // the daemon's pid, not its parent's: unmount waits for it
         scheduler.Start();
         (*journal)->MakeSparesAhead(kSparesAhead);
         ControlServer control(cfg.control_socket, [&](const std::string& req) {

@@ -9,9 +9,10 @@
 namespace ingestfs::fs {
 
 namespace {
+// Every text field is shown with its control characters escaped: a line stays one line.
 std::string Str(const json::Value& v, const char* key) {
   auto it = v.FindMember(key);
-  return it != v.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
+  return it != v.MemberEnd() && it->value.IsString() ? EscapeControl(it->value.GetString()) : "";
 }
 
 int64_t Int(const json::Value& v, const char* key) {
@@ -72,6 +73,9 @@ std::string StatusTable(const json::Value& status) {
 std::string StatusText(const json::Value& status) {
   std::string out = "ingestfs status at " + Str(status, "time") + "\n";
   if (status.HasMember("platform")) out += "platform: " + Str(status, "platform") + "\n";
+  if (int64_t t = Int(status, "job_timeout_s"); t > 0) {
+    out += "a platform job not finished " + std::to_string(t) + " s after it took a file is taken as lost (job_timeout)\n";
+  }
 
   out += "\n" + StatusTable(status);
   return out;

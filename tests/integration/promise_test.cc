@@ -387,6 +387,82 @@ TEST_F(PromiseTest, KillNineCampaignWithCpAndRsync) {
             << " wrong, " << lost << " lost\n";
 }
 
+// Links and special files have no place on a platform of plain files; a name with a control
+// character would break every line that names it. Each is refused with EPERM or EINVAL and a log
+// line that names it on one line; nothing else changes.
+TEST_F(PromiseTest, LinksSpecialFilesAndControlCharactersAreRefusedByName) {
+  auto m = Mount({}, "0");
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "ds") + " && echo x > " + Q(*m / "ds/f")), 0);
+  errno = 0;
+  EXPECT_NE(::symlink("f", (*m / "ds/l").c_str()), 0);
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_NE(::link((*m / "ds/f").c_str(), (*m / "ds/h").c_str()), 0);
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_NE(::mkfifo((*m / "ds/p").c_str(), 0644), 0);
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_LT(::open((*m / "ds/bad\nname.txt").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644), 0);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(::chmod((*m / "ds/f").c_str(), 0600), 0) << "chmod succeeds and changes nothing";
+  EXPECT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 30").code, 0);
+  auto listed = Listing("ds");
+  EXPECT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed["f"].first, Sha256Hex("x\n"));
+  std::string log = ReadAllOf(m->stderr_path());
+  EXPECT_NE(log.find("ds/l refused: it would be a symbolic link to f"), std::string::npos) << log;
+  EXPECT_NE(log.find("ds/h refused: it would be a hard link"), std::string::npos) << log;
+  EXPECT_NE(log.find("ds/p refused: it would be a named pipe"), std::string::npos) << log;
+  EXPECT_NE(log.find("'bad\\nname.txt' contains a control character"), std::string::npos) << log;
+}
+
+// `ingestfs unmount` returns once the daemon (a background one, as mount(8) and systemd start
+// it) has let go of its cache dir: a mount right after it always works.
+TEST_F(PromiseTest, UnmountReturnsOnlyOnceTheDaemonLetGoOfItsCacheDir) {
+  std::filesystem::create_directories(tmp_ / "bg");
+  struct Detach {  // a failed assertion must not leave the background daemon mounted
+    std::string path;
+    ~Detach() {
+      if (IsMounted(path)) Sh("fusermount3 -u " + Q(path));
+    }
+  } detach{tmp_ / "bg"};
+  std::string mount_cmd = BinDir() + "/ingestfs " + Q(server_->api()) + " " + Q(tmp_ / "bg") + " -o token_file=" +
+                          Q(tmp_ / "token") + ",cache_dir=" + Q(tmp_ / "bgcache") + ",settle=0";
+  for (int i = 0; i < 6; ++i) {
+    CmdResult mounted = Capture(mount_cmd);
+    ASSERT_EQ(mounted.code, 0) << "mount " << i << ": " << mounted.out;
+    ASSERT_TRUE(IsMounted(tmp_ / "bg"));
+    if (i == 0) {
+      ASSERT_EQ(::mkdir((tmp_ / "bg/ds").c_str(), 0755), 0);
+    }
+    std::ofstream(tmp_ / ("bg/ds/f" + std::to_string(i))) << i;
+    CmdResult un = Ingestfs("unmount " + Q(tmp_ / "bg") + " --wait --timeout 30");
+    ASSERT_EQ(un.code, 0) << un.out;
+  }
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 6; ++i) want["f" + std::to_string(i)] = Sha256Hex(std::to_string(i));
+  EXPECT_TRUE(WaitArrived("ds", want));
+}
+
+// A receipt names the version the platform made of the file, as its listing does.
+TEST_F(PromiseTest, ReceiptsNameThePlatformsVersion) {
+  auto m = Mount({}, "0");
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "ds") + " && echo one > " + Q(*m / "ds/v.txt")), 0);
+  EXPECT_TRUE(WaitArrived("ds", {{"v.txt", Sha256Hex("one\n")}}));
+  ASSERT_EQ(Sh("echo two > " + Q(*m / "ds/v.txt")), 0);
+  EXPECT_TRUE(WaitArrived("ds", {{"v.txt", Sha256Hex("two\n")}}));
+  EXPECT_EQ(Listing("ds")["v.txt"].second, 2);
+  EXPECT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 30").code, 0);
+  std::string receipts = ReadAllOf(*m / ".ingestfs/receipts.csv");
+  EXPECT_NE(receipts.find(",ds,v.txt,4," + Sha256Hex("one\n") + ","), std::string::npos) << receipts;
+  size_t first = receipts.find(Sha256Hex("one\n")), second = receipts.find(Sha256Hex("two\n"));
+  ASSERT_NE(first, std::string::npos);
+  ASSERT_NE(second, std::string::npos);
+  EXPECT_EQ(receipts.substr(receipts.find('\n', first) - 2, 2), ",1") << receipts;
+  EXPECT_EQ(receipts.substr(receipts.find('\n', second) - 2, 2), ",2") << receipts;
+}
+
 // Smaller edges of the namespace: a 256-byte name, and a folder that holds only empty folders.
 TEST_F(PromiseTest, LongNamesAndFoldersOfEmptyFolders) {
   auto m = Mount({}, "0");
