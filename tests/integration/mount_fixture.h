@@ -85,6 +85,7 @@ class MountTest : public ::testing::Test {
     Serve({});
   }
   void Serve(std::vector<std::string> args) {
+    server_.reset();  // one server per data dir: the old one exits before the new one starts
     server_ = std::make_unique<ServerProcess>(ServerProcess::Options{args, tmp_ / "platform", port_});
     ASSERT_TRUE(server_->ok());
     port_ = server_->port();
