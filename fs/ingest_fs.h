@@ -8,6 +8,41 @@
 // recorded, and after `settle` it is uploaded by the scheduler. Temporary names (rsync's
 // .name.XXXXXX, ~$*, *.tmp, ...) stay local until renamed to a real name.
 //
+// A file version's states and every transition (versions.cc; unlink and rename in
+// namespace_ops.cc). FUSE operations and upload workers both move a version; the scheduler's
+// lock makes the one contested step atomic: Commit, just before `complete` is sent, after which
+// the platform will hold the version whatever the mount does.
+//
+//  from                  event                                   to                    by                journaled
+//  -                     create, open for write, truncate        writing               FUSE (BeginWrite) add (open)
+//  closed/queued/failed/ open for write                          writing               FUSE (BeginWrite) reopened
+//    interrupted           (an upload is stopped; a committed one
+//                          leaves the name the platform's)
+//  writing               a write into the cache copy fails,      writing, failed-write FUSE              -
+//                          or the closer is dying of a signal
+//  writing               last writer's close(2) by its opener    writing, flushed      FUSE (Flush)      flushed (+boot id)
+//  writing, flushed      write or ftruncate                      writing               FUSE (Rewriting)  writing
+//  writing               last release                            closed, then queued   FUSE (EndWrite)   closed (synced)
+//                                                                  after settle
+//  writing, failed-write last release                            interrupted           FUSE (EndWrite)   interrupted
+//  writing               the daemon died: flushed in this boot,  closed, queued        Journal::Open     closed
+//                          copy of that size
+//  writing               the daemon died: otherwise              interrupted           Journal::Open     interrupted
+//  interrupted           retry --accept-partial                  closed, queued        control           closed, accepted
+//  queued                due                                     uploading             worker            session, part
+//  uploading             Commit (complete about to be sent)      committed             worker            completed
+//  queued, uploading     unlink / rename                         held: discarded /     FUSE              discarded /
+//                                                                  renamed, queued                         renamed
+//  committed             unlink / rename                         unchanged (EPERM,     FUSE              -
+//                                                                  EXDEV)
+//  committed             job done, same sha256                   confirmed             worker            receipt, confirmed
+//  committed             job not done within job_timeout         queued (new session)  worker            session
+//  uploading             permanent error                         failed                worker            failed
+//  failed                retry                                   queued                control           retry
+//  any, open somewhere   unlink                                  unlinked; discarded   FUSE (Release)    unlinked
+//                                                                  at the last close
+//  any, temporary name   any queueing (close, resume, retry)     stays local           scheduler         -
+//
 // Thread safety: every method is thread-safe. Locks:
 //   ns_mu_       shared by operations on one file (create, open for write, release, truncate,
 //                mkdir); exclusive for the ones that move or remove names (rename, unlink, rmdir).

@@ -1,0 +1,103 @@
+// The read-only status folder .ingestfs/ and the status JSON behind it and `ingestfs status`.
+
+#include "fs/ingest_fs.h"
+
+#include <map>
+#include <string>
+
+#include "common/json.h"
+#include "common/strings.h"
+#include "common/time_util.h"
+#include "fs/status_report.h"
+#include "fs/internal.h"
+
+namespace ingestfs::fs {
+
+void IngestFs::RefreshStatus(bool now) {
+  if (!now) {
+    std::lock_guard<std::mutex> lock(status_mu_);
+    if (!status_text_.empty() && std::chrono::steady_clock::now() - status_at_ < std::chrono::seconds(1)) return;
+  }
+  std::string js = StatusJson();
+  auto doc = json::Parse(js, "status");
+  std::map<Special, std::string> text;
+  text[Special::kStatusJson] = js + "\n";
+  if (doc.ok()) {
+    text[Special::kStatusTxt] = StatusText(*doc);
+    text[Special::kFailedTxt] = FailedText(*doc);
+  }
+  std::lock_guard<std::mutex> lock(status_mu_);
+  status_text_ = std::move(text);
+  status_at_ = std::chrono::steady_clock::now();
+}
+
+std::string IngestFs::StatusContent(Special kind) {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  auto it = status_text_.find(kind);
+  return it == status_text_.end() ? std::string() : it->second;
+}
+
+std::string IngestFs::StatusJson() {
+  std::vector<std::string> open = OpenFiles();
+  std::vector<upload::FileStatus> files = scheduler_ != nullptr ? scheduler_->Snapshot() : std::vector<upload::FileStatus>{};
+  std::map<std::string, int> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0},   {"failed", 0},
+                                       {"interrupted", 0}, {"completed", 0}, {"stalled", 0}};
+  return json::Object([&](json::Writer& w) {
+    json::KeyString(w, "time", Iso8601Utc(std::time(nullptr)));
+    json::KeyString(w, "platform", RedactUrl(cfg_.api));
+    json::KeyString(w, "dialect", cfg_.dialect);
+    json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
+    json::KeyInt(w, "job_timeout_s", cfg_.job_timeout.count() / 1000);
+    if (space_ != nullptr) {
+      cache::CacheSpace::Usage u = space_->Current();
+      json::Key(w, "cache");
+      w.StartObject();
+      json::KeyInt(w, "pending_bytes", static_cast<int64_t>(u.pending));
+      json::KeyInt(w, "cached_bytes", static_cast<int64_t>(u.cached));
+      json::KeyInt(w, "free_bytes", static_cast<int64_t>(u.free));
+      json::KeyInt(w, "max_bytes", static_cast<int64_t>(space_->options().max_bytes));
+      json::KeyInt(w, "min_free_bytes", static_cast<int64_t>(space_->options().min_free));
+      w.EndObject();
+    }
+    json::Key(w, "files");
+    w.StartArray();
+    for (const std::string& o : open) {
+      size_t slash = o.find('/');
+      w.StartObject();
+      json::KeyString(w, "dataset", o.substr(0, slash));
+      json::KeyString(w, "name", o.substr(slash + 1));
+      json::KeyString(w, "state", "open");
+      json::KeyInt(w, "size", 0);
+      json::KeyInt(w, "sent", 0);
+      json::KeyString(w, "error", "");
+      w.EndObject();
+    }
+    for (const upload::FileStatus& f : files) {
+      if (f.state == upload::FileState::kLocal) continue;  // being written, or a temporary name
+      counts[upload::FileStateName(f.state)]++;
+      if (f.stalled) counts["stalled"]++;
+      w.StartObject();
+      json::KeyString(w, "dataset", f.dataset);
+      json::KeyString(w, "name", f.name);
+      json::KeyString(w, "state", upload::FileStateName(f.state));
+      json::KeyInt(w, "size", static_cast<int64_t>(f.size));
+      json::KeyInt(w, "sent", static_cast<int64_t>(std::min(f.sent, f.size)));
+      json::KeyString(w, "error", f.error);
+      json::KeyString(w, "job_id", f.job_id);
+      json::KeyInt(w, "attempts", f.attempts);
+      json::KeyInt(w, "since_ms", f.since_ms);
+      json::KeyInt(w, "queued_ms", f.queued_ms);
+      json::Key(w, "stalled");
+      w.Bool(f.stalled);
+      w.EndObject();
+    }
+    w.EndArray();
+    json::Key(w, "counts");
+    w.StartObject();
+    json::KeyInt(w, "open", static_cast<int64_t>(open.size()));
+    for (const auto& [k, v] : counts) json::KeyInt(w, k, v);
+    w.EndObject();
+  });
+}
+
+}  // namespace ingestfs::fs
