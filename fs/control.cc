@@ -127,7 +127,8 @@ constexpr char kUsage[] = R"(Usage: ingestfs status MOUNTPOINT [--json]
   status   what the mount still has to upload: a table of files pending, uploading (with
            progress) and failed (with the reason); --json for the same as JSON
   wait     waits until nothing is left to upload (files still open for writing count);
-           exit 0 when all arrived, 1 when any failed, 2 on timeout (default: no timeout)
+           exit 0 when all arrived, 1 when any failed or is interrupted, 2 on timeout (default:
+           no timeout)
   retry    puts failed files back in the queue. A file whose writer never finished it (killed,
            a crash, a full disk) is `interrupted` and is not uploaded by a plain retry; with
            --accept-partial PATH, what the cache holds of it is uploaded as the file

@@ -17,8 +17,10 @@ constexpr char kUsage[] = R"(Usage: ingestfs SOURCE MOUNTPOINT [-o option,...] [
   ingestfs upload              upload files and wait until the platform confirms them
                                (ingestfs upload --help)
   ingestfs status MOUNTPOINT   what the mount still has to upload (--json)
-  ingestfs wait MOUNTPOINT     wait until everything is uploaded (--timeout S; exit 1 if any failed)
-  ingestfs retry MOUNTPOINT    put failed files back in the queue
+  ingestfs wait MOUNTPOINT     wait until everything is uploaded (--timeout S; exit 1 if any failed
+                               or was interrupted)
+  ingestfs retry MOUNTPOINT    put failed files back in the queue; --accept-partial PATH uploads
+                               what an interrupted file holds (ingestfs retry --help)
   ingestfs unmount MOUNTPOINT  unmount once nothing is left to upload (--wait [--timeout S]
                                to drain first, --force to unmount anyway; ingestfs unmount --help)
 )";
