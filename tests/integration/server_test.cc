@@ -410,22 +410,64 @@ TEST(ServerRestart, UploadCompletesAcrossARestartBetweenPresignAndComplete) {
   EXPECT_EQ(Str(FileEntry(api, ds, "f.bin"), "sha256"), Sha256Hex(data));
 }
 
+// A raw TCP connection to 127.0.0.1:port (-1 on failure), for requests on one kept-alive
+// connection.
+int ConnectTo(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+constexpr char kKeepAliveHealth[] = "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
+
+// One whole HTTP answer from `fd` (headers, then Content-Length bytes); "" when the connection
+// closes first.
+std::string ReadAnswer(int fd) {
+  std::string got;
+  char buf[2048];
+  for (;;) {
+    size_t end = got.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::string head = ToLower(got.substr(0, end));
+      size_t cl = head.find("content-length:");
+      size_t want = end + 4 + (cl == std::string::npos ? 0 : std::stoul(head.substr(cl + 15)));
+      if (got.size() >= want) return got.substr(0, want);
+    }
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) return got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// A connection to 127.0.0.1:port on which one health request was answered (`first`), kept open.
+int KeptAliveConnection(int port, std::string* first) {
+  int fd = ConnectTo(port);
+  if (fd < 0) return -1;
+  std::string req = kKeepAliveHealth;
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return -1;
+  }
+  *first = ReadAnswer(fd);
+  return fd;
+}
+
 // A client that keeps its connection open (every mount does) must not hold SIGTERM up: the
 // server stops by itself, not by the harness's SIGKILL 10 s later.
 TEST(ServerRestart, SigtermStopsTheServerWhileAClientKeepsItsConnectionOpen) {
   ServerProcess server;
   ASSERT_TRUE(server.ok());
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::string first;
+  int fd = KeptAliveConnection(server.port(), &first);
   ASSERT_GE(fd, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(server.port()));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  std::string req = "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
-  ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  char buf[512];
-  EXPECT_GT(::read(fd, buf, sizeof(buf)), 0);  // answered; the connection stays open, idle
+  EXPECT_EQ(first.rfind("HTTP/1.1 200", 0), 0u) << first;  // answered; the connection stays open, idle
   int status = server.Stop();
   ::close(fd);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "SIGTERM did not stop it within 10 s";
@@ -449,42 +491,17 @@ TEST(ServerRestart, TwoServersNeverShareADataDir) {
   EXPECT_TRUE(third.ok()) << "the data dir is free once the first has exited";
 }
 
-// One whole HTTP answer from `fd` (headers, then Content-Length bytes); "" when the connection
-// closes first.
-std::string ReadAnswer(int fd) {
-  std::string got;
-  char buf[2048];
-  for (;;) {
-    size_t end = got.find("\r\n\r\n");
-    if (end != std::string::npos) {
-      std::string head = ToLower(got.substr(0, end));
-      size_t cl = head.find("content-length:");
-      size_t want = end + 4 + (cl == std::string::npos ? 0 : std::stoul(head.substr(cl + 15)));
-      if (got.size() >= want) return got.substr(0, want);
-    }
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) return got;
-    got.append(buf, static_cast<size_t>(n));
-  }
-}
-
 // A request that reaches a stopping server on a connection it kept open is refused (503, and the
 // connection closed), not served: a restarted server would never hear of what it changed (a job
 // whose complete was answered 200 stayed awaiting_upload for good).
 TEST(ServerRestart, AStoppingServerRefusesRequestsOnConnectionsItKeptOpen) {
   ServerProcess server;
   ASSERT_TRUE(server.ok());
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::string first;
+  int fd = KeptAliveConnection(server.port(), &first);
   ASSERT_GE(fd, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(server.port()));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  std::string req = "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
-  ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  std::string first = ReadAnswer(fd);
   EXPECT_EQ(first.rfind("HTTP/1.1 200", 0), 0u) << first;
+  std::string req = kKeepAliveHealth;
   ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
