@@ -141,7 +141,7 @@ TEST_F(PromiseTest, AWriterThatSpawnsProgramsWhileWritingIsNeitherStuckNorCutSho
   }
   ASSERT_EQ(::close(fd), 0);
   EXPECT_TRUE(WaitArrived("ds", {{"log.txt", Sha256Hex(all)}}));
-  EXPECT_EQ(StateOf(path), "completed");
+  EXPECT_EQ(WaitXattr(path, "user.ingestfs.state", "completed"), "completed");  // told just after the listing
 }
 
 // rsync's temporary names after a crash: the resume must apply the same rules as a close.
