@@ -191,15 +191,7 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
   j->spares_ = std::make_unique<SpareFiles>(cache_dir + "/spare", kMaxSpares);
   ASSIGN_OR_RETURN(j->data_dir_, DurableDir::Open(cache_dir + "/data"));
   ASSIGN_OR_RETURN(j->journal_dir_, DurableDir::Open(cache_dir + "/journal"));
-  std::string lock = cache_dir + "/lock";
-  j->lock_fd_ = UniqueFd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!j->lock_fd_.valid()) return Status::FromErrno(errno, "open " + lock);
-  if (::flock(j->lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    std::string holder = ReadFileToString(lock).ok() ? std::string(Trim(*ReadFileToString(lock))) : "";
-    return Status(Code::kFailedPrecondition, "cache dir " + cache_dir + " is in use by another ingestfs process" +
-                                                 (holder.empty() ? "" : " (pid " + holder + ")"));
-  }
-  j->RecordPid();
+  ASSIGN_OR_RETURN(j->lock_fd_, LockDir(cache_dir, "cache dir " + cache_dir, "another ingestfs process"));
 
   auto warn = [&](const std::string& w) {
     if (warnings != nullptr) warnings->push_back(w);
@@ -283,10 +275,7 @@ StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& cache_dir, s
 
 Journal::~Journal() = default;
 
-void Journal::RecordPid() {
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_.get(), 0) == 0) (void)::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0);
-}
+void Journal::RecordPid() { WritePid(lock_fd_.get()); }
 
 Status Journal::NewJournalFile(const std::string& id) {
   if (spares_->Take(JournalPath(id))) return Status::Ok();

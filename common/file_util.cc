@@ -1,4 +1,7 @@
 #include "common/file_util.h"
+#include "common/strings.h"
+
+#include <sys/file.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -128,6 +131,25 @@ StatusOr<std::vector<std::string>> ListDir(const std::string& dir) {
 bool PathExists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
+}
+
+StatusOr<UniqueFd> LockDir(const std::string& dir, const std::string& what, const std::string& holder) {
+  std::string lock = dir + "/lock";
+  UniqueFd fd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + lock);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    auto text = ReadFileToString(lock);
+    std::string pid = text.ok() ? std::string(Trim(*text)) : "";
+    return Status(Code::kFailedPrecondition,
+                  what + " is in use by " + holder + (pid.empty() ? "" : " (pid " + pid + ")"));
+  }
+  WritePid(fd.get());
+  return fd;
+}
+
+void WritePid(int lock_fd) {
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd, 0) == 0) (void)::pwrite(lock_fd, pid.data(), pid.size(), 0);
 }
 
 }  // namespace ingestfs

@@ -57,5 +57,11 @@ Status RemoveTree(const std::string& path);
 // The names in a directory (not . and ..), in no particular order.
 StatusOr<std::vector<std::string>> ListDir(const std::string& dir);
 bool PathExists(const std::string& path);
+// One process per directory: flock(2)s DIR/lock (made if missing) and writes this process's pid
+// into it. When another process holds it: kFailedPrecondition, "<what> is in use by <holder>"
+// with the holder's pid when the file names one.
+StatusOr<UniqueFd> LockDir(const std::string& dir, const std::string& what, const std::string& holder);
+// Replaces the content of a lock file with this process's pid (after a daemon's fork).
+void WritePid(int lock_fd);
 
 }  // namespace ingestfs

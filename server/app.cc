@@ -1,7 +1,6 @@
 #include "server/app.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "common/crypto.h"
@@ -23,17 +22,7 @@ Status App::Start(std::vector<std::string>* warnings) {
   // One server per data dir: two would each replay the log and then write their own view of it
   // (a restart that began before the old server had exited answered requests the new one never
   // heard of, leaving jobs stuck).
-  std::string lock = o.data_dir + "/lock";
-  lock_fd_ = UniqueFd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock_fd_.valid()) return Status::FromErrno(errno, "open " + lock);
-  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    auto holder = ReadFileToString(lock);
-    return Status(Code::kFailedPrecondition,
-                  "data dir " + o.data_dir + " is in use by another ingestfs-server" +
-                      (holder.ok() && !Trim(*holder).empty() ? " (pid " + std::string(Trim(*holder)) + ")" : ""));
-  }
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_.get(), 0) == 0) (void)::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0);
+  ASSIGN_OR_RETURN(lock_fd_, LockDir(o.data_dir, "data dir " + o.data_dir, "another ingestfs-server"));
   ASSIGN_OR_RETURN(meta_, MetaStore::Open(o.data_dir, warnings));
   objects_ = std::make_unique<ObjectStore>(o.data_dir);
   RETURN_IF_ERROR(objects_->Init());
