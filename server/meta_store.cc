@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -46,6 +47,7 @@ void WriteFileFields(json::Writer& w, const FileRecord& f) {
   json::KeyString(w, "updated_at", f.updated_at);
   json::KeyInt(w, "version", f.version);
   json::KeyString(w, "s3_key", f.s3_key);
+  if (f.accepted != 0) json::KeyInt(w, "accepted", static_cast<int64_t>(f.accepted));
 }
 
 void WriteJobFields(json::Writer& w, const Job& j) {
@@ -67,6 +69,7 @@ void WriteJobFields(json::Writer& w, const Job& j) {
   json::KeyString(w, "created_at", j.created_at);
   json::KeyString(w, "updated_at", j.updated_at);
   json::KeyString(w, "dialect", j.dialect);
+  if (j.accepted != 0) json::KeyInt(w, "accepted", static_cast<int64_t>(j.accepted));
   if (!j.reported.empty()) {
     json::Key(w, "reported");
     w.StartObject();
@@ -102,6 +105,7 @@ FileRecord ReadFile(const json::Value& v) {
   f.updated_at = json::StringOr(v, "updated_at");
   f.version = json::IntOr(v, "version");
   f.s3_key = json::StringOr(v, "s3_key");
+  f.accepted = static_cast<uint64_t>(std::max<int64_t>(0, json::IntOr(v, "accepted")));
   return f;
 }
 
@@ -125,6 +129,7 @@ Job ReadJob(const json::Value& v) {
   j.updated_at = json::StringOr(v, "updated_at");
   j.dialect = json::StringOr(v, "dialect");
   if (j.dialect.empty()) j.dialect = "ingest";
+  j.accepted = static_cast<uint64_t>(std::max<int64_t>(0, json::IntOr(v, "accepted")));
   if (const json::Value* r = json::Find(v, "reported"); r != nullptr && r->IsObject()) {
     for (const auto& m : r->GetObject()) {
       auto n = ParseInt(m.name.GetString());
@@ -196,6 +201,7 @@ void MetaStore::Apply(const json::Value& r) {
     files_[f.dataset_id][f.filename] = f;
   } else if (t == "job") {
     Job j = ReadJob(r);
+    last_accepted_ = std::max(last_accepted_, j.accepted);
     jobs_[j.job_id] = j;
   } else if (t == "publish") {
     const json::Value* f = json::Find(r, "file");
@@ -204,6 +210,7 @@ void MetaStore::Apply(const json::Value& r) {
       FileRecord fr = ReadFile(*f);
       files_[fr.dataset_id][fr.filename] = fr;
       Job jr = ReadJob(*j);
+      last_accepted_ = std::max(last_accepted_, jr.accepted);
       jobs_[jr.job_id] = jr;
     }
   } else if (t == "mpu") {
@@ -349,7 +356,9 @@ StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from
   after.status = to;
   after.message = message;
   after.updated_at = Now();
+  if (from == JobStatus::kAwaitingUpload && to == JobStatus::kPending) after.accepted = last_accepted_ + 1;
   RETURN_IF_ERROR(Append(JobRecord(after), durable));
+  last_accepted_ = std::max(last_accepted_, after.accepted);
   it->second = after;
   return before;
 }
@@ -358,6 +367,8 @@ StatusOr<FileRecord> MetaStore::PublishJob(const std::string& job_id, FileRecord
   Change change(this);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return Status(Code::kNotFound, "Job not found");
+  if (SupersededLocked(it->second)) return Status(Code::kFailedPrecondition, "superseded by a newer upload");
+  file.accepted = it->second.accepted;
   auto& ds = files_[file.dataset_id];
   auto existing = ds.find(file.filename);
   file.version = existing == ds.end() ? 1 : existing->second.version + 1;
@@ -382,6 +393,19 @@ StatusOr<FileRecord> MetaStore::PublishJob(const std::string& job_id, FileRecord
   ds[file.filename] = file;
   it->second = job;
   return file;
+}
+
+bool MetaStore::SupersededLocked(const Job& job) const {
+  auto ds = files_.find(job.dataset_id);
+  if (ds == files_.end()) return false;
+  auto f = ds->second.find(job.filename);
+  return f != ds->second.end() && f->second.accepted > job.accepted;
+}
+
+bool MetaStore::Superseded(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  return it != jobs_.end() && SupersededLocked(it->second);
 }
 
 Status MetaStore::PutUpload(const MultipartUpload& u) {

@@ -41,6 +41,7 @@ struct FileRecord {
   std::string updated_at;
   int64_t version = 0;
   std::string s3_key;
+  uint64_t accepted = 0;  // the `accepted` order of the job that stored this content (not served)
 };
 
 enum class JobStatus { kAwaitingUpload, kPending, kProcessing, kCompleted, kFailed };
@@ -61,6 +62,9 @@ struct Job {
   bool reupload = false;
   std::string sha256;  // set when completed
   int64_t version = 0;  // the file's version it produced; set when completed
+  // Where its `complete` came in the order of all accepted completes (1, 2, ...; 0 before, and
+  // in logs written before the order was kept). Jobs of one file publish in this order.
+  uint64_t accepted = 0;
   std::string created_at;
   std::string updated_at;
   std::string dialect = "ingest";  // which API started it: ingest, sbg, aplos
@@ -106,12 +110,16 @@ class MetaStore {
   // kFailedPrecondition (with the job's current status in the message) when it was not in `from`.
   // With `durable` false the record is written but not synced: for a step a crash may forget
   // (the next synced change, or the replay, covers it), as `processing`, which a restart turns
-  // back into `pending` anyway.
+  // back into `pending` anyway. Accepting a complete (awaiting_upload -> pending) gives the job
+  // the next place in the order of accepted completes (Job::accepted).
   StatusOr<Job> TransitionJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message,
                               bool durable = true);
   // Publishes a job's file: the file's version grows by one and the job becomes completed, in
-  // one log record.
+  // one log record. kFailedPrecondition when the job is superseded.
   StatusOr<FileRecord> PublishJob(const std::string& job_id, FileRecord file);
+  // True when the file already holds content from a job whose complete was accepted after this
+  // job's: storing this job's bytes now would put an older upload over a newer one.
+  bool Superseded(const std::string& job_id) const;
 
   // Multipart uploads.
   Status PutUpload(const MultipartUpload& upload);
@@ -155,6 +163,8 @@ class MetaStore {
   std::map<std::string, std::map<std::string, FileRecord>> files_;  // GUARDED_BY(mu_)
   std::map<std::string, Job> jobs_;                         // GUARDED_BY(mu_)
   std::map<std::string, MultipartUpload> uploads_;          // GUARDED_BY(mu_)
+  uint64_t last_accepted_ = 0;                              // GUARDED_BY(mu_): highest Job::accepted
+  bool SupersededLocked(const Job& job) const;              // REQUIRES: mu_ held
 };
 
 }  // namespace ingestfs::server

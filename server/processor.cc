@@ -1,18 +1,20 @@
 #include "server/processor.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 
 namespace ingestfs::server {
 
 void Processor::Start(int workers) {
-  for (JobStatus s : {JobStatus::kPending, JobStatus::kProcessing}) {
-    for (const Job& j : ctx_.meta->JobsIn(s)) {
-      if (s == JobStatus::kProcessing) {
-        (void)ctx_.meta->TransitionJob(j.job_id, JobStatus::kProcessing, JobStatus::kPending, "Upload received");
-      }
-      Enqueue(j.job_id);
-    }
+  std::vector<Job> jobs = ctx_.meta->JobsIn(JobStatus::kProcessing);
+  for (const Job& j : jobs) {
+    (void)ctx_.meta->TransitionJob(j.job_id, JobStatus::kProcessing, JobStatus::kPending, "Upload received");
   }
+  std::vector<Job> pending = ctx_.meta->JobsIn(JobStatus::kPending);
+  jobs.insert(jobs.end(), pending.begin(), pending.end());
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return a.accepted < b.accepted; });
+  for (const Job& j : jobs) Enqueue(j.job_id);
   for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
@@ -22,6 +24,7 @@ void Processor::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  file_cv_.notify_all();
   for (auto& t : threads_) t.join();
   threads_.clear();
 }
@@ -48,7 +51,32 @@ void Processor::Loop() {
   }
 }
 
+bool Processor::AcquireFile(const std::string& key) {
+  std::unique_lock<std::mutex> lock(mu_);
+  file_cv_.wait(lock, [&] { return stopping_ || busy_files_.count(key) == 0; });
+  if (stopping_) return false;
+  busy_files_.insert(key);
+  return true;
+}
+
+void Processor::ReleaseFile(const std::string& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_files_.erase(key);
+  }
+  file_cv_.notify_all();
+}
+
 void Processor::Process(const std::string& job_id) {
+  auto queued = ctx_.meta->GetJob(job_id);
+  if (!queued) return;
+  const std::string final_key = FinalKey(queued->dataset_id, queued->filename);
+  if (!AcquireFile(final_key)) return;  // stopping: stays pending, queued again at the next start
+  struct Slot {
+    Processor* p;
+    const std::string& key;
+    ~Slot() { p->ReleaseFile(key); }
+  } slot{this, final_key};
   // Not synced: after a crash a `processing` job is queued again as `pending` (Start), so losing
   // this record changes nothing.
   auto moved =
@@ -65,6 +93,18 @@ void Processor::Process(const std::string& job_id) {
     LOG_WARN("job %s (%s): %s", job_id.c_str(), job.filename.c_str(), why.c_str());
     (void)ctx_.meta->TransitionJob(job_id, JobStatus::kProcessing, JobStatus::kFailed, why);
   };
+  auto free_upload = [&] {
+    if (job.upload_id.empty()) {
+      (void)ctx_.objects->DeleteObject(ctx_.opts.bucket, job.staging_key);
+    } else {
+      (void)ctx_.objects->DeleteUploadDir(job.upload_id);
+      (void)ctx_.meta->DeleteUpload(job.upload_id);
+    }
+  };
+  if (ctx_.meta->Superseded(job_id)) {
+    fail("superseded: a newer upload of this file was accepted first, so this one was not stored");
+    return free_upload();
+  }
   std::vector<BlobInfo> sources;
   std::vector<std::string> part_etags;
   if (job.upload_id.empty()) {
@@ -85,7 +125,6 @@ void Processor::Process(const std::string& job_id) {
     return fail("size mismatch: the request said " + std::to_string(job.size) + " bytes, the upload has " +
                 std::to_string(total));
   }
-  std::string final_key = FinalKey(job.dataset_id, job.filename);
   auto assembled = ctx_.objects->Assemble(sources, part_etags, ctx_.opts.bucket, final_key);
   if (!assembled.ok()) return fail("storing the object failed: " + assembled.status().message());
   FileRecord file;
@@ -97,12 +136,7 @@ void Processor::Process(const std::string& job_id) {
   file.s3_key = final_key;
   auto published = ctx_.meta->PublishJob(job_id, file);
   if (!published.ok()) return fail("recording the file failed: " + published.status().message());
-  if (job.upload_id.empty()) {
-    (void)ctx_.objects->DeleteObject(ctx_.opts.bucket, job.staging_key);
-  } else {
-    (void)ctx_.objects->DeleteUploadDir(job.upload_id);
-    (void)ctx_.meta->DeleteUpload(job.upload_id);
-  }
+  free_upload();
 }
 
 }  // namespace ingestfs::server

@@ -3,13 +3,19 @@
 // single object), check sizes, compute SHA-256, publish the object durably under the file's
 // final key, and mark the job `completed` with the new file version in one log record; any
 // failure marks the job `failed` with a message. Jobs found pending or processing at start
-// (a restart) are queued again.
+// (a restart) are queued again, in the order their complete was accepted.
+//
+// Jobs of one file: one at a time (a per-file slot held from assembly to publish), and never an
+// older one over a newer: a job whose complete was accepted before the one that stored the
+// file's current content fails as superseded and stores nothing. (The spec is silent on
+// concurrent uploads of one file; a platform keeps the last accepted, as S3 keeps the last PUT.)
 // Thread safety: Enqueue is thread-safe; Start/Stop from the owning thread.
 #pragma once
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,11 +43,16 @@ class Processor {
  private:
   void Loop();
   void Process(const std::string& job_id);
+  // Holds the slot of one file (dataset, name) while its job is processed; false when stopping.
+  bool AcquireFile(const std::string& key);
+  void ReleaseFile(const std::string& key);
 
   ServerContext& ctx_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;  // GUARDED_BY(mu_)
+  std::set<std::string> busy_files_;  // GUARDED_BY(mu_): files a worker is processing a job of
+  std::condition_variable file_cv_;   // a file's slot freed
   bool stopping_ = false;          // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;
 };
