@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/crypto.h"
@@ -52,6 +53,15 @@ bool SpareFiles::Take(const std::string& dest) {
 }
 
 void SpareFiles::Give(const std::string& path) {
+  // Only the inode is kept: its bytes go now (a discarded version or a freed part kept whole in
+  // here would hold disk space that nothing counts). A file with another name (a hard link, as a
+  // published object may be) is never emptied: only this name goes.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || ::truncate(path.c_str(), 0) != 0) {
+    ::unlink(path.c_str());
+    return;
+  }
   std::string name = RandomHex(8);
   {
     std::lock_guard<std::mutex> lock(mu_);

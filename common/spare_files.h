@@ -6,7 +6,7 @@
 // and the next upload's files are taken from here (one rename, then emptied by the taker),
 // which is what a write-ahead log does with its old segments.
 //
-// A spare's content is never trusted: whoever takes one truncates it. A crash between a rename
+// A spare is emptied when given, and its content is never trusted: whoever takes one truncates it. A crash between a rename
 // and the truncation leaves a file whose records name another id (journal) or an orphan (data),
 // both of which Journal::Open already treats as leftovers.
 //
@@ -30,8 +30,8 @@ class SpareFiles {
   // Moves a spare to `dest` (which must not exist) and empties it. False when there is none:
   // the caller makes a new file.
   bool Take(const std::string& dest);
-  // Keeps the file at `path` as a spare (or removes it when the pool is full). After this
-  // `path` is gone either way.
+  // Keeps the file at `path`, emptied, as a spare (or removes it when the pool is full, or when
+  // the file has other names). After this `path` is gone either way.
   void Give(const std::string& path);
   size_t size() const;
 
