@@ -24,6 +24,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "common/file_util.h"
 #include "tests/integration/mount_fixture.h"
@@ -304,6 +305,23 @@ class ModelTest : public MountTest {
       auto it = platform.find(name);
       if (it == platform.end()) Violation(name + " never reached the platform");
       else if (it->second.first != Sha256Hex(f.content)) Violation(name + " is not byte-exact on the platform");
+    }
+    // The cache's count of bytes not yet on the platform is what the journal's files hold: a
+    // file in data/ that belongs to no version would shrink cache_max for good.
+    int64_t counted = -1, held = -1;
+    for (int i = 0; i < 40; ++i) {
+      CmdResult st = Ingestfs("status --json " + Q(m_->path()));
+      json::Document doc;
+      if (st.code == 0 && !doc.Parse(st.out.c_str()).HasParseError() && doc.IsObject() && doc.HasMember("cache")) {
+        counted = doc["cache"]["pending_bytes"].GetInt64();
+        held = doc["cache"]["journal_bytes"].GetInt64();
+        if (counted == held) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (counted != held) {
+      Violation("the cache counts " + std::to_string(counted) + " bytes not yet on the platform, the journal's files hold " +
+                std::to_string(held));
     }
     for (const auto& [name, sha_version] : platform) {
       if (IsTemp(name)) Violation("a temporary name reached the platform: " + name);
