@@ -23,6 +23,8 @@ struct FileInfo {
   ino_t ino = 0;
 };
 
+uint64_t OnDisk(const struct stat& st) { return static_cast<uint64_t>(st.st_blocks) * 512; }  // what the disk really holds
+
 std::vector<FileInfo> Files(const std::string& dir) {
   std::vector<FileInfo> out;
   DIR* d = ::opendir(dir.c_str());
@@ -33,7 +35,7 @@ std::vector<FileInfo> Files(const std::string& dir) {
     f.path = dir + "/" + e->d_name;
     struct stat st;
     if (::stat(f.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    f.size = static_cast<uint64_t>(st.st_blocks) * 512;  // what the disk really holds
+    f.size = OnDisk(st);
     f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     f.ino = st.st_ino;
     out.push_back(std::move(f));
@@ -81,12 +83,19 @@ CacheSpace::Usage CacheSpace::MeasureLocked(bool fresh) {
   return u;
 }
 
-CacheSpace::Usage CacheSpace::Current() {
+CacheSpace::Usage CacheSpace::Current(const std::function<std::vector<std::string>()>& versions) {
   // `ingestfs wait` asks for the status ten times a second: list the cache at most once a second.
   std::lock_guard<std::mutex> lock(mu_);
   auto now = std::chrono::steady_clock::now();
   if (now - listed_at_ > std::chrono::seconds(1)) {
     listed_ = Scan(true);
+    if (versions) {
+      std::set<ino_t> seen;  // each inode once, as Scan counts
+      for (const std::string& path : versions()) {
+        struct stat st;
+        if (::stat(path.c_str(), &st) == 0 && seen.insert(st.st_ino).second) listed_.held += OnDisk(st);
+      }
+    }
     listed_at_ = now;
   }
   return listed_;

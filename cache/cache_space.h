@@ -13,9 +13,11 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <utility>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -32,14 +34,18 @@ class CacheSpace {
     uint64_t pending = 0;  // data/
     uint64_t cached = 0;   // read/
     uint64_t free = 0;     // available on the disk holding the cache
+    // Current(versions) only: what the given files (the journal's versions) hold, counted as
+    // `pending` is. Equal to `pending` unless data/ holds bytes that belong to no version.
+    uint64_t held = 0;
   };
 
   CacheSpace(std::string cache_dir, Options options);
   // Room for `bytes` more (see above). `what` names the file for the log and the error.
   // Fails with kResourceExhausted (errno ENOSPC) after the wait.
   Status Reserve(uint64_t bytes, const std::string& what);
-  // A measure at most a second old (lists the cache: for status, not for every write).
-  Usage Current();
+  // A measure at most a second old (lists the cache: for status, not for every write). With
+  // `versions`, the files they name are measured in the same pass (Usage::held).
+  Usage Current(const std::function<std::vector<std::string>()>& versions = nullptr);
   // Marks a copy in read/ as just used (eviction goes by least recent use).
   static void Touch(const std::string& path);
   const Options& options() const { return opts_; }

@@ -6,8 +6,8 @@
 // and the next upload's files are taken from here (one rename, then emptied by the taker),
 // which is what a write-ahead log does with its old segments.
 //
-// A spare is emptied when given, and its content is never trusted: whoever takes one truncates it. A crash between a rename
-// and the truncation leaves a file whose records name another id (journal) or an orphan (data),
+// A spare is emptied when given, and its content is never trusted: whoever takes one truncates
+// it. A crash between a rename and the truncation leaves a file whose records name another id (journal) or an orphan (data),
 // both of which Journal::Open already treats as leftovers.
 //
 // Thread safety: all methods are thread-safe.

@@ -2,10 +2,7 @@
 
 #include "fs/ingest_fs.h"
 
-#include <sys/stat.h>
-
 #include <map>
-#include <set>
 #include <string>
 
 #include "common/json.h"
@@ -52,22 +49,15 @@ std::string IngestFs::StatusJson() {
     json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
     json::KeyInt(w, "job_timeout_s", cfg_.job_timeout.count() / 1000);
     if (space_ != nullptr) {
-      cache::CacheSpace::Usage u = space_->Current();
+      cache::CacheSpace::Usage u = space_->Current([this] {
+        std::vector<std::string> paths;
+        for (const cache::Entry& e : journal_.Unfinished()) paths.push_back(e.data_path);
+        return paths;
+      });
       json::Key(w, "cache");
       w.StartObject();
       json::KeyInt(w, "pending_bytes", static_cast<int64_t>(u.pending));
-      // What the journal's versions hold in data/ (as the scan counts it: blocks on disk, each
-      // inode once). Apart from a moment's lag of the scan, pending_bytes is this; more means
-      // bytes that belong to no version.
-      uint64_t held = 0;
-      std::set<ino_t> seen;
-      for (const cache::Entry& e : journal_.Unfinished()) {
-        struct stat st;
-        if (::stat(e.data_path.c_str(), &st) == 0 && seen.insert(st.st_ino).second) {
-          held += static_cast<uint64_t>(st.st_blocks) * 512;
-        }
-      }
-      json::KeyInt(w, "journal_bytes", static_cast<int64_t>(held));
+      json::KeyInt(w, "journal_bytes", static_cast<int64_t>(u.held));
       json::KeyInt(w, "cached_bytes", static_cast<int64_t>(u.cached));
       json::KeyInt(w, "free_bytes", static_cast<int64_t>(u.free));
       json::KeyInt(w, "max_bytes", static_cast<int64_t>(space_->options().max_bytes));
