@@ -257,11 +257,13 @@ void HandlePost(Call& c, ServerContext& ctx) {
   Status st = ctx.objects->CommitObject(*writer, *md5, bucket, grant.key);
   if (!st.ok()) return ReplyS3Error(c.res, {500, "InternalError", st.message()}, resource);
   if (job && job->dialect == "aplos" && job->status == JobStatus::kAwaitingUpload) {
-    job->size = writer->size();
-    job->message = "Upload received";
-    job->status = JobStatus::kPending;
-    st = ctx.meta->PutJob(*job);
-    if (!st.ok()) return ReplyS3Error(c.res, {500, "InternalError", st.message()}, resource);
+    // Accepted as the other dialects' completes are, so it takes its place in the order of
+    // accepted uploads (a POST that bypassed it could never supersede an upload made through
+    // another dialect, nor be stored after it).
+    auto accepted = ctx.meta->AcceptUpload(job->job_id, writer->size());
+    if (!accepted.ok() && accepted.status().code() != Code::kFailedPrecondition) {
+      return ReplyS3Error(c.res, {500, "InternalError", accepted.status().message()}, resource);
+    }
     ctx.processor->ProcessNow(job->job_id);
     auto after = ctx.meta->GetJob(job->job_id);
     if (!after || after->status != JobStatus::kCompleted) {

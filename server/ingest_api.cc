@@ -204,7 +204,7 @@ void RegisterIngestApi(Router& r, ServerContext& ctx) {
     if (job->status == JobStatus::kFailed) return ReplyDetail(c.res, 409, "Job has failed: " + job->message);
     if (job->status != JobStatus::kAwaitingUpload) return ReplyDetail(c.res, 409, "Job already completed");
     if (!CheckParts(c, ctx, *job, *parts)) return;
-    auto moved = ctx.meta->TransitionJob(job_id, JobStatus::kAwaitingUpload, JobStatus::kPending, "Upload received");
+    auto moved = ctx.meta->AcceptUpload(job_id);
     if (!moved.ok()) {
       if (moved.status().code() == Code::kFailedPrecondition) return ReplyDetail(c.res, 409, "Job already completed");
       return ReplyDetail(c.res, 500, moved.status().message());

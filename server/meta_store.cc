@@ -345,6 +345,17 @@ Status MetaStore::ReportPart(const std::string& job_id, uint32_t part_number, co
 
 StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from, JobStatus to,
                                        const std::string& message, bool durable) {
+  return MoveJob(job_id, from, to, message, durable, [](Job&) {});
+}
+
+StatusOr<Job> MetaStore::AcceptUpload(const std::string& job_id, std::optional<uint64_t> size) {
+  return MoveJob(job_id, JobStatus::kAwaitingUpload, JobStatus::kPending, "Upload received", true, [&](Job& j) {
+    if (size) j.size = *size;
+  });
+}
+
+StatusOr<Job> MetaStore::MoveJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message,
+                                 bool durable, const std::function<void(Job&)>& also) {
   Change change(this);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return Status(Code::kNotFound, "Job not found");
@@ -357,6 +368,7 @@ StatusOr<Job> MetaStore::TransitionJob(const std::string& job_id, JobStatus from
   after.message = message;
   after.updated_at = Now();
   if (from == JobStatus::kAwaitingUpload && to == JobStatus::kPending) after.accepted = last_accepted_ + 1;
+  also(after);
   RETURN_IF_ERROR(Append(JobRecord(after), durable));
   last_accepted_ = std::max(last_accepted_, after.accepted);
   it->second = after;

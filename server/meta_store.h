@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -110,10 +111,14 @@ class MetaStore {
   // kFailedPrecondition (with the job's current status in the message) when it was not in `from`.
   // With `durable` false the record is written but not synced: for a step a crash may forget
   // (the next synced change, or the replay, covers it), as `processing`, which a restart turns
-  // back into `pending` anyway. Accepting a complete (awaiting_upload -> pending) gives the job
-  // the next place in the order of accepted completes (Job::accepted).
+  // back into `pending` anyway. Accepting an upload (awaiting_upload -> pending) gives the job
+  // the next place in the order of accepted uploads (Job::accepted).
   StatusOr<Job> TransitionJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message,
                               bool durable = true);
+  // Accepts a job's upload (awaiting_upload -> pending, "Upload received"), whichever dialect
+  // brought it (a complete call, or aplos's POST), so each takes its place in one order. `size`,
+  // when given, becomes the job's size (aplos learns it from the POST). Errors as TransitionJob.
+  StatusOr<Job> AcceptUpload(const std::string& job_id, std::optional<uint64_t> size = std::nullopt);
   // Publishes a job's file: the file's version grows by one and the job becomes completed, in
   // one log record. kFailedPrecondition when the job is superseded.
   StatusOr<FileRecord> PublishJob(const std::string& job_id, FileRecord file);
@@ -165,6 +170,8 @@ class MetaStore {
   std::map<std::string, MultipartUpload> uploads_;          // GUARDED_BY(mu_)
   uint64_t last_accepted_ = 0;                              // GUARDED_BY(mu_): highest Job::accepted
   bool SupersededLocked(const Job& job) const;              // REQUIRES: mu_ held
+  StatusOr<Job> MoveJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message,
+                        bool durable, const std::function<void(Job&)>& also);
 };
 
 }  // namespace ingestfs::server

@@ -241,7 +241,7 @@ void RegisterSbgApi(Router& r, ServerContext& ctx) {
       parts.PushBack(p, parts.GetAllocator());
     }
     if (!CheckParts(c, ctx, *job, parts)) return;
-    auto moved = ctx.meta->TransitionJob(id, JobStatus::kAwaitingUpload, JobStatus::kPending, "Upload received");
+    auto moved = ctx.meta->AcceptUpload(id);
     if (!moved.ok()) return ReplyDetail(c.res, 409, "Upload already completed");
     ctx.processor->ProcessNow(id);
     if (auto f = published()) return ReplyJson(c.res, 200, FileJson(*f));

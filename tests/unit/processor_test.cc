@@ -36,8 +36,10 @@ class ProcessorTest : public ::testing::Test {
     objects_.reset();
     meta_.reset();
   }
-  // A single-PUT job for `filename` whose bytes are stored and whose complete was accepted.
-  void Accepted(const std::string& job_id, const std::string& dataset_id, const std::string& body) {
+  // A single-PUT job for `filename` whose bytes are stored and whose upload was accepted: by a
+  // complete call, or (`post`) as aplos's POST accepts it, with the size it carried.
+  void Accepted(const std::string& job_id, const std::string& dataset_id, const std::string& body,
+                bool post = false) {
     Job job;
     job.job_id = job_id;
     job.dataset_id = dataset_id;
@@ -51,7 +53,11 @@ class ProcessorTest : public ::testing::Test {
     auto md5 = (*w)->Finish();
     ASSERT_TRUE(md5.ok());
     ASSERT_TRUE(objects_->CommitObject(**w, *md5, ctx_.opts.bucket, job.staging_key).ok());
-    ASSERT_TRUE(meta_->TransitionJob(job_id, JobStatus::kAwaitingUpload, JobStatus::kPending, "Upload received").ok());
+    if (post) {
+      ASSERT_TRUE(meta_->AcceptUpload(job_id, body.size()).ok());
+    } else {
+      ASSERT_TRUE(meta_->TransitionJob(job_id, JobStatus::kAwaitingUpload, JobStatus::kPending, "Upload received").ok());
+    }
   }
   std::string Stored(const std::string& dataset_id) {
     auto obj = objects_->StatObject(ctx_.opts.bucket, Processor::FinalKey(dataset_id, "plate/A01.tif"));
@@ -86,6 +92,20 @@ TEST_F(ProcessorTest, AnOlderJobProcessedLastDoesNotReplaceTheNewerFile) {
   EXPECT_EQ(old_job->status, JobStatus::kFailed);
   EXPECT_NE(old_job->message.find("newer upload"), std::string::npos) << old_job->message;
   EXPECT_EQ(meta_->GetJob("new")->status, JobStatus::kCompleted);
+}
+
+// aplos accepts an upload with its POST, not a complete call; that must take its place in the
+// same order, or a reupload by POST of a file first stored through another dialect counted as
+// older than it and was refused as superseded.
+TEST_F(ProcessorTest, AnUploadAcceptedByPostIsNewerThanOneAcceptedBefore) {
+  std::string ds = Dataset();
+  Accepted("first", ds, "first version");
+  processor_->ProcessNow("first");
+  Accepted("posted", ds, "posted version", /*post=*/true);
+  processor_->ProcessNow("posted");
+  EXPECT_EQ(Stored(ds), "posted version");
+  EXPECT_EQ(meta_->GetJob("posted")->status, JobStatus::kCompleted) << meta_->GetJob("posted")->message;
+  EXPECT_EQ(meta_->GetFile(ds, "plate/A01.tif")->version, 2);
 }
 
 TEST_F(ProcessorTest, JobsRequeuedAtARestartKeepTheOrderTheirCompleteWasAccepted) {
