@@ -4,7 +4,10 @@
 #pragma once
 
 #include <rapidjson/document.h>
+#include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -24,13 +27,48 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 // Largest string a parsed response may hold in one field; bigger is treated as hostile.
 inline constexpr size_t kMaxStringField = 64 * 1024;
 
+// Deepest nesting of arrays and objects a parsed text may have; deeper is treated as hostile.
+// (The project's own texts and the platforms' answers nest a few levels.)
+inline constexpr size_t kMaxDepth = 64;
+
+namespace internal {
+// A first pass that only counts nesting. RapidJSON builds a Document recursively and a Value's
+// destructor recurses too, so a text must be known shallow before it becomes a Document; the
+// pass itself runs RapidJSON's iterative parser, whose stack is on the heap.
+struct DepthCheck : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, DepthCheck> {
+  size_t depth = 0;
+  bool too_deep = false;
+  bool Default() { return true; }
+  bool Open() {
+    if (++depth <= kMaxDepth) return true;
+    too_deep = true;
+    return false;
+  }
+  bool StartObject() { return Open(); }
+  bool StartArray() { return Open(); }
+  bool EndObject(rapidjson::SizeType) { --depth; return true; }
+  bool EndArray(rapidjson::SizeType) { --depth; return true; }
+};
+}  // namespace internal
+
 inline StatusOr<Document> Parse(std::string_view text, std::string_view what) {
+  constexpr unsigned kFlags = rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseIterativeFlag;
+  auto invalid = [&](const std::string& why) {
+    return Status(Code::kInvalidArgument, std::string(what) + " is not valid JSON (" + why + ")");
+  };
+  {
+    rapidjson::MemoryStream ms(text.data(), text.size());
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(ms);
+    internal::DepthCheck check;
+    rapidjson::Reader reader;
+    reader.Parse<kFlags>(in, check);
+    if (check.too_deep) return invalid("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+  }
   Document doc;
-  doc.Parse<rapidjson::kParseStopWhenDoneFlag>(text.data(), text.size());
+  doc.Parse<kFlags>(text.data(), text.size());
   if (doc.HasParseError()) {
-    return Status(Code::kInvalidArgument,
-                  std::string(what) + " is not valid JSON (" + rapidjson::GetParseError_En(doc.GetParseError()) +
-                      " at offset " + std::to_string(doc.GetErrorOffset()) + ")");
+    return invalid(std::string(rapidjson::GetParseError_En(doc.GetParseError())) + " at offset " +
+                   std::to_string(doc.GetErrorOffset()));
   }
   return doc;
 }

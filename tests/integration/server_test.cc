@@ -123,6 +123,19 @@ TEST_F(ServerTest, ValidationErrorsHaveFastApiShape) {
   }
 }
 
+// A client's JSON body nested a million levels deep crashed the server (stack overflow in the
+// recursive parser): it is refused as invalid JSON and the server keeps serving.
+TEST_F(ServerTest, AMillionLevelsDeepBodyIsRefusedAndTheServerStaysUp) {
+  for (const std::string& open : {std::string("["), std::string("{\"name\":")}) {
+    std::string deep;
+    for (int i = 0; i < 1000000; ++i) deep += open;
+    HttpResult r = api_.Call("POST", "/datasets", deep);
+    EXPECT_EQ(r.status, 422) << r.error << " " << r.body.substr(0, 300);
+    EXPECT_NE(r.body.find("json_invalid"), std::string::npos) << r.body.substr(0, 300);
+    ASSERT_EQ(api_.Call("GET", "/datasets").status, 200) << "the server is still up";
+  }
+}
+
 TEST_F(ServerTest, AuthErrors) {
   HttpRequest req;
   req.url = server_.api() + "/datasets";

@@ -10,6 +10,7 @@
 
 #include "common/crypto.h"
 #include "common/file_util.h"
+#include "common/json.h"
 #include "common/sync_group.h"
 #include "tests/support/process.h"
 #include "common/names.h"
@@ -67,6 +68,28 @@ TEST(Strings, ControlCharactersAreEscapedSoALineStaysOneLine) {
   Status st = ValidateFileName("evil\nname");
   EXPECT_EQ(st.message().find('\n'), std::string::npos) << "the message names it on one line";
   EXPECT_NE(st.message().find("evil\\nname"), std::string::npos) << st.message();
+}
+
+// Every JSON text the project reads (platform answers, request bodies, journal and catalogue
+// records) goes through json::Parse. A deeply nested text overflowed the stack of RapidJSON's
+// recursive parser (and of a Value's destructor): a million levels must be an error, not a crash.
+TEST(Json, AMillionLevelsOfNestingIsAnErrorNotACrash) {
+  for (const std::string& open : {std::string("["), std::string("{\"a\":")}) {
+    std::string deep;
+    for (int i = 0; i < 1000000; ++i) deep += open;
+    auto doc = json::Parse(deep, "the answer");
+    ASSERT_FALSE(doc.ok());
+    EXPECT_NE(doc.status().message().find("nested deeper than"), std::string::npos) << doc.status().message();
+    EXPECT_NE(doc.status().message().find("the answer"), std::string::npos) << doc.status().message();
+  }
+  std::string ok;
+  for (size_t i = 0; i < json::kMaxDepth; ++i) ok += "[";
+  ok += "1";
+  for (size_t i = 0; i < json::kMaxDepth; ++i) ok += "]";
+  EXPECT_TRUE(json::Parse(ok, "the answer").ok()) << "the limit itself is allowed";
+  EXPECT_FALSE(json::Parse("[" + ok + "]", "the answer").ok()) << "one more is not";
+  EXPECT_TRUE(json::Parse(R"({"items":[{"name":"a","size":1}],"total":1})", "x").ok());
+  EXPECT_FALSE(json::Parse(R"({"items":[)", "x").ok());
 }
 
 TEST(Strings, UriEncodeFollowsSigV4) {
