@@ -128,6 +128,15 @@ Status CacheSpace::Reserve(uint64_t bytes, const std::string& what) {
     return Status(Code::kResourceExhausted, what + ": " + Mib(bytes) + " more would not fit in cache_max (" +
                                                 Mib(opts_.max_bytes) + ")", ENOSPC);
   }
+  // More than the whole disk could ever hold (a file listed at an absurd size): no wait helps.
+  if (struct statvfs vfs; ::statvfs(dir_.c_str(), &vfs) == 0) {
+    uint64_t disk = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+    if (bytes > disk || disk - bytes < opts_.min_free) {
+      return Status(Code::kResourceExhausted, what + ": " + Mib(bytes) + " would not fit on the cache's disk (" +
+                                                  Mib(disk) + ", cache_min_free " + Mib(opts_.min_free) + ")",
+                    ENOSPC);
+    }
+  }
   auto deadline = std::chrono::steady_clock::now() + opts_.wait;
   bool waited = false;
   for (;;) {

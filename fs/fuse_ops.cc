@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "fs/killed_writer.h"
 
@@ -51,9 +52,11 @@ fuse_entry_param ToEntry(const Attr& a) {
   return e;
 }
 
-// Runs `fn`, replying with an error for a failed Status or an escaping exception.
+// Runs `fn`, replying with an error for a failed Status or an escaping exception. Work it does
+// for the request sees the request's interruption (common/interrupt.h).
 template <typename F>
 void Guard(fuse_req_t req, const char* op, F fn) {
+  InterruptScope scope([req] { return fuse_req_interrupted(req) != 0; });
   try {
     fn();
   } catch (const std::exception& e) {

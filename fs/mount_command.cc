@@ -51,6 +51,9 @@ ingestfs options (-o):
   ignore=PAT[:PAT...]  more temporary-name patterns (fnmatch) kept local until renamed;
                        always: .*.?????? ~$* *.tmp .~lock* *.swp *.part
   listing_ttl=SECONDS  how long platform listings are cached (default 30)
+  listing_timeout=DURATION  the longest one listing of the platform may take, all its pages
+                       (default 60s); past it, or past 1,000,000 items, the mount shows what it
+                       knew before and logs why
   cache_max=SIZE       bound on the cache's file content, e.g. 20G (default: none); copies of
                        confirmed files are evicted first, then writers wait for uploads
   cache_min_free=SIZE  free space to leave on the cache's disk (default 64M)
@@ -92,6 +95,7 @@ struct RawOptions {
   char* umask = nullptr;
   char* ignore = nullptr;
   char* listing_ttl = nullptr;
+  char* listing_timeout = nullptr;
   char* bwlimit = nullptr;
   char* post_limit = nullptr;
   char* cache_max = nullptr;
@@ -121,6 +125,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("umask=%s", umask),
     INGESTFS_OPT("ignore=%s", ignore),
     INGESTFS_OPT("listing_ttl=%s", listing_ttl),
+    INGESTFS_OPT("listing_timeout=%s", listing_timeout),
     INGESTFS_OPT("bwlimit=%s", bwlimit),
     INGESTFS_OPT("post_limit=%s", post_limit),
     INGESTFS_OPT("cache_max=%s", cache_max),
@@ -302,6 +307,11 @@ int RunMountCommand(int argc, char** argv) {
     }
     if (cfg.dialect != "aplos") return Fail("post_limit applies to dialect=aplos only");
     dialect_opts.post_limit = *r;
+  }
+  if (raw.listing_timeout != nullptr) {
+    auto d = duration(raw.listing_timeout, "listing_timeout", 1, 86400);
+    if (!d) return 2;
+    dialect_opts.limits.listing_timeout = std::chrono::ceil<std::chrono::seconds>(*d);
   }
   uint64_t bwlimit = 0;
   if (raw.bwlimit != nullptr) {

@@ -122,7 +122,7 @@ StatusOr<std::string> IngestFs::LocalCopy(uint64_t ino) {
     id = *got;
   }
   std::string dest = cfg_.cache_dir + "/read/dl-" + RandomHex(8);
-  auto size = dialect_.Download(id, rel, dest);
+  auto size = dialect_.Download(id, rel, remote_size, dest);
   if (!size.ok()) {
     ::unlink(dest.c_str());
     LOG_ERROR("reading %s/%s: %s", dataset.c_str(), rel.c_str(), size.status().message().c_str());

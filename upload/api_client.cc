@@ -1,10 +1,13 @@
 #include "upload/api_client.h"
 
 #include <fcntl.h>
+
+#include <algorithm>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/file_util.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/strings.h"
@@ -17,14 +20,19 @@ namespace {
 constexpr int64_t kPage = 1000;
 }  // namespace
 
-ApiClient::ApiClient(std::string api, std::string auth, ClientPool& pool)
-    : api_(std::move(api)), auth_(std::move(auth)), pool_(pool) {
+ApiClient::ApiClient(std::string api, std::string auth, ClientPool& pool, ApiLimits limits)
+    : api_(std::move(api)), auth_(std::move(auth)), pool_(pool), limits_(limits) {
   while (!api_.empty() && api_.back() == '/') api_.pop_back();
 }
 
 std::optional<RemoteFile> ApiClient::ListedFile(const std::string& step, const std::string& name, int64_t size,
                                                 const std::string& modified) {
   if (size < 0) return std::nullopt;
+  if (static_cast<uint64_t>(size) > kMaxListedSize) {
+    LOG_WARN("%s: the platform lists %s at %lld bytes, more than any platform stores (5 TiB); left out",
+             step.c_str(), EscapeControl(name).c_str(), static_cast<long long>(size));
+    return std::nullopt;
+  }
   if (Status bad = ValidateFileName(name); !bad.ok()) {
     LOG_WARN("%s: the platform lists a name that breaks the naming rules; left out: %s", step.c_str(),
              bad.message().c_str());
@@ -50,14 +58,14 @@ Status ApiClient::CheckUrl(const std::string& url, const std::string& what) {
 }
 
 StatusOr<HttpResponse> ApiClient::Call(const std::string& method, const std::string& path, const std::string& body,
-                                       const std::string& step) {
+                                       const std::string& step, std::chrono::seconds timeout) {
   HttpRequest req;
   req.method = method;
   req.url = api_ + path;
   req.headers = {auth_, "Accept: application/json"};
   if (method == "POST") req.headers.push_back("Content-Type: application/json");
   req.body = body;
-  req.timeout_seconds = 120;
+  req.timeout_seconds = std::max<long>(1, std::min(timeout, limits_.call_timeout).count());
   auto lease = pool_.Acquire();
   auto res = lease->Do(req);
   if (!res.ok()) return res.status().Annotate(step);
@@ -65,8 +73,9 @@ StatusOr<HttpResponse> ApiClient::Call(const std::string& method, const std::str
 }
 
 StatusOr<json::Document> ApiClient::CallJson(const std::string& method, const std::string& path,
-                                             const std::string& body, const std::string& step) {
-  ASSIGN_OR_RETURN(HttpResponse res, Call(method, path, body, step));
+                                             const std::string& body, const std::string& step,
+                                             std::chrono::seconds timeout) {
+  ASSIGN_OR_RETURN(HttpResponse res, Call(method, path, body, step, timeout));
   RETURN_IF_ERROR(StatusFromHttp(res, step));
   auto doc = json::Parse(res.body, "the answer to " + step);
   if (!doc.ok()) return Malformed(step, doc.status());
@@ -76,32 +85,57 @@ StatusOr<json::Document> ApiClient::CallJson(const std::string& method, const st
 
 Status ApiClient::ForEachItem(const std::string& path, const std::string& step,
                               const std::function<void(const json::Value&)>& item) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + limits_.listing_timeout;
+  const int64_t max_pages = limits_.max_listed_items / kPage + 1;
   std::string sep = path.find('?') == std::string::npos ? "?" : "&";
-  for (int64_t offset = 0;; offset += kPage) {
+  int64_t listed = 0;
+  auto stopped = [&](const std::string& why) {
+    return Status(Code::kUnavailable, step + " stopped after " + std::to_string(listed) + " items: " + why);
+  };
+  for (int64_t page = 0, offset = 0;; ++page, offset += kPage) {
+    if (Interrupted()) return Status(Code::kCancelled, step + " interrupted after " + std::to_string(listed) + " items");
+    auto left = std::chrono::ceil<std::chrono::seconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      return stopped("it took longer than listing_timeout (" + std::to_string(limits_.listing_timeout.count()) + "s)");
+    }
+    if (page >= max_pages) return stopped("the platform kept saying there is more after " + std::to_string(page) + " pages");
     ASSIGN_OR_RETURN(json::Document doc, CallJson("GET", path + sep + "limit=" + std::to_string(kPage) + "&offset=" +
                                                              std::to_string(offset),
-                                                  "", step));
+                                                  "", step, left));
     const json::Value* items = json::Find(doc, "items");
     if (items == nullptr || !items->IsArray()) return Malformed(step, Status(Code::kInvalidArgument, "no items"));
+    if (listed + items->Size() > limits_.max_listed_items) {
+      return stopped("more than " + std::to_string(limits_.max_listed_items) + " items");
+    }
     for (const auto& v : items->GetArray()) item(v);
+    listed += items->Size();
     auto total = json::GetInt(doc, "total");
     if (items->Size() == 0 || !total.ok() || offset + kPage >= *total) return Status::Ok();
   }
 }
 
-StatusOr<uint64_t> ApiClient::DownloadTo(const std::string& url, const std::string& dest, const std::string& step) {
+StatusOr<uint64_t> ApiClient::DownloadTo(const std::string& url, const std::string& dest, uint64_t size,
+                                          const std::string& step) {
   if (Status bad = CheckUrl(url, "the download URL"); !bad.ok()) return Malformed(step, bad);
   UniqueFd fd(::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return Status::FromErrno(errno, "create " + dest);
   HttpRequest req;
   req.url = url;
   req.sink_fd = fd.get();
+  req.sink_max = size;
+  req.timeout_seconds = static_cast<long>(120 + size / kMinDownloadRate);
   auto lease = pool_.Acquire();
-  ASSIGN_OR_RETURN(HttpResponse got, lease->Do(req));
-  RETURN_IF_ERROR(StatusFromHttp(got, step));
+  auto got = lease->Do(req);
+  if (!got.ok()) return got.status().Annotate(step);
+  RETURN_IF_ERROR(StatusFromHttp(*got, step));
   if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + dest);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + dest);
+  if (static_cast<uint64_t>(st.st_size) != size) {
+    return Status(Code::kUnavailable, step + ": the platform sent " + std::to_string(st.st_size) + " bytes of a file it lists at " +
+                                          std::to_string(size));
+  }
   return static_cast<uint64_t>(st.st_size);
 }
 

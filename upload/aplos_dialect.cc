@@ -11,8 +11,9 @@
 
 namespace ingestfs::upload {
 
-AplosDialect::AplosDialect(std::string api, std::string token, ClientPool& pool, uint64_t max_post)
-    : api_(std::move(api), "Authorization: Bearer " + token, pool), max_post_(max_post) {}
+AplosDialect::AplosDialect(std::string api, std::string token, ClientPool& pool, uint64_t max_post,
+                           ApiLimits limits)
+    : api_(std::move(api), "Authorization: Bearer " + token, pool, limits), max_post_(max_post) {}
 
 StatusOr<std::string> AplosDialect::EnsureDataset(const std::string& name) {
   // A prefix exists as soon as a file is under it: nothing to create.
@@ -58,7 +59,7 @@ StatusOr<std::vector<RemoteFile>> AplosDialect::ListFiles(const std::string& pre
   return out;
 }
 
-StatusOr<uint64_t> AplosDialect::Download(const std::string& prefix, const std::string& name, const std::string& dest) {
+StatusOr<uint64_t> AplosDialect::Download(const std::string& prefix, const std::string& name, uint64_t size, const std::string& dest) {
   std::string step = "download of " + prefix + "/" + name;
   std::string body = json::Object([&](json::Writer& w) { json::KeyString(w, "file_name", prefix + "/" + name); });
   ASSIGN_OR_RETURN(json::Document doc, api_.CallJson("POST", "/nca-engine/generate-download-url", body, step));
@@ -66,7 +67,7 @@ StatusOr<uint64_t> AplosDialect::Download(const std::string& prefix, const std::
   if (presigned == nullptr) return ApiClient::Malformed(step, Status(Code::kInvalidArgument, "no presigned"));
   auto url = json::GetString(*presigned, "url", 16384);
   if (!url.ok()) return ApiClient::Malformed(step, url.status());
-  return api_.DownloadTo(*url, dest, step);
+  return api_.DownloadTo(*url, dest, size, step);
 }
 
 StatusOr<BeginResult> AplosDialect::ParseUploadUrl(const std::string& body, uint64_t file_size, bool overwrite) {

@@ -18,12 +18,14 @@ class AplosDialect : public Dialect {
   static constexpr uint64_t kMaxPost = 5ULL << 30;  // what one S3 POST carries at most
 
   // `max_post`: the platform's single-POST limit, when it is set lower than S3's.
-  AplosDialect(std::string api, std::string token, ClientPool& pool, uint64_t max_post = kMaxPost);
+  AplosDialect(std::string api, std::string token, ClientPool& pool, uint64_t max_post = kMaxPost,
+               ApiLimits limits = {});
   const char* name() const override { return "aplos"; }
 
   StatusOr<std::string> EnsureDataset(const std::string& name) override;
   StatusOr<std::vector<DatasetInfo>> ListDatasets() override;
-  StatusOr<uint64_t> Download(const std::string& prefix, const std::string& name, const std::string& dest) override;
+  StatusOr<uint64_t> Download(const std::string& prefix, const std::string& name, uint64_t size,
+                              const std::string& dest) override;
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& prefix) override;
   uint64_t MaxFileSize() const override { return max_post_; }
   std::string ContentTag(const std::string&, uint64_t size) const override { return "size:" + std::to_string(size); }

@@ -86,8 +86,9 @@ class Dialect {
   virtual StatusOr<std::string> EnsureDataset(const std::string& name) = 0;
   // Every dataset (paged underneath).
   virtual StatusOr<std::vector<DatasetInfo>> ListDatasets() = 0;
-  // Downloads the platform's copy of a file to `dest` (a new file), returning its size.
-  virtual StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name,
+  // Downloads the platform's copy of a file, listed at `size` bytes, to `dest` (a new file);
+  // returns its size. A body of any other size is an error (ApiClient::DownloadTo).
+  virtual StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, uint64_t size,
                                       const std::string& dest) = 0;
   // Every file of a dataset (paged underneath).
   virtual StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) = 0;

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "upload/api_client.h"
 #include "upload/dialect.h"
 
 namespace ingestfs::upload {
@@ -14,6 +15,7 @@ bool IsDialect(const std::string& name);
 
 struct DialectOptions {
   uint64_t post_limit = 0;  // aplos: the platform's single-POST limit (0: S3's 5 GiB)
+  ApiLimits limits;         // bounds on the platform's answers
 };
 // The dialect `name` talking to the control API at `api` with `token`; nullptr for an unknown name.
 std::unique_ptr<Dialect> MakeDialect(const std::string& name, const std::string& api, const std::string& token,

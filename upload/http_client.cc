@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/file_util.h"
+#include "common/interrupt.h"
 #include "common/strings.h"
 
 namespace ingestfs::upload {
@@ -21,6 +22,10 @@ struct Transfer {
   size_t body_pos = 0;
   bool too_big = false;
   int read_errno = 0;
+  int write_errno = 0;
+  uint64_t sunk = 0;       // body bytes written to sink_fd
+  bool sink_over = false;  // more than sink_max
+  bool interrupted = false;
   bool status_2xx = false;
 };
 
@@ -28,10 +33,15 @@ size_t OnBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
   size_t n = size * nmemb;
   if (t->req->sink_fd >= 0 && t->status_2xx) {
+    if (t->sunk + n > t->req->sink_max) {
+      t->sink_over = true;
+      return 0;  // aborts the transfer
+    }
     if (!WriteAll(t->req->sink_fd, ptr, n, "download").ok()) {
-      t->read_errno = errno == 0 ? EIO : errno;
+      t->write_errno = errno == 0 ? EIO : errno;
       return 0;
     }
+    t->sunk += n;
     return n;
   }
   if (t->res->body.size() + n > HttpClient::kMaxResponseBody) {
@@ -40,6 +50,14 @@ size_t OnBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
   }
   t->res->body.append(ptr, n);
   return n;
+}
+
+// Stops the transfer when the FUSE request it serves was interrupted (common/interrupt.h).
+int OnXferInfo(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(userdata);
+  if (!Interrupted()) return 0;
+  t->interrupted = true;
+  return 1;
 }
 
 size_t OnHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
@@ -127,6 +145,9 @@ StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& req) {
   curl_easy_setopt(curl_, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
   if (req.timeout_seconds > 0) curl_easy_setopt(curl_, CURLOPT_TIMEOUT, req.timeout_seconds);
+  curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, OnXferInfo);
+  curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, &t);
   bool has_body = req.method == "PUT" || req.method == "POST";
   curl_mime* mime = nullptr;
   if (req.form) {
@@ -163,6 +184,9 @@ StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& req) {
   if (rc != CURLE_OK) {
     std::string why = curl_easy_strerror(rc);
     if (t.too_big) why = "the response body is larger than " + std::to_string(kMaxResponseBody) + " bytes";
+    if (t.sink_over) why = "the body is longer than the " + std::to_string(req.sink_max) + " bytes expected";
+    if (t.interrupted) return Status(Code::kCancelled, req.method + " " + RedactUrl(req.url) + ": interrupted");
+    if (t.write_errno != 0) return Status::FromErrno(t.write_errno, "writing the download of " + RedactUrl(req.url));
     if (t.read_errno != 0) {
       return Status::FromErrno(t.read_errno, "reading the cache copy while sending " + req.method + " " +
                                                  RedactUrl(req.url));

@@ -33,6 +33,7 @@ struct HttpRequest {
   uint64_t body_length = 0;
   long timeout_seconds = 0;          // 0: no overall limit (large parts); stalls are caught anyway
   int sink_fd = -1;                  // when set, a 2xx response body is written here, not kept
+  uint64_t sink_max = UINT64_MAX;    // with sink_fd: a body longer than this is cut off (an error)
   RateLimiter* limiter = nullptr;    // when set, a body_fd body is sent no faster than it allows
   // A POST as multipart/form-data (a presigned POST): these fields in this order, then the
   // body_fd range as the part named "file" (filename `form_file_name`), streamed, never buffered.

@@ -23,8 +23,8 @@ constexpr uint64_t kMaxParts = 10000;
 Status Bad(const std::string& what, const Status& st) { return ApiClient::Malformed(what, st); }
 }  // namespace
 
-IngestDialect::IngestDialect(std::string api, std::string token, ClientPool& pool)
-    : api_(std::move(api), "Authorization: Bearer " + token, pool), datasets_(api_, "/datasets", "dataset") {}
+IngestDialect::IngestDialect(std::string api, std::string token, ClientPool& pool, ApiLimits limits)
+    : api_(std::move(api), "Authorization: Bearer " + token, pool, limits), datasets_(api_, "/datasets", "dataset") {}
 
 StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& dataset_id) {
   std::vector<RemoteFile> out;
@@ -43,7 +43,7 @@ StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& da
   return out;
 }
 
-StatusOr<uint64_t> IngestDialect::Download(const std::string& dataset_id, const std::string& name,
+StatusOr<uint64_t> IngestDialect::Download(const std::string& dataset_id, const std::string& name, uint64_t size,
                                            const std::string& dest) {
   std::string step = "download of " + name;
   ASSIGN_OR_RETURN(json::Document doc, api_.CallJson("GET", "/datasets/" + UriEncode(dataset_id, false) +
@@ -51,7 +51,7 @@ StatusOr<uint64_t> IngestDialect::Download(const std::string& dataset_id, const 
                                                      "", step));
   auto url = json::GetString(doc, "url", 16384);
   if (!url.ok()) return Bad(step, url.status());
-  return api_.DownloadTo(*url, dest, step);
+  return api_.DownloadTo(*url, dest, size, step);
 }
 
 StatusOr<BeginResult> IngestDialect::ParsePresign(const std::string& body, uint64_t file_size, bool overwrite) {

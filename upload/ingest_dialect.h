@@ -16,13 +16,14 @@ namespace ingestfs::upload {
 class IngestDialect : public Dialect {
  public:
   // `api` is the control API base, e.g. http://127.0.0.1:8080/api.
-  IngestDialect(std::string api, std::string token, ClientPool& pool);
+  IngestDialect(std::string api, std::string token, ClientPool& pool, ApiLimits limits = {});
   const char* name() const override { return "ingest"; }
 
   StatusOr<std::string> EnsureDataset(const std::string& name) override { return datasets_.Ensure(name); }
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) override;
   StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return datasets_.List(); }
-  StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, const std::string& dest) override;
+  StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, uint64_t size,
+                              const std::string& dest) override;
   StatusOr<BeginResult> Begin(const std::string& dataset_id, const cache::Entry& entry, bool overwrite) override;
   StatusOr<std::vector<PartTarget>> RefreshTargets(const cache::UploadSession& session) override;
   Status ReportPart(const cache::UploadSession&, uint32_t, const PartTarget&,

@@ -16,8 +16,9 @@ constexpr uint64_t kMaxParts = 10000;
 bool HeaderSafe(const std::string& s) { return s.find_first_of("\r\n") == std::string::npos; }
 }  // namespace
 
-SbgDialect::SbgDialect(std::string api, std::string token, ClientPool& pool, uint64_t part_size)
-    : api_(std::move(api), "X-SBG-Auth-Token: " + token, pool), projects_(api_, "/projects", "project"),
+SbgDialect::SbgDialect(std::string api, std::string token, ClientPool& pool, uint64_t part_size,
+                       ApiLimits limits)
+    : api_(std::move(api), "X-SBG-Auth-Token: " + token, pool, limits), projects_(api_, "/projects", "project"),
       part_size_(part_size) {}
 
 StatusOr<std::vector<RemoteFile>> SbgDialect::ListFiles(const std::string& project_id) {
@@ -40,7 +41,7 @@ StatusOr<std::vector<RemoteFile>> SbgDialect::ListFiles(const std::string& proje
   return out;
 }
 
-StatusOr<uint64_t> SbgDialect::Download(const std::string& project_id, const std::string& name,
+StatusOr<uint64_t> SbgDialect::Download(const std::string& project_id, const std::string& name, uint64_t size,
                                         const std::string& dest) {
   std::string step = "download of " + name;
   std::string id;
@@ -56,7 +57,7 @@ StatusOr<uint64_t> SbgDialect::Download(const std::string& project_id, const std
   ASSIGN_OR_RETURN(json::Document doc, api_.CallJson("GET", "/files/" + UriEncode(id, false) + "/download_info", "", step));
   auto url = json::GetString(doc, "url", 16384);
   if (!url.ok()) return ApiClient::Malformed(step, url.status());
-  return api_.DownloadTo(*url, dest, step);
+  return api_.DownloadTo(*url, dest, size, step);
 }
 
 StatusOr<BeginResult> SbgDialect::ParseInit(const std::string& body, uint64_t file_size, bool overwrite) {

@@ -18,12 +18,14 @@ namespace ingestfs::upload {
 class SbgDialect : public Dialect {
  public:
   // `part_size` is the size we ask for; the platform's answer decides.
-  SbgDialect(std::string api, std::string token, ClientPool& pool, uint64_t part_size = 8ULL << 20);
+  SbgDialect(std::string api, std::string token, ClientPool& pool, uint64_t part_size = 8ULL << 20,
+             ApiLimits limits = {});
   const char* name() const override { return "sbg"; }
 
   StatusOr<std::string> EnsureDataset(const std::string& name) override { return projects_.Ensure(name); }
   StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return projects_.List(); }
-  StatusOr<uint64_t> Download(const std::string& project_id, const std::string& name, const std::string& dest) override;
+  StatusOr<uint64_t> Download(const std::string& project_id, const std::string& name, uint64_t size,
+                              const std::string& dest) override;
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& project_id) override;
   std::string ContentTag(const std::string&, uint64_t size) const override { return "size:" + std::to_string(size); }
 

@@ -92,7 +92,8 @@ class MountTest : public ::testing::Test {
   }
   std::unique_ptr<MountProcess> Mount(std::vector<std::string> extra = {}, const std::string& settle = "0.2") {
     extra.push_back("dialect=" + dialect_);
-    auto m = std::make_unique<MountProcess>(MountProcess::Options{server_->api(), tmp_ / "mnt",
+    auto m = std::make_unique<MountProcess>(MountProcess::Options{mount_api_.empty() ? server_->api() : mount_api_,
+                                                                  tmp_ / "mnt",
                                                                   cache_dir_.empty() ? tmp_ / "cache" : cache_dir_,
                                                                   tmp_ / "token", settle, extra});
     EXPECT_TRUE(m->ok()) << "mount failed; see " << m->stderr_path();
@@ -174,6 +175,7 @@ class MountTest : public ::testing::Test {
   std::string dialect_ = "ingest";
   std::string mount_log_;  // the latest mount's stderr, shown when files do not arrive
   std::string cache_dir_;  // the mounts' cache dir; empty: a folder of tmp_
+  std::string mount_api_;  // the API the mounts talk to; empty: the server's own
   std::unique_ptr<ServerProcess> server_;
 };
 

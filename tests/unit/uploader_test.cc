@@ -77,7 +77,7 @@ class FakeDialect : public Dialect {
   const char* name() const override { return "fake"; }
   StatusOr<std::string> EnsureDataset(const std::string&) override { return std::string("ds-1"); }
   StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return std::vector<DatasetInfo>{{"ds-1", "ds"}}; }
-  StatusOr<uint64_t> Download(const std::string&, const std::string&, const std::string&) override {
+  StatusOr<uint64_t> Download(const std::string&, const std::string&, uint64_t, const std::string&) override {
     return Status(Code::kNotFound, "not in this fake");
   }
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string&) override {

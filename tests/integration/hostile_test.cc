@@ -1,0 +1,189 @@
+// A hostile platform: answers that are garbage, endless or oversized, served by a proxy in front
+// of the reference server (tests/support/hostile.h). Whatever the platform answers, the mount
+// stays up, every FUSE request is answered within a bound, and what was saved still lands
+// whole once the platform mends.
+#include <httplib.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "tests/integration/mount_fixture.h"
+#include "tests/support/hostile.h"
+
+namespace ingestfs::testing {
+namespace {
+
+class HostileTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    proxy_ = std::make_unique<HostileProxy>(server_->port());
+    ASSERT_TRUE(proxy_->ok());
+    mount_api_ = proxy_->api();
+  }
+  void TearDown() override { proxy_.reset(); }
+  // Waits until the rule has answered at least `n` requests.
+  bool WaitAnswered(int n, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (proxy_->answered() < n) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return true;
+  }
+  static bool Alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+  std::unique_ptr<HostileProxy> proxy_;
+};
+
+std::string Nested(const std::string& open, int levels) {
+  std::string s;
+  s.reserve(open.size() * levels);
+  for (int i = 0; i < levels; ++i) s += open;
+  return s;
+}
+
+// Item: a JSON answer nested a million levels deep (any answer: listing, presign, job) crashed
+// the daemon with a stack overflow, taking the mount down for every user.
+TEST_F(HostileTest, AMillionLevelsDeepAnswerIsAnErrorAndTheMountStaysUp) {
+  auto m = Mount({}, "0");
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "deep")), 0);
+  const std::string deep = Nested("[", 1000000), deep_obj = Nested("{\"items\":", 1000000);
+  std::atomic<int> n{0};
+  proxy_->SetRule([&](const httplib::Request& req, httplib::Response& res) {
+    if (req.path.rfind("/api/", 0) != 0) return false;
+    res.status = 200;
+    res.set_content(++n % 2 ? deep : deep_obj, "application/json");
+    return true;
+  });
+  WriteRandomFile(tmp_ / "f.bin", 300000, 7);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "f.bin") + " " + Q(*m / "deep/f.bin")), 0);
+  (void)Capture("timeout 60 ls " + Q(m->path()) + " " + Q(*m / "deep") + " " + Q(*m / "no-such-folder"));
+  ASSERT_TRUE(WaitAnswered(3)) << "the deep answers were asked for";
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  ASSERT_TRUE(Alive(m->pid())) << "the daemon died";
+  ASSERT_TRUE(IsMounted(m->path()));
+  std::ifstream in(m->stderr_path());
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("nested deeper than"), std::string::npos) << log.substr(0, 4000);
+
+  proxy_->SetRule(nullptr);  // the platform mends: the file saved meanwhile lands whole
+  EXPECT_TRUE(WaitArrived("deep", {{"f.bin", FileSha256Hex(tmp_ / "f.bin")}}, std::chrono::seconds(120)));
+  EXPECT_EQ(Capture("ls " + Q(m->path())).code, 0);
+}
+
+// A listing that keeps saying there is more: `total` huge, one new item a page.
+HostileProxy::Rule EndlessListing() {
+  return [](const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "GET" || req.path.find("/files") == std::string::npos) return false;
+    std::string offset = req.has_param("offset") ? req.get_param_value("offset") : "0";
+    res.status = 200;
+    res.set_content(R"({"items":[{"filename":"f)" + offset + R"(.bin","size":1,"sha256":"","version":1}],)"
+                    R"("total":1000000000000})", "application/json");
+    return true;
+  };
+}
+
+// Item: an endless listing made `ls` send requests for minutes, never return, and survive
+// kill -9 (a FUSE request waiting without bound). A listing is bounded by listing_timeout and
+// the caller gets the listing known before.
+TEST_F(HostileTest, AnEndlessListingStopsAtListingTimeoutAndLsReturns) {
+  auto m = Mount({"listing_timeout=3s", "listing_ttl=0"}, "0");
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "endless")), 0);
+  WriteRandomFile(tmp_ / "known.bin", 1000, 1);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "known.bin") + " " + Q(*m / "endless/known.bin")), 0);
+  ASSERT_TRUE(WaitArrived("endless", {{"known.bin", FileSha256Hex(tmp_ / "known.bin")}}));
+  proxy_->SetRule(EndlessListing());
+  CmdResult ls = Capture("timeout 100 ls " + Q(*m / "endless"));
+  EXPECT_NE(ls.code, 124) << "ls did not return within 100 s";
+  EXPECT_NE(ls.out.find("known.bin"), std::string::npos) << "the listing known before is shown: " << ls.out;
+  EXPECT_GT(proxy_->answered(), 2);
+  std::ifstream in(m->stderr_path());
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("listing_timeout"), std::string::npos) << log.substr(0, 4000);
+  EXPECT_NE(log.find("endless"), std::string::npos) << "the log names the dataset";
+}
+
+// An interrupted listing (the caller got a signal) is answered at once, whatever the timeout.
+TEST_F(HostileTest, AnInterruptedListingIsAnswered) {
+  auto m = Mount({"listing_timeout=1h", "listing_ttl=0"}, "0");
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "endless")), 0);
+  proxy_->SetRule(EndlessListing());
+  Child ls;
+  ASSERT_TRUE(ls.Start({"/bin/ls", *m / "endless"}, tmp_ / "ls.err"));
+  ASSERT_TRUE(WaitAnswered(5));
+  ASSERT_EQ(::kill(ls.pid(), SIGINT), 0);
+  EXPECT_NE(ls.Wait(std::chrono::seconds(20)), -1) << "ls did not end after SIGINT";
+  int pages = proxy_->answered();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_LE(proxy_->answered(), pages + 1) << "the listing stopped";
+  EXPECT_TRUE(Alive(m->pid()));
+}
+
+// Item: a file listed at some size whose URL streams without end filled the read cache with
+// gigabytes before EIO; one listed at 2^63-1 blocked open. A download stops at the listed size
+// (more is an error) and an absurd size is left out of the listing.
+TEST_F(HostileTest, ADownloadStopsAtTheListedSizeAndAbsurdSizesAreLeftOut) {
+  auto m = Mount({"listing_ttl=0"}, "0");
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "dl")), 0);
+  const uint64_t kListed = 1 << 20;
+  const uint64_t kStreamed = 64ULL << 20;  // "without end", within reason for a test machine
+  std::atomic<uint64_t> streamed{0};
+  std::string stream_url = proxy_->base_url() + "/stream/endless";
+  proxy_->SetRule([&](const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "GET") return false;
+    if (req.path.find("/files/download") != std::string::npos) {
+      res.set_content(R"({"url":")" + stream_url + R"("})", "application/json");
+      return true;
+    }
+    if (req.path.find("/files") != std::string::npos) {
+      res.set_content(R"({"items":[{"filename":"endless.bin","size":)" + std::to_string(kListed) +
+                          R"(,"sha256":"","version":1},{"filename":"absurd.bin","size":9223372036854775807,)"
+                          R"("sha256":"","version":1}],"total":2})",
+                      "application/json");
+      return true;
+    }
+    if (req.path == "/stream/endless") {
+      res.set_chunked_content_provider("application/octet-stream", [&](size_t offset, httplib::DataSink& sink) {
+        static const std::string chunk(64 * 1024, 'x');
+        if (offset >= kStreamed || !sink.write(chunk.data(), chunk.size())) return false;
+        streamed += chunk.size();
+        return true;
+      });
+      return true;
+    }
+    return false;
+  });
+  CmdResult ls = Capture("timeout 60 ls " + Q(*m / "dl"));
+  EXPECT_NE(ls.out.find("endless.bin"), std::string::npos) << ls.out;
+  EXPECT_EQ(ls.out.find("absurd.bin"), std::string::npos) << "an absurd size is left out: " << ls.out;
+  CmdResult head = Capture("timeout 60 head -c 100 " + Q(*m / "dl/endless.bin"));
+  EXPECT_NE(head.code, 0) << "a body longer than listed is an error, not the file";
+  EXPECT_NE(head.code, 124) << "head timed out";
+  EXPECT_LT(streamed.load(), kStreamed / 2) << "the transfer stopped near the listed size";
+  uint64_t biggest = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(tmp_ / "cache")) {
+    if (e.is_regular_file()) biggest = std::max<uint64_t>(biggest, e.file_size());
+  }
+  EXPECT_LE(biggest, kListed + (1 << 20)) << "no cache file grew past the listed size";
+  CmdResult absurd = Capture("timeout 60 cat " + Q(*m / "dl/absurd.bin"));
+  EXPECT_NE(absurd.code, 0);
+  EXPECT_NE(absurd.code, 124) << "open of an absurd size returned at once";
+  std::ifstream in(m->stderr_path());
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("endless.bin"), std::string::npos) << log.substr(0, 4000);
+  EXPECT_TRUE(Alive(m->pid()));
+}
+
+}  // namespace
+}  // namespace ingestfs::testing
