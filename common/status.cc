@@ -15,6 +15,7 @@ const char* CodeName(Code code) {
     case Code::kFailedPrecondition: return "FailedPrecondition";
     case Code::kResourceExhausted: return "ResourceExhausted";
     case Code::kUnavailable: return "Unavailable";
+    case Code::kBadAnswer: return "BadAnswer";
     case Code::kDeadlineExceeded: return "DeadlineExceeded";
     case Code::kCancelled: return "Cancelled";
     case Code::kDataLoss: return "DataLoss";

@@ -24,6 +24,8 @@ enum class Code {
   kFailedPrecondition,
   kResourceExhausted,  // disk full, cache full, quota
   kUnavailable,        // transient: retry with backoff
+  kBadAnswer,          // a peer answered, but not as its protocol says (garbage): transient,
+                       // as kUnavailable, until it has lasted too long (RetryPolicy::bad_answers_for)
   kDeadlineExceeded,
   kCancelled,
   kDataLoss,           // corruption detected

@@ -63,6 +63,10 @@ ingestfs options (-o):
                        (default: none)
   retry_max=DURATION   longest pause between retries while the platform is unreachable
                        (default 60s; 90, 30s, 5m...)
+  bad_answers=DURATION a file whose upload meets only garbage answers (malformed, not
+                       as the dialect says) for this long is marked failed, with the reason,
+                       for a person to look at; `ingestfs retry` sends it again (default 10m).
+                       An unreachable platform never fails a file
   stale_after=DURATION a file not confirmed this long after it was closed is flagged
                        "stalled" in status and xattrs (default 1h; 30m, 2h, 1d...)
   job_timeout=DURATION a platform job not finished this long after it took a file's upload
@@ -102,6 +106,7 @@ struct RawOptions {
   char* cache_min_free = nullptr;
   char* cache_wait = nullptr;
   char* retry_max = nullptr;
+  char* bad_answers = nullptr;
   char* stale_after = nullptr;
   char* job_timeout = nullptr;
   char* cache_writes = nullptr;
@@ -132,6 +137,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("cache_min_free=%s", cache_min_free),
     INGESTFS_OPT("cache_wait=%s", cache_wait),
     INGESTFS_OPT("retry_max=%s", retry_max),
+    INGESTFS_OPT("bad_answers=%s", bad_answers),
     INGESTFS_OPT("stale_after=%s", stale_after),
     INGESTFS_OPT("job_timeout=%s", job_timeout),
     INGESTFS_OPT("cache_writes=%s", cache_writes),
@@ -271,6 +277,12 @@ int RunMountCommand(int argc, char** argv) {
     if (!d) return 2;
     retry_max = *d;
   }
+  std::chrono::milliseconds bad_answers = upload::RetryPolicy{}.bad_answers_for;
+  if (raw.bad_answers != nullptr) {
+    auto d = duration(raw.bad_answers, "bad_answers", 1, 7 * 86400.0);
+    if (!d) return 2;
+    bad_answers = *d;
+  }
   if (raw.stale_after != nullptr) {
     auto d = duration(raw.stale_after, "stale_after", 1, 365 * 86400.0);
     if (!d) return 2;
@@ -385,6 +397,7 @@ int RunMountCommand(int argc, char** argv) {
   sched_opts.uploader.keep_confirmed = true;
   sched_opts.uploader.retry.give_up_after = std::chrono::hours(1);
   sched_opts.uploader.retry.max_backoff = retry_max;
+  sched_opts.uploader.retry.bad_answers_for = bad_answers;
   sched_opts.stale_after = cfg.stale_after;
   sched_opts.uploader.job_timeout = job_timeout;
   cfg.job_timeout = job_timeout;

@@ -37,7 +37,7 @@ StatusOr<Attr> IngestFs::Mkdir(uint64_t parent, const std::string& name) {
   }
   auto id = dialect_.EnsureDataset(name);
   if (!id.ok()) {
-    if (id.status().code() == Code::kUnavailable) {
+    if (id.status().code() == Code::kUnavailable || id.status().code() == Code::kBadAnswer) {
       LOG_WARN("dataset %s: the platform is unreachable (%s); it is created when its first file is uploaded",
                name.c_str(), id.status().message().c_str());
     } else {

@@ -39,7 +39,7 @@ Status App::Start(std::vector<std::string>* warnings) {
   // An idle keep-alive connection holds a worker until it times out, and stop() (SIGTERM) waits
   // for every worker: 30 s here made each restart wait that long while a mount was connected.
   // Reconnecting on loopback costs far less than a second.
-  http_.set_keep_alive_timeout(2);
+  http_.set_keep_alive_timeout(1);
   http_.set_read_timeout(60, 0);
   http_.set_write_timeout(60, 0);
   port_ = o.listen_port == 0 ? http_.bind_to_any_port(o.listen_host)

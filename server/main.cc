@@ -25,8 +25,9 @@ and POST policies) on one loopback address.
 
 Required:
   --data DIR                  where datasets, files, jobs and objects are kept (created if missing)
-  --token TOKEN               a bearer token clients may use (repeatable), or
-  --token-file FILE           one token per line ('#' starts a comment)
+  --token-file FILE           the bearer tokens clients may use, one per line ('#' starts a
+                              comment); or $INGESTFS_SERVER_TOKEN (one token). --token TOKEN
+                              (repeatable) also works, but every local user sees it in ps
 
 Listening:
   --listen HOST:PORT          address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
@@ -66,7 +67,7 @@ Observing and fault injection (off by default):
   --version                   the version
 
 When ready it prints one line, "listening on http://HOST:PORT", to stdout.
-SIGTERM or SIGINT stop it cleanly; everything it stored survives a restart.
+SIGTERM or SIGINT stop it cleanly within about a second; everything it stored survives a restart.
 )";
 
 int Fail(const std::string& msg) {
@@ -196,7 +197,12 @@ int main(int argc, char** argv) {
     }
   }
   if (o.data_dir.empty()) return Fail("--data DIR is required");
-  if (o.auth.tokens.empty() && o.auth.readonly_tokens.empty()) return Fail("no token: give --token or --token-file");
+  if (const char* env = std::getenv("INGESTFS_SERVER_TOKEN"); env != nullptr && *env != '\0') {
+    o.auth.tokens.insert(std::string(ingestfs::Trim(env)));
+  }
+  if (o.auth.tokens.empty() && o.auth.readonly_tokens.empty()) {
+    return Fail("no token: give --token-file FILE (or set INGESTFS_SERVER_TOKEN)");
+  }
   size_t colon = listen.rfind(':');
   auto port = colon == std::string::npos ? std::nullopt : ingestfs::ParseInt(listen.substr(colon + 1));
   if (!port || *port > 65535 || colon == 0) return Fail("--listen: '" + listen + "' is not HOST:PORT");

@@ -46,7 +46,7 @@ std::optional<RemoteFile> ApiClient::ListedFile(const std::string& step, const s
 }
 
 Status ApiClient::Malformed(const std::string& step, const Status& why) {
-  return Status(Code::kUnavailable, "the platform's answer to " + step + " is malformed: " + why.message());
+  return Status(Code::kBadAnswer, "the platform's answer to " + step + " is malformed: " + why.message());
 }
 
 Status ApiClient::CheckUrl(const std::string& url, const std::string& what) {

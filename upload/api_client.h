@@ -54,7 +54,8 @@ class ApiClient {
                                 const std::string& step);
   static constexpr uint64_t kMinDownloadRate = 64 * 1024;
 
-  // "the platform's answer to STEP is malformed: WHY" (transient: a broken answer may mend).
+  // "the platform's answer to STEP is malformed: WHY" (kBadAnswer: transient, a broken answer
+  // may mend, until it has lasted RetryPolicy::bad_answers_for).
   static Status Malformed(const std::string& step, const Status& why);
   // One file of a platform's listing (name, size, mtime from `modified`, ISO 8601), or nullopt
   // when its size is negative or absurd (over kMaxListedSize) or its name breaks the naming

@@ -79,7 +79,7 @@ Status StatusFromHttp(const HttpResponse& res, const std::string& step) {
 }
 
 bool IsTransient(const Status& st) {
-  return st.code() == Code::kUnavailable || st.code() == Code::kDataLoss;
+  return st.code() == Code::kUnavailable || st.code() == Code::kBadAnswer || st.code() == Code::kDataLoss;
 }
 
 }  // namespace ingestfs::upload

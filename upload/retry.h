@@ -17,6 +17,10 @@ struct RetryPolicy {
   std::chrono::milliseconds max_backoff{30000};
   // Give up on transient failures of one step after this long (0: never).
   std::chrono::milliseconds give_up_after{std::chrono::hours(1)};
+  // A step whose every answer has been garbage (kBadAnswer) for this long fails for good
+  // (kFailedPrecondition), so that a person hears of a platform that is reachable but broken;
+  // an unreachable one (kUnavailable) only waits. 0: never.
+  std::chrono::milliseconds bad_answers_for{std::chrono::minutes(10)};
 
   // The pause before attempt `attempt` (1 = the first retry): min(max, initial * 2^(attempt-1)),
   // scaled by a random factor in [0.5, 1]; a Retry-After hint wins when it is larger (capped at

@@ -185,5 +185,33 @@ TEST_F(HostileTest, ADownloadStopsAtTheListedSizeAndAbsurdSizesAreLeftOut) {
   EXPECT_TRUE(Alive(m->pid()));
 }
 
+// Item: a platform that answers garbage forever kept a file `uploading` with attempts growing,
+// never failed. After bad_answers it is failed with the reason; `ingestfs retry` sends it again.
+TEST_F(HostileTest, GarbageForeverMarksTheFileFailedAndRetrySendsItOnceMended) {
+  auto m = Mount({"bad_answers=3s", "retry_max=1s"}, "0");
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "junk")), 0);
+  proxy_->SetRule([](const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "POST" || req.path.find("presigned") == std::string::npos) return false;
+    res.set_content(R"({"upload":"<html>maintenance</html>"})", "application/json");
+    return true;
+  });
+  WriteRandomFile(tmp_ / "g.bin", 5000, 3);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "g.bin") + " " + Q(*m / "junk/g.bin")), 0);
+  EXPECT_EQ(WaitXattr(*m / "junk/g.bin", "user.ingestfs.state", "failed", std::chrono::seconds(60)), "failed");
+  EXPECT_NE(Xattr(*m / "junk/g.bin", "user.ingestfs.error").find("garbage"), std::string::npos)
+      << Xattr(*m / "junk/g.bin", "user.ingestfs.error");
+  CmdResult failed = Capture("cat " + Q(*m / ".ingestfs/failed.txt"));
+  EXPECT_NE(failed.out.find("g.bin"), std::string::npos) << failed.out;
+  EXPECT_NE(failed.out.find("malformed"), std::string::npos) << failed.out;
+  int asked = proxy_->answered();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(proxy_->answered(), asked) << "a failed file is not sent again by itself";
+
+  proxy_->SetRule(nullptr);
+  ASSERT_EQ(Ingestfs("retry " + Q(m->path())).code, 0);
+  EXPECT_TRUE(WaitArrived("junk", {{"g.bin", FileSha256Hex(tmp_ / "g.bin")}}));
+}
+
 }  // namespace
 }  // namespace ingestfs::testing

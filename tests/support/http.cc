@@ -117,10 +117,11 @@ ServerProcess::ServerProcess(Options opts) {
   access_log_ = tmp_->path() + "/access.log";
   stderr_path_ = tmp_->path() + "/server.stderr";
   std::vector<std::string> argv = {BinDir() + "/ingestfs-server", "--listen",
-                                   "127.0.0.1:" + std::to_string(opts.port), "--data", data_dir_, "--token",
-                                   kToken, "--access-log", access_log_};
+                                   "127.0.0.1:" + std::to_string(opts.port), "--data", data_dir_,
+                                   "--access-log", access_log_};
   argv.insert(argv.end(), opts.extra_args.begin(), opts.extra_args.end());
-  if (!child_.Start(argv, stderr_path_)) return;
+  // The token as users are told to give it: not in argv, where every local user sees it.
+  if (!child_.Start(argv, stderr_path_, {std::string("INGESTFS_SERVER_TOKEN=") + kToken})) return;
   std::string line = child_.ReadLine(std::chrono::seconds(10));
   const std::string prefix = "listening on ";
   if (line.rfind(prefix, 0) != 0) {

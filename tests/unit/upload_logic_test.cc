@@ -155,6 +155,36 @@ TEST(Retry, TransientRetriedPermanentStopsAndGiveUp) {
   EXPECT_GT(attempts, 3);
 }
 
+// A platform that answers, but garbage, forever: the step fails for good after bad_answers_for
+// (a person must hear of it); one that is unreachable only keeps waiting (give_up_after, then
+// the scheduler queues it again).
+TEST(Retry, GarbageForeverFailsAfterItsBoundUnreachableDoesNot) {
+  RetryPolicy p;
+  p.give_up_after = std::chrono::hours(1);
+  p.bad_answers_for = std::chrono::seconds(60);
+  auto t = std::chrono::steady_clock::time_point{};
+  RetryHooks hooks;
+  hooks.sleep = [&](std::chrono::milliseconds d) { t += d; };
+  hooks.now = [&] { return t; };
+  hooks.jitter = [] { return 1.0; };
+  int attempts = 0;
+  Status st = RunWithRetry(p, [&] { return Status(Code::kBadAnswer, "malformed: no items"); }, nullptr, &attempts, hooks);
+  EXPECT_EQ(st.code(), Code::kFailedPrecondition);
+  EXPECT_FALSE(IsTransient(st));
+  EXPECT_NE(st.message().find("garbage"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("malformed: no items"), std::string::npos) << st.message();
+  EXPECT_LT(t - std::chrono::steady_clock::time_point{}, std::chrono::seconds(120));
+
+  // Garbage now and then between an unreachable platform's errors never adds up.
+  t = {};
+  int calls = 0;
+  st = RunWithRetry(p, [&] {
+    return ++calls % 2 ? Status(Code::kBadAnswer, "malformed") : Status(Code::kUnavailable, "connection refused");
+  }, nullptr, &attempts, hooks);
+  EXPECT_EQ(st.code(), Code::kUnavailable);
+  EXPECT_NE(st.message().find("gave up after"), std::string::npos) << "the hour's budget, not the garbage bound";
+}
+
 }  // namespace
 }  // namespace ingestfs::upload
 
