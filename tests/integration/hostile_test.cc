@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -211,6 +212,43 @@ TEST_F(HostileTest, GarbageForeverMarksTheFileFailedAndRetrySendsItOnceMended) {
   proxy_->SetRule(nullptr);
   ASSERT_EQ(Ingestfs("retry " + Q(m->path())).code, 0);
   EXPECT_TRUE(WaitArrived("junk", {{"g.bin", FileSha256Hex(tmp_ / "g.bin")}}));
+}
+
+// Item: listed names and the platform's messages went raw into logs: a newline forged lines.
+// Every log, status.txt and failed.txt line stays one line, control characters escaped.
+TEST_F(HostileTest, NamesAndMessagesWithNewlinesCannotForgeLines) {
+  auto m = Mount({"listing_ttl=0"}, "0");
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "forge")), 0);
+  proxy_->SetRule([](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "GET" && req.path.find("/files") != std::string::npos) {
+      res.set_content(R"({"items":[{"filename":"a\nFORGED-LISTING line","size":1,"sha256":"","version":1}],"total":1})",
+                      "application/json");
+      return true;
+    }
+    if (req.method == "POST" && req.path.find("presigned") != std::string::npos) {
+      res.status = 400;
+      res.set_content(R"({"detail":"refused\nFORGED-MESSAGE line\r\u001b[2J"})", "application/json");
+      return true;
+    }
+    return false;
+  });
+  (void)Capture("timeout 60 ls " + Q(*m / "forge"));
+  ASSERT_EQ(Sh("echo hello > " + Q(*m / "forge/h.txt")), 0);
+  EXPECT_EQ(WaitXattr(*m / "forge/h.txt", "user.ingestfs.state", "failed", std::chrono::seconds(30)), "failed");
+  std::string status = Capture("cat " + Q(*m / ".ingestfs/status.txt") + " " + Q(*m / ".ingestfs/failed.txt")).out;
+  std::string table = Ingestfs("status " + Q(m->path())).out;
+  std::ifstream in(m->stderr_path());
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::string* text : {&status, &table, &log}) {
+    std::istringstream lines(*text);
+    for (std::string line; std::getline(lines, line);) {
+      EXPECT_NE(line.rfind("FORGED", 0), 0u) << "a forged line: " << line;
+      EXPECT_EQ(line.find('\x1b'), std::string::npos) << "a raw escape: " << line;
+    }
+  }
+  EXPECT_NE(log.find("FORGED-LISTING"), std::string::npos) << "the listed name is logged, escaped: " << log;
+  EXPECT_NE(status.find("FORGED-MESSAGE"), std::string::npos) << "the message is shown, escaped: " << status;
 }
 
 }  // namespace
