@@ -77,9 +77,12 @@ ingestfs options (-o):
                        writeback started at once); buffered: always through the page cache
   sync_upload          close(2) and fsync(2) return only once the platform confirmed the file
                        (close fails with EIO, and a log line, when the upload failed)
-  allow_other          let other users (e.g. smbd) use the mount (FUSE option)
+  allow_other          let other users (e.g. smbd) use the mount (FUSE option). The
+                       permissions shown are enforced (FUSE's default_permissions, always
+                       on): others may read, and write only where uid=, gid= and umask= let
+                       them, e.g. uid=<smbd's user> or gid=<lab group>,umask=002
 
-Other FUSE options (-o) pass through, e.g. fsname=..., default_permissions.
+Other FUSE options (-o) pass through, e.g. fsname=....
   -f                   stay in the foreground, log to stderr (otherwise: daemon, syslog)
   -d                   FUSE debug output (implies -f)
   -h, --help           this text
@@ -207,6 +210,10 @@ int RunMountCommand(int argc, char** argv) {
   fuse_args args = FUSE_ARGS_INIT(argc, argv);
   RawOptions raw;
   if (fuse_opt_parse(&args, &raw, kOptions, OptProc) != 0) return Fail("bad options");
+  // The kernel enforces the owner and mode the mount shows. Without it, allow_other let any
+  // local user write, make datasets and overwrite confirmed files with the mounting user's
+  // token, through files shown as 0644 and folders as 0755.
+  if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0) return Fail("out of memory");
   if (raw.help) {
     std::cout << kUsage;
     fuse_opt_free_args(&args);

@@ -1,9 +1,11 @@
 // A hostile platform: answers that are garbage, endless or oversized, served by a proxy in front
-// of the reference server (tests/support/hostile.h). Whatever the platform answers, the mount
+// of the reference server (tests/support/hostile.h); and another local user on the mount. Whatever the platform answers, the mount
 // stays up, every FUSE request is answered within a bound, and what was saved still lands
 // whole once the platform mends.
 #include <httplib.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "tests/integration/mount_fixture.h"
+#include "common/strings.h"
 #include "tests/support/hostile.h"
 
 namespace ingestfs::testing {
@@ -249,6 +252,55 @@ TEST_F(HostileTest, NamesAndMessagesWithNewlinesCannotForgeLines) {
   }
   EXPECT_NE(log.find("FORGED-LISTING"), std::string::npos) << "the listed name is logged, escaped: " << log;
   EXPECT_NE(status.find("FORGED-MESSAGE"), std::string::npos) << "the message is shown, escaped: " << status;
+}
+
+// Another local user. Item: with allow_other (the Samba and fstab setup) user nobody created
+// files, made a dataset and overwrote a confirmed file, all sent with the mount's token,
+// through files shown 0644 and folders 0755 owned by root. The shown permissions are enforced;
+// uid=/gid=/umask= grant writing.
+class OtherUserTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (::geteuid() != 0) {
+      const char* ci = std::getenv("CI");
+      if (ci != nullptr && std::string(ci) == "true") FAIL() << "needs root (allow_other, runuser)";
+      GTEST_SKIP() << "OTHER-USER TESTS NOT RUN: they need root to mount with allow_other and run as nobody";
+    }
+    ASSERT_EQ(::chmod(tmp_.path().c_str(), 0755), 0);  // nobody may reach the mount point
+  }
+  static CmdResult AsNobody(const std::string& cmd) { return Capture("runuser -u nobody -- sh -c " + Q(cmd)); }
+};
+
+TEST_F(OtherUserTest, AllowOtherEnforcesThePermissionsShown) {
+  {
+    auto m = Mount({"allow_other"}, "0");
+    ASSERT_TRUE(m->ok());
+    ASSERT_EQ(Sh("mkdir " + Q(*m / "lab")), 0);
+    ASSERT_EQ(Sh("echo confirmed > " + Q(*m / "lab/c.txt")), 0);
+    ASSERT_TRUE(WaitArrived("lab", {{"c.txt", Sha256Hex("confirmed\n")}}));
+    EXPECT_EQ(AsNobody("cat " + Q(*m / "lab/c.txt")).out, "confirmed\n") << "others may read";
+    EXPECT_EQ(AsNobody("ls " + Q(*m / "lab")).code, 0) << "and list";
+    CmdResult w = AsNobody("echo evil > " + Q(*m / "lab/c.txt"));
+    EXPECT_NE(w.code, 0) << "nobody overwrote a confirmed file";
+    EXPECT_NE(w.out.find("Permission denied"), std::string::npos) << w.out;
+    EXPECT_NE(AsNobody("echo new > " + Q(*m / "lab/new.txt")).code, 0) << "nobody created a file";
+    EXPECT_NE(AsNobody("mkdir " + Q(*m / "nobodys")).code, 0) << "nobody made a dataset";
+    EXPECT_NE(AsNobody("rm " + Q(*m / "lab/c.txt")).code, 0) << "nobody removed a file";
+    EXPECT_EQ(Sh("echo root-too > " + Q(*m / "lab/r.txt")), 0) << "root may";
+    ASSERT_TRUE(WaitArrived("lab", {{"r.txt", Sha256Hex("root-too\n")}}));
+    auto have = Listing("lab");
+    EXPECT_EQ(have.size(), 2u);
+    EXPECT_EQ(have["c.txt"].second, 1) << "not overwritten";
+    ASSERT_EQ(m->Unmount(), 0);
+  }
+  // The admin grants nobody the mount (as for smbd's user): then it writes, and it lands.
+  CmdResult id = Capture("id -u nobody");
+  auto m = Mount({"allow_other", "uid=" + std::string(Trim(id.out))}, "0");
+  ASSERT_TRUE(m->ok());
+  EXPECT_EQ(AsNobody("echo granted > " + Q(*m / "lab/g.txt")).code, 0);
+  EXPECT_TRUE(WaitArrived("lab", {{"g.txt", Sha256Hex("granted\n")}}));
 }
 
 }  // namespace
