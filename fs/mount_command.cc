@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
@@ -117,6 +118,18 @@ struct RawOptions {
   int help = 0;
   int version = 0;
   std::string source;
+
+  RawOptions() = default;
+  RawOptions(const RawOptions&) = delete;
+  RawOptions& operator=(const RawOptions&) = delete;
+  // fuse_opt_parse strdup()s each "%s" value into its field; they are ours to free.
+  ~RawOptions() {
+    for (char* p : {token_file, cache_dir, dialect, settle, parallel, uid, gid, umask, ignore, listing_ttl,
+                    listing_timeout, bwlimit, post_limit, cache_max, cache_min_free, cache_wait, retry_max,
+                    bad_answers, stale_after, job_timeout, cache_writes}) {
+      std::free(p);
+    }
+  }
 };
 
 enum { kKeyHelp, kKeyVersion };
@@ -208,6 +221,11 @@ std::string DefaultCacheDir(const std::string& mountpoint) {
 
 int RunMountCommand(int argc, char** argv) {
   fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  // Freed on every return: fuse_opt_parse and fuse_opt_add_arg allocate its strings.
+  struct ArgsGuard {
+    fuse_args* a;
+    ~ArgsGuard() { fuse_opt_free_args(a); }
+  } args_guard{&args};
   RawOptions raw;
   if (fuse_opt_parse(&args, &raw, kOptions, OptProc) != 0) return Fail("bad options");
   // The kernel enforces the owner and mode the mount shows. Without it, allow_other let any
@@ -216,12 +234,10 @@ int RunMountCommand(int argc, char** argv) {
   if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0) return Fail("out of memory");
   if (raw.help) {
     std::cout << kUsage;
-    fuse_opt_free_args(&args);
     return 0;
   }
   if (raw.version) {
     std::cout << "ingestfs " << INGESTFS_VERSION << " (libfuse " << fuse_pkgversion() << ")\n";
-    fuse_opt_free_args(&args);
     return 0;
   }
   fuse_cmdline_opts cmd{};
@@ -452,7 +468,6 @@ int RunMountCommand(int argc, char** argv) {
     fuse_remove_signal_handlers(se);
   }
   fuse_session_destroy(se);
-  fuse_opt_free_args(&args);
   return rc;
 }
 

@@ -13,6 +13,7 @@ packages=(
   python3 python3-boto3
   bsdutils rsync
   samba smbclient
+  clang libclang-rt-dev
 )
 
 missing=()

@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh Debian machine: setup, configure, build, ctest.
-#   bash scripts/test.sh              all tests
-#   bash scripts/test.sh -L unit      only the unit tests (any ctest arguments pass through)
+# The whole test suite on a fresh Debian machine: setup, then four stages, each in its own
+# build directory:
+#   main   the build CI ships (warnings as errors under CI) and every test (ctest)
+#   asan   AddressSanitizer + UndefinedBehaviorSanitizer: the unit and integration tests,
+#          mounts included (daemons and servers run sanitized too)
+#   tsan   ThreadSanitizer: the unit tests and the mount tests that race (parallel writers,
+#          renames and unlinks during uploads and confirmations, the model test)
+#   fuzz   every libFuzzer target of tests/fuzz for a short budget (scripts/fuzz.sh)
+#
+#   bash scripts/test.sh                      all stages
+#   bash scripts/test.sh --only main [ARGS]   one stage; ARGS pass to ctest (e.g. -L unit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+stages="main asan tsan fuzz"
+if [ "${1:-}" = "--only" ]; then
+  stages="${2:?--only takes main, asan, tsan or fuzz}"
+  shift 2
+fi
 
 bash scripts/setup.sh
 
@@ -17,7 +31,44 @@ fi
 
 werror=OFF
 if [ "${CI:-}" = "true" ]; then werror=ON; fi
-cmake -S . -B build -G Ninja -DINGESTFS_WERROR="$werror" >/dev/null
-cmake --build build -j "$(nproc)"
-cd build
-ctest --output-on-failure -j 2 "$@"
+jobs="$(nproc)"
+root="$(pwd)"
+# Sanitizer reports are fatal; the one UBSan suppression is explained in its file.
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$root/tests/sanitizers/ubsan.supp"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/sanitizers/tsan.supp"
+
+stage() { echo "=== test.sh: $1 ($(date -u +%H:%M:%S))"; }
+# Sanitizer builds: -O1 (as the sanitizers advise) and line tables only, to build fast.
+sanitized=(-G Ninja -DINGESTFS_WERROR="$werror" -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=-O1 -g1")
+
+for s in $stages; do
+  case "$s" in
+    main)
+      stage "main build and every test"
+      cmake -S . -B build -G Ninja -DINGESTFS_WERROR="$werror" >/dev/null
+      cmake --build build -j "$jobs"
+      (cd build && ctest --output-on-failure -j 2 "$@")
+      ;;
+    asan)
+      stage "ASan+UBSan build, unit and integration tests"
+      cmake -S . -B build-asan "${sanitized[@]}" -DINGESTFS_SANITIZE=address,undefined >/dev/null
+      cmake --build build-asan -j "$jobs"
+      (cd build-asan && INGESTFS_MODEL_SECONDS=60 INGESTFS_KILL_TRIALS=10 ctest --output-on-failure -j 2 "$@")
+      ;;
+    tsan)
+      stage "TSan build, unit tests and the racing mount tests"
+      cmake -S . -B build-tsan "${sanitized[@]}" -DINGESTFS_SANITIZE=thread >/dev/null
+      cmake --build build-tsan -j "$jobs"
+      (cd build-tsan && INGESTFS_MODEL_SECONDS=60 ctest --output-on-failure -j 2 -L unit "$@")
+      (cd build-tsan && INGESTFS_MODEL_SECONDS=60 ctest --output-on-failure -j 1 "$@" -R \
+        'CpOfEverySizeAndATree|ReadersSeeWritesOfOtherDescriptors|PlatformFilesCannotBeDeleted|AnUnlinkThatReturnedZero|ARenameRacingItsUpload|AnOpenUnlinkedFile|RsyncTempThenRename|EightConcurrentClients|ModelTest')
+      ;;
+    fuzz)
+      stage "fuzz targets, a short budget each"
+      bash scripts/fuzz.sh --seconds "${INGESTFS_FUZZ_SECONDS:-30}"
+      ;;
+    *) echo "test.sh: unknown stage '$s' (main, asan, tsan, fuzz)" >&2; exit 2 ;;
+  esac
+done
+stage "done"

@@ -1,7 +1,6 @@
 #include "upload/retry.h"
 
 #include <algorithm>
-#include <optional>
 #include <random>
 #include <thread>
 
@@ -27,7 +26,8 @@ Status RunWithRetry(const RetryPolicy& policy, const std::function<Status()>& at
     return std::uniform_real_distribution<double>(0, 1)(rng);
   };
   auto start = now();
-  std::optional<std::chrono::steady_clock::time_point> bad_since;  // garbage in every answer since
+  bool bad = false;  // every answer since bad_since was garbage
+  std::chrono::steady_clock::time_point bad_since{};
   int n = 0;
   for (;;) {
     ++n;
@@ -35,11 +35,12 @@ Status RunWithRetry(const RetryPolicy& policy, const std::function<Status()>& at
     Status st = attempt_fn();
     if (st.ok() || !IsTransient(st)) return st;
     if (st.code() != Code::kBadAnswer) {
-      bad_since.reset();
-    } else if (!bad_since) {
+      bad = false;
+    } else if (!bad) {
+      bad = true;
       bad_since = now();
-    } else if (policy.bad_answers_for.count() > 0 && now() - *bad_since >= policy.bad_answers_for) {
-      auto secs = std::chrono::duration_cast<std::chrono::seconds>(now() - *bad_since).count();
+    } else if (policy.bad_answers_for.count() > 0 && now() - bad_since >= policy.bad_answers_for) {
+      auto secs = std::chrono::duration_cast<std::chrono::seconds>(now() - bad_since).count();
       return Status(Code::kFailedPrecondition, "the platform answered garbage for " + std::to_string(secs) +
                                                    " s (" + std::to_string(n) + " attempts), so this is marked failed; " +
                                                    "`ingestfs retry` sends it again: " + st.message());
