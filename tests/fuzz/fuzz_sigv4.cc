@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool post = data[0] & 1;
   std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
   std::vector<std::string> lines = Split(text, '\n');
-  SigV4Credentials creds{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"};
+  SigV4Credentials creds{"fuzz-access", "fuzz-secret-not-a-key"};
   const std::time_t now = 1764633600;  // fixed: findings replay
   QueryParams params;
   std::vector<std::pair<std::string, std::string>> headers;
