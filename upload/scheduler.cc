@@ -311,11 +311,18 @@ void Scheduler::Loop() {
     pick->part_sent.clear();
     SetState(*pick, FileState::kUploading);
     lock.unlock();
-    UploadOutcome out = uploader_->Upload(pick_id, [this, pick_id] {
-      std::lock_guard<std::mutex> l(mu_);
-      auto it = items_.find(pick_id);
-      return stopping_ || it == items_.end() || it->second.cancel;
-    });
+    UploadOutcome out = uploader_->Upload(
+        pick_id,
+        [this, pick_id] {
+          std::lock_guard<std::mutex> l(mu_);
+          auto it = items_.find(pick_id);
+          return stopping_ || it == items_.end() || it->second.cancel;
+        },
+        [this, pick_id] {  // stopping, and this version still wanted: the next start resumes it
+          std::lock_guard<std::mutex> l(mu_);
+          auto it = items_.find(pick_id);
+          return stopping_ && it != items_.end() && !it->second.cancel;
+        });
     auto entry_after = journal_.Get(pick_id);
     if (out.status.ok() && on_confirmed_) {
       cache::Entry confirmed;

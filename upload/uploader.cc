@@ -340,7 +340,8 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
   }
 }
 
-UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()> cancelled) {
+UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()> cancelled,
+                               std::function<bool()> stopping) {
   UploadOutcome out;
   auto entry = journal_.Get(entry_id);
   if (!entry) {
@@ -355,7 +356,8 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
   auto finish = [&](Status st) {
     if (Cancelled(run) && !st.ok()) {
       st = Status(Code::kCancelled, run.entry.name + ": upload cancelled");
-      if (run.entry.session && !run.entry.completed) (void)dialect_.Abort(*run.entry.session);
+      bool resumed_later = stopping && stopping();
+      if (run.entry.session && !run.entry.completed && !resumed_later) (void)dialect_.Abort(*run.entry.session);
     }
     out.status = st;
     out.attempts = run.attempts;

@@ -74,8 +74,11 @@ class Uploader {
  public:
   Uploader(Dialect& dialect, cache::Journal& journal, UploaderOptions options, ProgressSink* progress);
   // `cancelled`, when given, is polled between steps: once it returns true the upload stops
-  // (the job so far is aborted) with kCancelled, which is not recorded as a failure.
-  UploadOutcome Upload(const std::string& entry_id, std::function<bool()> cancelled = nullptr);
+  // with kCancelled, which is not recorded as a failure, and the job so far is aborted, unless
+  // `stopping` says the process is stopping: then the journal keeps the session and the next
+  // start resumes that job (aborting it made the resume fail as "rejected").
+  UploadOutcome Upload(const std::string& entry_id, std::function<bool()> cancelled = nullptr,
+                       std::function<bool()> stopping = nullptr);
   // Makes waits end early (shutdown). Journaled state stays; a later run resumes.
   void Cancel() { cancelled_ = true; }
 
