@@ -63,8 +63,10 @@ void Scheduler::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ && workers_.empty()) return;
+    // stopping_ alone stops the running uploads (every check of `cancel` checks it too); `cancel`
+    // stays what it was, so a stopped upload whose version is still wanted keeps its platform
+    // job for the next start, and only a version discarded meanwhile has its job aborted.
     stopping_ = true;
-    for (auto& [id, item] : items_) item.cancel = item.running;
   }
   uploader_->Cancel();
   state_cv_.notify_all();
