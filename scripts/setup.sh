@@ -14,6 +14,7 @@ packages=(
   bsdutils rsync
   samba smbclient
   clang libclang-rt-dev
+  libsqlite3-dev
 )
 
 missing=()

@@ -1,16 +1,28 @@
 // MetaStore: the reference server's catalogue (datasets, files and their versions, upload jobs,
-// multipart uploads), kept in memory and made durable by an append-only log.
+// multipart uploads), kept in SQLite (data-dir/meta.db, WAL mode).
 //
-// Log format (data-dir/meta.log): one record a line, "<crc32 as 8 hex> <json>\n", appended and
-// fdatasync'ed before the mutation is visible. Replay skips a torn last line and reports (and
-// skips) a corrupt line elsewhere instead of crashing. On open the log is compacted: the live
-// state is written to a temp file, fsynced and renamed over the log.
+// Durability: every change is one transaction on the writer connection, committed with
+// synchronous=NORMAL (no sync of its own) and then made durable by an fdatasync of the WAL that
+// concurrent changes share (group commit) before the caller goes on to answer its request. A
+// reader may see a change a moment before it is durable, never its writer's answer. SQLite still
+// syncs around checkpoints, so the WAL is never reused before the database holds its frames.
 //
-// Thread safety: every public method is thread-safe (one mutex, never held across file I/O
-// other than the log append).
+// Migration: a catalogue kept by earlier versions as a record log (data-dir/meta.log, one
+// "<crc32> <json>" record a line) is replayed once into the database on the first open, in one
+// transaction, and then renamed to meta.log.migrated. Replay skips a torn last line and reports
+// (and skips) a corrupt line elsewhere.
+//
+// Listing pages are read by index: a page that follows the one read before it in the same
+// dataset starts after that page's last name (a seek, not a count of the rows before it), so
+// walking a dataset page by page costs the same per page however big the catalogue is.
+//
+// Thread safety: every public method is thread-safe. Changes hold one mutex and the writer
+// connection; reads borrow one of a small pool of reader connections.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,12 +32,14 @@
 #include <vector>
 
 #include "common/file_util.h"
-#include "common/json.h"
-#include "common/record_log.h"
-#include "common/sync_group.h"
 #include "common/status.h"
+#include "common/sync_group.h"
 
 namespace ingestfs::server {
+
+namespace sql {
+class Db;
+}
 
 struct Dataset {
   std::string id;
@@ -86,9 +100,13 @@ struct Page {
 
 class MetaStore {
  public:
-  // Opens (creating if needed) the store in `dir`; replays and compacts the log.
-  // `warnings` receives one line per skipped record.
-  static StatusOr<std::unique_ptr<MetaStore>> Open(const std::string& dir, std::vector<std::string>* warnings);
+  // Opens (creating if needed) the store in `dir`, migrating a record log found there.
+  // `warnings` receives one line per record of that log skipped.
+  // `durable` false makes no syncs at all (a crash may lose or tear changes): only for filling a
+  // catalogue in a benchmark.
+  static StatusOr<std::unique_ptr<MetaStore>> Open(const std::string& dir, std::vector<std::string>* warnings,
+                                                   bool durable = true);
+  ~MetaStore();
 
   // Datasets.
   StatusOr<Dataset> CreateDataset(const std::string& name);  // kAlreadyExists when taken
@@ -131,47 +149,42 @@ class MetaStore {
   Status DeleteUpload(const std::string& upload_id);
   std::optional<MultipartUpload> GetUpload(const std::string& upload_id) const;
 
-  // fdatasyncs of the log so far (for tests).
-  uint64_t log_syncs() const { return log_sync_->syncs(); }
+  // fdatasyncs of the catalogue's WAL so far (for tests and figures).
+  uint64_t log_syncs() const { return wal_sync_->syncs(); }
 
  private:
+  class Change;
+  class Reader;
   MetaStore() = default;
-  void Apply(const json::Value& record);  // REQUIRES: mu_ held or single-threaded replay
-  // Writes a record, synced when the Change ends unless `durable` is false (then a later synced
-  // record of the same log covers it). REQUIRES: mu_ held, through a Change.
-  Status Append(const std::string& record_json, bool durable = true);
-  // One change: holds mu_, and once it lets go, makes the records appended meanwhile durable
-  // before the caller goes on (to answer its request). Concurrent changes share one fdatasync
-  // (group commit); a reader may see a change a moment before it is durable, never its writer's
-  // answer.
-  class Change {
-   public:
-    explicit Change(MetaStore* store) : store_(store), lock_(store->mu_) {}
-    ~Change();
-    Change(const Change&) = delete;
-    Change& operator=(const Change&) = delete;
-
-   private:
-    MetaStore* store_;
-    std::unique_lock<std::mutex> lock_;
-  };
-  std::string SnapshotLocked() const;
-
-  std::string dir_;
-  mutable std::mutex mu_;
-  std::unique_ptr<RecordWriter> log_;                       // GUARDED_BY(mu_)
-  std::unique_ptr<SyncGroup> log_sync_;
-  bool unsynced_ = false;                                   // GUARDED_BY(mu_)
-  std::vector<std::string> dataset_order_;                  // GUARDED_BY(mu_)
-  std::map<std::string, Dataset> datasets_;                 // GUARDED_BY(mu_), by id
-  std::map<std::string, std::string> dataset_by_name_;      // GUARDED_BY(mu_)
-  std::map<std::string, std::map<std::string, FileRecord>> files_;  // GUARDED_BY(mu_)
-  std::map<std::string, Job> jobs_;                         // GUARDED_BY(mu_)
-  std::map<std::string, MultipartUpload> uploads_;          // GUARDED_BY(mu_)
-  uint64_t last_accepted_ = 0;                              // GUARDED_BY(mu_): highest Job::accepted
-  bool SupersededLocked(const Job& job) const;              // REQUIRES: mu_ held
+  Status Migrate(const std::string& log_path, std::vector<std::string>* warnings);
+  // REQUIRES: a Change of this store.
   StatusOr<Job> MoveJob(const std::string& job_id, JobStatus from, JobStatus to, const std::string& message,
                         bool durable, const std::function<void(Job&)>& also);
+
+  std::string dir_;
+  std::mutex mu_;                  // held by a Change
+  std::unique_ptr<sql::Db> db_;    // GUARDED_BY(mu_): the writer connection
+  UniqueFd wal_fd_;
+  std::unique_ptr<SyncGroup> wal_sync_;
+  uint64_t last_accepted_ = 0;     // GUARDED_BY(mu_): highest Job::accepted
+  bool durable_ = true;
+
+  mutable std::mutex pool_mu_;
+  mutable std::condition_variable pool_cv_;
+  std::vector<std::unique_ptr<sql::Db>> readers_;
+  mutable std::vector<sql::Db*> free_readers_;  // GUARDED_BY(pool_mu_)
+
+  // Where each walk of a dataset's files is: (dataset, offset of the next page) -> the last name
+  // before it, valid while the dataset's file count (names are never removed) is unchanged.
+  struct Cursor {
+    int64_t files;
+    std::string last;
+  };
+  mutable std::mutex cursors_mu_;
+  mutable std::list<std::pair<std::string, Cursor>> cursor_lru_;  // GUARDED_BY(cursors_mu_), newest first
+  mutable std::map<std::string, std::list<std::pair<std::string, Cursor>>::iterator> cursors_;  // GUARDED_BY(cursors_mu_)
+  std::optional<Cursor> FindCursor(const std::string& key) const;
+  void KeepCursor(const std::string& key, Cursor cursor) const;
 };
 
 }  // namespace ingestfs::server

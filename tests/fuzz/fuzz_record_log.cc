@@ -1,7 +1,8 @@
 // Replay of corrupted record logs: the upload journal (cache/journal/*.jnl, through
 // Journal::Open, which also applies each record to its entry) and the reference server's
-// catalogue (meta.log, through MetaStore::Open). The input is the file's bytes. A torn or
-// corrupt log must give warnings and a usable state, never a crash.
+// catalogue log of earlier versions (meta.log, migrated into SQLite by MetaStore::Open). The
+// input is the file's bytes. A torn or corrupt log must give warnings and a usable state, never
+// a crash.
 #include <unistd.h>
 
 #include <cstddef>
@@ -57,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto m = server::MetaStore::Open(meta, &warnings);
     if (m.ok()) {
       int64_t total = 0;
-      (void)(*m)->ListDatasets({}, &total);
+      for (const auto& d : (*m)->ListDatasets({}, &total)) (void)(*m)->ListFiles(d.id, {}, &total);
     }
   }
   return 0;

@@ -228,7 +228,12 @@ json::Document UploadThroughApi(const Api& api, const std::string& dataset_id, c
                                 const std::string& data, bool reupload) {
   HttpResult p = reupload ? api.Reupload(dataset_id, filename, data.size()) : api.Presign(dataset_id, filename, data.size());
   auto doc = json::Parse(p.body, "presign");
-  if (p.status != 200 || !doc.ok()) return json::Document();
+  // What went wrong is printed: the caller only sees an empty document.
+  auto fail = [&](const char* step, const HttpResult& r) {
+    std::fprintf(stderr, "UploadThroughApi %s: %s answered %ld: %s\n", filename.c_str(), step, r.status, r.body.c_str());
+    return json::Document();
+  };
+  if (p.status != 200 || !doc.ok()) return fail("presign", p);
   std::string job = json::GetString(*doc, "job_id").value();
   const json::Value& urls = (*doc)["urls"];
   uint64_t part_size = static_cast<uint64_t>((*doc)["part_size"].GetInt64());
@@ -243,11 +248,11 @@ json::Document UploadThroughApi(const Api& api, const std::string& dataset_id, c
     put.send_body = true;
     put.headers = {"Content-MD5: " + Base64Encode(Md5(put.body))};
     HttpResult r = Http(put);
-    if (r.status != 200) return json::Document();
+    if (r.status != 200) return fail("part", r);
     if (urls.Size() > 1) parts.emplace_back(static_cast<int>(i + 1), r.headers["etag"]);
   }
   HttpResult c = api.Complete(job, parts);
-  if (c.status != 200) return json::Document();
+  if (c.status != 200) return fail("complete", c);
   return api.WaitJob(job);
 }
 
