@@ -118,6 +118,7 @@ void ApplyRecord(const json::Value& r, Entry* e) {
     e->size = static_cast<uint64_t>(json::IntOr(r, "size"));
     e->sha256 = json::StringOr(r, "sha256");
     e->created_at = json::StringOr(r, "created_at");
+    e->remote_hint = json::BoolOr(r, "remote");
   } else if (t == "closed") {
     e->closed = true;
     e->size = static_cast<uint64_t>(json::IntOr(r, "size"));
@@ -343,6 +344,10 @@ Status Journal::RecordAdd(Entry& meta, bool durable) {
       w.Bool(true);
     }
     json::KeyString(w, "created_at", meta.created_at);
+    if (meta.remote_hint) {
+      json::Key(w, "remote");
+      w.Bool(true);
+    }
   });
   Status st = NewJournalFile(meta.id);
   if (st.ok()) st = Append(meta.id, rec, durable);

@@ -79,6 +79,10 @@ struct Entry {
   std::string sha256;
   std::string created_at;
   std::string data_path;
+  // The name was the platform's when this version began (the mount knew it from a listing or an
+  // earlier upload): its upload starts with the reupload endpoint. Only a hint: Begin goes the
+  // other way when the platform says the file is not there (or is).
+  bool remote_hint = false;
 
   std::optional<UploadSession> session;
   std::map<uint32_t, std::string> parts;  // done parts: number -> ETag

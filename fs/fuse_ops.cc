@@ -318,7 +318,9 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_i
 }
 
 void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirSnapshot*>(fi->fh);
+  auto* snap = reinterpret_cast<DirSnapshot*>(fi->fh);
+  Guard(req, "releasedir", [&] { Fs(req).DirDone(snap->entries); });
+  delete snap;
   fuse_reply_err(req, 0);
 }
 
@@ -413,6 +415,53 @@ const fuse_lowlevel_ops* FuseOps() {
     return o;
   }();
   return &ops;
+}
+
+void KernelForget::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = false;
+  if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+}
+
+void KernelForget::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    queue_.clear();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void KernelForget::Add(uint64_t parent, const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || queue_.size() >= kMaxQueued) return;
+    queue_.emplace_back(parent, name);
+  }
+  cv_.notify_one();
+}
+
+void KernelForget::Loop() {
+  for (;;) {
+    std::pair<uint64_t, std::string> item;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      item = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    int rc = fuse_lowlevel_notify_inval_entry(se_, item.first, item.second.c_str(), item.second.size());
+    if (rc == -ENOSYS) {  // a kernel without it: the kernel's own reclaim does the work
+      LOG_INFO("the kernel does not take entry invalidations; confirmed files leave memory on its reclaim only");
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      queue_.clear();
+      return;
+    }
+    // -ENOENT (not cached) and the like: nothing to drop.
+  }
 }
 
 }  // namespace ingestfs::fs

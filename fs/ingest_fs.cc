@@ -1,11 +1,15 @@
 #include "fs/ingest_fs.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 #include "common/crypto.h"
@@ -74,7 +78,24 @@ IngestFs::Node* IngestFs::Find(uint64_t ino) {
 
 IngestFs::Node* IngestFs::Child(Node* dir, const std::string& name) {
   auto it = dir->children.find(name);
-  return it == dir->children.end() ? nullptr : Find(it->second);
+  if (it != dir->children.end()) return Find(it->second);
+  auto shelved = dir->shelf.find(name);
+  if (shelved == dir->shelf.end()) return nullptr;
+  Node::Shelved entry = std::move(shelved->second);
+  dir->shelf.erase(shelved);
+  --shelved_;
+  Node* n = AddChild(dir, name, false);
+  n->remote = true;
+  n->remote_size = entry.size;
+  n->remote_tag = std::move(entry.tag);
+  n->mtime = entry.mtime;
+  if (entry.last_entry != 0) {
+    char id[17];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(entry.last_entry));
+    n->last_entry_id = id;
+    n->read_path = journal_.KeptPath(id);  // used only while it exists (LocalCopy checks)
+  }
+  return n;
 }
 
 IngestFs::Node* IngestFs::AddChild(Node* dir, const std::string& name, bool is_dir) {
@@ -87,6 +108,7 @@ IngestFs::Node* IngestFs::AddChild(Node* dir, const std::string& name, bool is_d
   n->rel = dir->ino == kRootIno ? "" : (dir->rel.empty() ? name : dir->rel + "/" + name);
   n->mtime = Now();
   Node* raw = n.get();
+  if (dir->shelf.erase(name) != 0) --shelved_;  // a node of that name replaces its entry
   dir->children[name] = raw->ino;
   nodes_[raw->ino] = std::move(n);
   return raw;
@@ -172,7 +194,74 @@ void IngestFs::Detach(Node* n) {
 }
 
 void IngestFs::MaybeFree(Node* n) {
-  if (n->unlinked && n->nlookup == 0 && n->open_handles == 0 && n->ino != kRootIno) nodes_.erase(n->ino);
+  if (n->nlookup != 0 || n->open_handles != 0 || n->ino == kRootIno) return;
+  if (n->unlinked) {
+    nodes_.erase(n->ino);
+    return;
+  }
+  // A platform file nothing holds: only its listing entry stays.
+  if (n->is_dir || n->special != Special::kNone || !n->remote || !n->entry_id.empty() || n->writers > 0 ||
+      n->closing || !n->write_failed.empty()) {
+    return;
+  }
+  Node* parent = Find(n->parent);
+  if (parent == nullptr) return;
+  auto it = parent->children.find(n->name);
+  if (it == parent->children.end() || it->second != n->ino) return;
+  parent->children.erase(it);
+  // Our upload's id goes with the entry only while the kept copy of that upload is the file's
+  // content (someone else's newer version clears read_path): its status and copy come back.
+  uint64_t last = 0;
+  if (n->last_entry_id.size() == 16 && n->last_entry_id.find_first_not_of("0123456789abcdef") == std::string::npos &&
+      n->read_path == journal_.KeptPath(n->last_entry_id)) {
+    last = std::strtoull(n->last_entry_id.c_str(), nullptr, 16);
+  }
+  parent->shelf[n->name] = Node::Shelved{n->remote_size, n->mtime, std::move(n->remote_tag), last};
+  ++shelved_;
+  nodes_.erase(n->ino);
+  if (shelved_ > cfg_.listing_cache_max) BoundShelves(parent);
+}
+
+size_t IngestFs::DropShelves(Node* dir) {
+  size_t dropped = dir->shelf.size();
+  dir->shelf.clear();
+  for (const auto& [name, ino] : dir->children) {
+    Node* c = Find(ino);
+    if (c != nullptr && c->is_dir) dropped += DropShelves(c);
+  }
+  return dropped;
+}
+
+void IngestFs::BoundShelves(const Node* keep) {
+  // Whole datasets go, listed longest ago first; each is listed again when next looked into.
+  std::vector<Node*> datasets;
+  for (const auto& [name, ino] : Find(kRootIno)->children) {
+    Node* ds = Find(ino);
+    if (ds != nullptr && ds->is_dir && ds->special == Special::kNone && ds->dataset != keep->dataset) datasets.push_back(ds);
+  }
+  std::sort(datasets.begin(), datasets.end(), [](const Node* a, const Node* b) { return a->listed_at < b->listed_at; });
+  for (Node* ds : datasets) {
+    if (shelved_ <= cfg_.listing_cache_max) return;
+    size_t dropped = DropShelves(ds);
+    if (dropped == 0) continue;
+    shelved_ -= std::min(shelved_, dropped);
+    ds->listed_at = {};
+    LOG_INFO("listing cache: %zu entries of dataset %s dropped to stay within %zu; it is listed again when needed",
+             dropped, ds->name.c_str(), cfg_.listing_cache_max);
+  }
+}
+
+void IngestFs::DirDone(const std::vector<DirEntry>& entries) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const DirEntry& d : entries) {
+    if (d.name == "." || d.name == "..") continue;
+    if (Node* n = Find(d.ino)) MaybeFree(n);
+  }
+}
+
+std::pair<size_t, size_t> IngestFs::MemoryCounts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {nodes_.size(), shelved_};
 }
 
 StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
@@ -226,6 +315,11 @@ StatusOr<std::vector<DirEntry>> IngestFs::ReadDir(uint64_t ino) {
   std::vector<DirEntry> out;
   out.push_back({".", n->ino, true});
   out.push_back({"..", n->parent, true});
+  // Shelved files get their node back for the snapshot (DirDone shelves the ones the kernel
+  // did not take).
+  std::vector<std::string> shelved;
+  for (const auto& [name, entry] : n->shelf) shelved.push_back(name);
+  for (const std::string& name : shelved) (void)Child(n, name);
   for (const auto& [name, child] : n->children) {
     Node* c = Find(child);
     if (c != nullptr) out.push_back({name, c->ino, c->is_dir});

@@ -88,6 +88,9 @@ struct FsConfig {
   gid_t gid = 0;
   mode_t umask = 022;
   std::chrono::milliseconds listing_ttl{30000};
+  // Bound on the platform files kept as listing entries (not held by anything), all datasets
+  // together; past it, the datasets listed longest ago are listed again when next needed.
+  size_t listing_cache_max = 1000000;
   std::string control_socket;  // shown as user.ingestfs.control on the root
   // close(2) (and fsync) return only once the platform confirmed the file; EIO if it failed.
   bool sync_upload = false;
@@ -142,6 +145,16 @@ class IngestFs {
   // A file was confirmed by the platform (called by the scheduler's workers).
   void OnConfirmed(const cache::Entry& entry, const upload::UploadOutcome& outcome);
   bool IsTemporaryName(const std::string& base) const;
+  // A confirmed file that no descriptor holds: the kernel may drop its cached entry, so that its
+  // node can go (set by the FUSE adapter, which tells the kernel from another thread).
+  void SetForgetHint(std::function<void(uint64_t parent, const std::string& name)> hint) {
+    forget_hint_ = std::move(hint);
+  }
+  // A directory snapshot (opendir) was let go: nodes made for it that the kernel never took are
+  // shelved again.
+  void DirDone(const std::vector<DirEntry>& entries);
+  // Nodes in memory and shelved listing entries (shown in the status, for figures and tests).
+  std::pair<size_t, size_t> MemoryCounts();
   // Files (not temporary) open for writing, or closed but not yet recorded: "dataset/name".
   std::vector<std::string> OpenFiles();
   // The mount's status as JSON: files open, pending, uploading, processing, failed, completed
@@ -243,6 +256,19 @@ class IngestFs {
     // Dataset folders:
     std::chrono::steady_clock::time_point listed_at{};
     bool listing = false;
+    // Folders: platform files that nothing holds (no lookup by the kernel, no descriptor, no
+    // local version), kept only as the listing's entry; a node is made again when one is looked
+    // up (Child). This is what keeps the mount's memory flat in files written.
+    struct Shelved {
+      uint64_t size = 0;
+      int64_t mtime = 0;
+      std::string tag;
+      // The journal id of the upload that made this content here (16 hex digits as a number; 0:
+      // none or another's content): its status (user.ingestfs.*) and its kept copy come back
+      // with the node.
+      uint64_t last_entry = 0;
+    };
+    std::map<std::string, Shelved> shelf;
   };
   struct Handle {
     uint64_t ino = 0;
@@ -258,6 +284,7 @@ class IngestFs {
   };
 
   Node* Find(uint64_t ino);                                        // REQUIRES: mu_
+  // The child `name` of `dir`, made again from the folder's shelf if it is shelved there.
   Node* Child(Node* dir, const std::string& name);                 // REQUIRES: mu_
   Node* AddChild(Node* dir, const std::string& name, bool is_dir);  // REQUIRES: mu_
   Node* EnsurePath(Node* dataset, const std::string& rel, bool leaf_is_dir);  // REQUIRES: mu_
@@ -265,7 +292,13 @@ class IngestFs {
   Attr AttrOf(const Node& n);                                      // REQUIRES: mu_
   // The file holding a node's local version: its data_path, or where confirmation moved it.
   std::string LocalVersionPath(const Node& n) const;              // REQUIRES: mu_
-  void MaybeFree(Node* n);                                         // REQUIRES: mu_
+  // Frees a node nothing refers to any more: an unlinked one, or a platform file nothing holds,
+  // which goes onto its folder's shelf (then the listing cache's bound is kept). REQUIRES: mu_
+  void MaybeFree(Node* n);
+  // Keeps the shelved entries of all folders within cfg_.listing_cache_max: the datasets listed
+  // longest ago lose theirs and are listed again when next needed. REQUIRES: mu_
+  void BoundShelves(const Node* keep);
+  size_t DropShelves(Node* dir);  // REQUIRES: mu_; returns how many entries it dropped
   // Whether a folder holds a file at any depth. REQUIRES: mu_
   bool HasFiles(const Node* dir);
   // Sets dataset and rel of `n` and everything below it from its parent. REQUIRES: mu_
@@ -319,6 +352,7 @@ class IngestFs {
   cache::MtimeStore* mtimes_;
   upload::Scheduler* scheduler_ = nullptr;
   cache::CacheSpace* space_ = nullptr;
+  std::function<void(uint64_t, const std::string&)> forget_hint_;
 
   // The version lock of `ino` (a copy, so that it outlives the node if need be).
   std::shared_ptr<std::mutex> VersionMutex(uint64_t ino);
@@ -328,6 +362,7 @@ class IngestFs {
   std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;  // GUARDED_BY(mu_)
   std::map<std::string, std::string> dataset_ids_;             // GUARDED_BY(mu_): name -> id
   uint64_t next_ino_ = 2;                                      // GUARDED_BY(mu_)
+  size_t shelved_ = 0;                                         // GUARDED_BY(mu_): entries on all shelves
   std::unordered_map<uint64_t, std::unique_ptr<Handle>> handles_;  // GUARDED_BY(mu_)
   uint64_t next_fh_ = 1;                                           // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point root_listed_at_{};         // GUARDED_BY(mu_)

@@ -55,6 +55,9 @@ ingestfs options (-o):
   listing_timeout=DURATION  the longest one listing of the platform may take, all its pages
                        (default 60s); past it, or past 1,000,000 items, the mount shows what it
                        knew before and logs why
+  listing_cache=N      most platform files kept in memory as listing entries, all datasets
+                       together (default 1000000, about 150 bytes each); past it, the datasets
+                       listed longest ago are listed again when next looked into
   cache_max=SIZE       bound on the cache's file content, e.g. 20G (default: none); copies of
                        confirmed files are evicted first, then writers wait for uploads
   cache_min_free=SIZE  free space to leave on the cache's disk (default 64M)
@@ -104,6 +107,7 @@ struct RawOptions {
   char* ignore = nullptr;
   char* listing_ttl = nullptr;
   char* listing_timeout = nullptr;
+  char* listing_cache = nullptr;
   char* bwlimit = nullptr;
   char* post_limit = nullptr;
   char* cache_max = nullptr;
@@ -125,7 +129,7 @@ struct RawOptions {
   // fuse_opt_parse strdup()s each "%s" value into its field; they are ours to free.
   ~RawOptions() {
     for (char* p : {token_file, cache_dir, dialect, settle, parallel, uid, gid, umask, ignore, listing_ttl,
-                    listing_timeout, bwlimit, post_limit, cache_max, cache_min_free, cache_wait, retry_max,
+                    listing_timeout, listing_cache, bwlimit, post_limit, cache_max, cache_min_free, cache_wait, retry_max,
                     bad_answers, stale_after, job_timeout, cache_writes}) {
       std::free(p);
     }
@@ -147,6 +151,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("ignore=%s", ignore),
     INGESTFS_OPT("listing_ttl=%s", listing_ttl),
     INGESTFS_OPT("listing_timeout=%s", listing_timeout),
+    INGESTFS_OPT("listing_cache=%s", listing_cache),
     INGESTFS_OPT("bwlimit=%s", bwlimit),
     INGESTFS_OPT("post_limit=%s", post_limit),
     INGESTFS_OPT("cache_max=%s", cache_max),
@@ -354,6 +359,11 @@ int RunMountCommand(int argc, char** argv) {
     if (!r.ok() || *r < 1024) return Fail(std::string("bwlimit=") + raw.bwlimit + " must be bytes per second, at least 1K (e.g. 10M, 500K)");
     bwlimit = *r;
   }
+  if (raw.listing_cache != nullptr) {
+    auto n = ParseInt(raw.listing_cache);
+    if (!n || *n < 1000 || *n > 100000000) return Fail("listing_cache must be 1000 to 100000000 entries");
+    cfg.listing_cache_max = static_cast<size_t>(*n);
+  }
   if (raw.parallel != nullptr) {
     auto n = ParseInt(raw.parallel);
     if (!n || *n < 1 || *n > 64) return Fail("parallel must be 1 to 64");
@@ -436,6 +446,8 @@ int RunMountCommand(int argc, char** argv) {
 
   fuse_session* se = fuse_session_new(&args, FuseOps(), sizeof(fuse_lowlevel_ops), &fs);
   if (se == nullptr) return Fail("the FUSE options were not accepted");
+  KernelForget forget(se);
+  fs.SetForgetHint([&forget](uint64_t parent, const std::string& name) { forget.Add(parent, name); });
   int rc = 1;
   if (fuse_set_signal_handlers(se) == 0) {
     if (fuse_session_mount(se, cmd.mountpoint) == 0) {
@@ -443,6 +455,7 @@ int RunMountCommand(int argc, char** argv) {
       if (fuse_daemonize(cmd.foreground) == 0) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
         (*journal)->RecordPid();  // the daemon's pid, not its parent's: unmount waits for it
+        forget.Start();
         scheduler.Start();
         (*journal)->MakeSparesAhead(kSparesAhead);
         ControlServer control(cfg.control_socket, [&](const std::string& req) {
@@ -458,6 +471,7 @@ int RunMountCommand(int argc, char** argv) {
         rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
         fuse_loop_cfg_destroy(loop);
         scheduler.Stop();
+        forget.Stop();
         size_t left = (*journal)->Unfinished().size();
         if (left > 0) LOG_INFO("unmounted; %zu upload(s) stay in the journal for the next mount", left);
       }

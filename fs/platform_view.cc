@@ -59,9 +59,29 @@ void IngestFs::RefreshDataset(uint64_t dataset_ino) {
   }
   ds->listed_at = std::chrono::steady_clock::now();
   for (const upload::RemoteFile& f : *files) {
-    Node* n = EnsurePath(ds, f.name, false);
-    if (n == nullptr) {
+    // A file nothing holds is only a listing entry on its folder's shelf; a node is updated.
+    size_t slash = f.name.rfind('/');
+    Node* dir = slash == std::string::npos ? ds : EnsurePath(ds, f.name.substr(0, slash), true);
+    std::string base = slash == std::string::npos ? f.name : f.name.substr(slash + 1);
+    Node* n = nullptr;
+    if (dir != nullptr) {
+      auto held = dir->children.find(base);
+      if (held != dir->children.end()) n = Find(held->second);
+    }
+    if (dir == nullptr || (n != nullptr && n->is_dir)) {
       LOG_WARN("dataset %s: %s clashes with a folder of the same name; left out", name.c_str(), f.name.c_str());
+      continue;
+    }
+    if (n == nullptr) {
+      auto [it, fresh] = dir->shelf.try_emplace(base);
+      Node::Shelved& e = it->second;
+      if (fresh) ++shelved_;
+      if (!fresh && e.tag == f.tag) continue;
+      std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.tag) : std::nullopt;
+      e.size = f.size;
+      e.tag = f.tag;
+      e.mtime = kept ? *kept : (f.mtime > 0 ? f.mtime : Now());
+      e.last_entry = 0;  // someone else's content now: not our upload's status or copy
       continue;
     }
     bool changed = !n->remote || n->remote_tag != f.tag;
@@ -77,6 +97,7 @@ void IngestFs::RefreshDataset(uint64_t dataset_ino) {
       else if (n->mtime == 0) n->mtime = f.mtime > 0 ? f.mtime : Now();
     }
   }
+  if (shelved_ > cfg_.listing_cache_max) BoundShelves(ds);
 }
 
 Status IngestFs::RefreshFor(uint64_t dir) {

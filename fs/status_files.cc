@@ -48,6 +48,14 @@ std::string IngestFs::StatusJson() {
     json::KeyString(w, "dialect", cfg_.dialect);
     json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
     json::KeyInt(w, "job_timeout_s", cfg_.job_timeout.count() / 1000);
+    {
+      auto [nodes, listed] = MemoryCounts();
+      json::Key(w, "memory");
+      w.StartObject();
+      json::KeyInt(w, "nodes", static_cast<int64_t>(nodes));
+      json::KeyInt(w, "listing_entries", static_cast<int64_t>(listed));
+      w.EndObject();
+    }
     if (space_ != nullptr) {
       cache::CacheSpace::Usage u = space_->Current([this] {
         std::vector<std::string> paths;

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -225,6 +226,7 @@ int RunUploadCommand(int argc, char** argv) {
     return 1;
   }
 
+  upload::ClientPool pool;
   std::vector<std::string> ids;
   if (resume) {
     for (const cache::Entry& e : (*journal)->Unfinished()) {
@@ -241,6 +243,17 @@ int RunUploadCommand(int argc, char** argv) {
       std::cerr << "ingestfs upload: " << earlier << " unfinished upload(s) from an earlier run are in " << cache_dir
                 << "; `ingestfs upload --resume --cache-dir " << cache_dir << "` finishes them\n";
     }
+    // The names the dataset already holds go through the reupload endpoint at once: one listing
+    // for the whole command (a failure here only means each upload finds out by itself).
+    std::set<std::string> existing;
+    {
+      auto d = upload::MakeDialect(dialect_name, api, token, pool, dialect_opts);
+      auto id = d->EnsureDataset(dataset);
+      auto files = id.ok() ? d->ListFiles(*id) : StatusOr<std::vector<upload::RemoteFile>>(id.status());
+      if (files.ok()) {
+        for (const upload::RemoteFile& f : *files) existing.insert(f.name);
+      }
+    }
     for (const Source& s : sources) {
       cache::Entry meta;
       meta.api = api;
@@ -248,6 +261,7 @@ int RunUploadCommand(int argc, char** argv) {
       meta.dataset = dataset;
       meta.name = s.name;
       meta.content_type = content_type;
+      meta.remote_hint = existing.count(s.name) > 0;
       auto added = (*journal)->AddCopy(s.path, meta);
       if (!added.ok()) {
         std::cerr << "ingestfs upload: " << s.path << ": " << added.status().message() << "\n";
@@ -257,7 +271,6 @@ int RunUploadCommand(int argc, char** argv) {
     }
   }
 
-  upload::ClientPool pool;
   std::map<std::string, std::unique_ptr<upload::Dialect>> dialects;  // by dialect and API base
   std::map<std::string, std::unique_ptr<upload::Uploader>> uploaders;
   upload::TerminalProgress progress(stderr);

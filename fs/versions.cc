@@ -50,6 +50,10 @@ void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcom
   n->entry_id.clear();
   n->read_path = outcome.kept_path;
   if (mtimes_ != nullptr) mtimes_->Put(entry.dataset, entry.name, n->remote_tag, n->mtime);
+  // The file is the platform's now: when nothing holds it, the kernel is told it may drop its
+  // entry, and the node goes onto its folder's shelf once it is forgotten.
+  if (n->open_handles == 0 && n->writers == 0 && forget_hint_) forget_hint_(n->parent, n->name);
+  MaybeFree(n);
 }
 
 Status IngestFs::AcceptPartial(const std::string& path) {
@@ -173,6 +177,7 @@ StatusOr<std::string> IngestFs::BeginWrite(uint64_t ino, bool truncate) {
     meta.dialect = cfg_.dialect;
     meta.dataset = dataset;
     meta.name = rel;
+    meta.remote_hint = remote;
     auto e = journal_.AddOpen(meta, initial);
     if (!e.ok()) {
       LOG_ERROR("%s/%s: cannot start a local version: %s", dataset.c_str(), rel.c_str(), e.status().message().c_str());

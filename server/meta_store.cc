@@ -14,7 +14,7 @@
 #include "common/record_log.h"
 #include "common/strings.h"
 #include "common/time_util.h"
-#include "server/sqlite.h"
+#include "common/sqlite.h"
 
 namespace ingestfs::server {
 

@@ -35,11 +35,11 @@
 #include "common/status.h"
 #include "common/sync_group.h"
 
-namespace ingestfs::server {
-
-namespace sql {
+namespace ingestfs::sql {
 class Db;
-}
+}  // namespace ingestfs::sql
+
+namespace ingestfs::server {
 
 struct Dataset {
   std::string id;

@@ -61,34 +61,10 @@ Status Uploader::Step(Run& run, const std::string& what, const std::function<Sta
   return st;
 }
 
-StatusOr<bool> Uploader::ExistsOnPlatform(const std::string& dataset_id, const std::string& name) {
-  {
-    std::lock_guard<std::mutex> lock(names_mu_);
-    auto it = names_.find(dataset_id);
-    if (it != names_.end()) return it->second.count(name) > 0;
-  }
-  auto files = dialect_.ListFiles(dataset_id);
-  if (!files.ok()) return files.status();
-  std::lock_guard<std::mutex> lock(names_mu_);
-  auto& set = names_[dataset_id];
-  for (const RemoteFile& f : *files) set.insert(f.name);
-  return set.count(name) > 0;
-}
-
-void Uploader::Remember(const std::string& dataset_id, const std::string& name) {
-  std::lock_guard<std::mutex> lock(names_mu_);
-  auto it = names_.find(dataset_id);
-  if (it != names_.end()) it->second.insert(name);
-}
-
 Status Uploader::BeginSession(Run& run) {
-  bool overwrite = false;
-  RETURN_IF_ERROR(Step(run, "listing the dataset", [&] {
-    auto exists = ExistsOnPlatform(run.dataset_id, run.entry.name);
-    if (!exists.ok()) return exists.status();
-    overwrite = *exists;
-    return Status::Ok();
-  }));
+  // New file or overwrite: as the mount knew it when the version began. No listing of the
+  // dataset here: that cost a full listing per dataset and memory for every name in it.
+  bool overwrite = run.entry.remote_hint;
   BeginResult begun;
   for (int flips = 0;; ++flips) {
     if (progress_) progress_->OnPhase(run.entry.id, overwrite ? "reupload presign" : "presign");
@@ -98,7 +74,7 @@ Status Uploader::BeginSession(Run& run) {
       begun = std::move(r).value();
       return Status::Ok();
     });
-    // The listing was stale: the file exists after all (409), or is gone (404).
+    // The hint was wrong (or stale): the file exists after all (409), or is gone (404).
     if (flips == 0 && ((!overwrite && st.code() == Code::kAlreadyExists) || (overwrite && st.code() == Code::kNotFound))) {
       overwrite = !overwrite;
       continue;
@@ -470,7 +446,6 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
       continue;
     }
     out.remote_sha256 = job.sha256.empty() ? run.entry.sha256 : job.sha256;
-    Remember(run.dataset_id, run.entry.name);
     if (progress_) progress_->OnPhase(run.entry.id, "confirmed");
     std::string job_id = run.entry.session->job_id;
     st = journal_.RecordConfirmed(run.entry.id, out.remote_sha256, job.version,

@@ -94,8 +94,6 @@ class Uploader {
   StatusOr<PartTarget> TargetOf(Run& run, uint32_t n, uint64_t* generation);
   void ForgetTarget(Run& run, uint32_t n);
   Status Follow(Run& run, JobState* final_state);
-  StatusOr<bool> ExistsOnPlatform(const std::string& dataset_id, const std::string& name);
-  void Remember(const std::string& dataset_id, const std::string& name);
 
   Dialect& dialect_;
   cache::Journal& journal_;
@@ -104,9 +102,6 @@ class Uploader {
   std::atomic<bool> cancelled_{false};
   FirstLookDelay single_look_{std::chrono::milliseconds(50)};
   FirstLookDelay multipart_look_{std::chrono::milliseconds(50)};
-
-  std::mutex names_mu_;
-  std::map<std::string, std::set<std::string>> names_;  // GUARDED_BY(names_mu_): dataset -> files
 };
 
 }  // namespace ingestfs::upload

@@ -33,15 +33,6 @@ using Clock = std::chrono::steady_clock;
 
 double Ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 
-long StatusKiB(pid_t pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::string(field).size()));
-  }
-  return -1;
-}
-
 bool Fill(server::MetaStore& store, const std::string& dataset_id, int64_t from, int64_t to) {
   for (int64_t i = from; i < to; ++i) {
     char name[64];
@@ -127,7 +118,7 @@ int main(int argc, char** argv) {
     if (seen != level) return std::fprintf(stderr, "walk saw %lld files, not %lld\n", (long long)seen, (long long)level), 1;
     double deep = PageMs(api, big_id, level - 1000 - 17, &items);
     double small = PageMs(api, small_id, 0, &items);
-    long rss = StatusKiB(server.pid(), "VmRSS:"), hwm = StatusKiB(server.pid(), "VmHWM:");
+    long rss = ProcStatusKiB(server.pid(), "VmRSS:"), hwm = ProcStatusKiB(server.pid(), "VmHWM:");
     std::printf("%10lld %10.1f %10.1f %10.1f %10.1f %12.2f %12.2f %12.2f %12.2f\n", static_cast<long long>(level),
                 fill_s, Ms(t0, t1), rss / 1024.0, hwm / 1024.0, first, walk_total / static_cast<double>(pages), deep,
                 small);

@@ -9,20 +9,12 @@
 
 #include "common/json.h"
 #include "tests/support/http.h"
+#include "tests/support/process.h"
 
 using namespace ingestfs;
 using namespace ingestfs::testing;
 
 namespace {
-
-long PeakRssKiB(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
 
 bool Run(const char* label, const std::string& file, uint64_t size, const std::vector<std::string>& server_args) {
   ServerProcess server({server_args, "", 0});
@@ -32,7 +24,7 @@ bool Run(const char* label, const std::string& file, uint64_t size, const std::v
   }
   Api api(server.api(), ServerProcess::kToken);
   std::string ds = api.CreateDataset("bench");
-  long rss_before = PeakRssKiB(server.pid());
+  long rss_before = ProcStatusKiB(server.pid(), "VmHWM:");
   auto t0 = std::chrono::steady_clock::now();
   HttpResult p = api.Presign(ds, "big.bin", size);
   auto doc = json::Parse(p.body, "presign");
@@ -67,7 +59,7 @@ bool Run(const char* label, const std::string& file, uint64_t size, const std::v
   bool exact = json::GetString(job, "sha256").ok() && *json::GetString(job, "sha256") == FileSha256Hex(file);
   double sent = std::chrono::duration<double>(t_sent - t0).count();
   double total = std::chrono::duration<double>(t_done - t0).count();
-  long rss = PeakRssKiB(server.pid());
+  long rss = ProcStatusKiB(server.pid(), "VmHWM:");
   std::printf("%-22s %6.0f MiB  %3zu request(s)  send %6.2f s (%6.1f MiB/s)  confirmed %6.2f s  "
               "server peak RSS %6.1f MiB (at start %5.1f MiB, %.4f of the file)  %s%s\n",
               label, size / 1048576.0, static_cast<size_t>(urls.Size()), sent, size / 1048576.0 / sent, total,

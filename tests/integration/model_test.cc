@@ -1,5 +1,7 @@
 // Model-based random operations on a real mount (settle=0, so that every operation races the
-// uploads), with kill -9 of the daemon, remounts and restarts of the platform among them, checked
+// uploads), with kill -9 of the daemon, remounts, restarts of the platform and the kernel
+// dropping its cached entries (so that confirmed files go to listing entries and come back)
+// among them, checked
 // against a small reference model of what a user may rely on:
 //   - the mount shows every file the model has, byte for byte, and nothing else;
 //   - after `ingestfs wait`, the platform holds every surviving file byte-exact;
@@ -196,6 +198,15 @@ class ModelTest : public MountTest {
     if (!ok) Violation("an open unlinked file did not keep its bytes");
     gone_.insert(name);
   }
+  // The kernel drops every cached entry it can (as under memory pressure): the mount gets a
+  // FORGET for each, and confirmed files leave only listing entries, made into nodes again when
+  // the next operation looks them up. Needs root; otherwise the kernel's own reclaim is all.
+  void ForgetAll() {
+    Log("forget all (drop_caches)");
+    std::ofstream drop("/proc/sys/vm/drop_caches");
+    if (drop) drop << "2\n";
+  }
+
   void Read() {
     std::string name = Existing();
     if (name.empty()) return;
@@ -349,7 +360,8 @@ class ModelTest : public MountTest {
       else if (r < 59) Unlink();
       else if (r < 71) Rename();
       else if (r < 74) OpenUnlinkWrite();
-      else if (r < 84) Read();
+      else if (r < 81) Read();
+      else if (r < 84) ForgetAll();
       else if (r < 89) BeginHeldWrite();
       else if (r < 94) EndHeldWrite();
       else if (r < 97) KillAndRemount();

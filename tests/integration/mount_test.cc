@@ -221,6 +221,61 @@ TEST_F(MountTest, PlatformFilesCannotBeDeletedOrMovedLocalOnesCanBeCancelled) {
   EXPECT_NE(log.find("refused"), std::string::npos) << "each refusal is logged";
 }
 
+// A gateway's memory stays flat in files written: once confirmed and closed, a file's node goes
+// (the kernel is told to drop its entry, and forgets it) and only its listing entry stays. The
+// files are then still listed, read byte for byte, refused for rm and mv, and a folder holding
+// only such entries is not empty.
+TEST_F(MountTest, ConfirmedFilesLeaveOnlyAListingEntryAndStayWhole) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir -p " + Q(tmp_ / "src/plate")), 0);
+  constexpr int kFiles = 300;
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < kFiles; ++i) {
+    std::string name = "plate/img-" + std::to_string(i) + ".tif";
+    WriteRandomFile(tmp_ / ("src/" + name), 1000 + static_cast<uint64_t>(i), 700 + i);
+    want[name] = FileSha256Hex(tmp_ / ("src/" + name));
+  }
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "gw") + " && cp -r " + Q(tmp_ / "src/plate") + " " + Q(*m / "gw/")), 0);
+  CmdResult w = Ingestfs("wait " + Q(m->path()) + " --timeout 120");
+  ASSERT_EQ(w.code, 0) << w.out;
+  ASSERT_TRUE(WaitArrived("gw", want, std::chrono::seconds(30)));
+  auto counts = [&] {
+    auto doc = json::Parse(Ingestfs("status --json " + Q(m->path())).out, "status");
+    if (!doc.ok() || !doc->IsObject() || !doc->HasMember("memory")) return std::pair<int64_t, int64_t>{-1, -1};
+    return std::pair<int64_t, int64_t>{(*doc)["memory"]["nodes"].GetInt64(), (*doc)["memory"]["listing_entries"].GetInt64()};
+  };
+  std::pair<int64_t, int64_t> c;
+  for (int i = 0; i < 100; ++i) {
+    c = counts();
+    ASSERT_GE(c.first, 0) << "the status shows memory.nodes";
+    if (c.first < 50) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_LT(c.first, 50) << "nodes left after " << kFiles << " confirmed files";
+  EXPECT_GE(c.second, kFiles - 50) << "their listing entries";
+  // Looked up again, a file has its upload's status back (and its kept copy to read from).
+  EXPECT_EQ(Xattr(*m / "gw/plate/img-3.tif", "user.ingestfs.state"), "completed");
+  EXPECT_FALSE(Xattr(*m / "gw/plate/img-3.tif", "user.ingestfs.job_id").empty());
+  // Everything is still there, whole.
+  EXPECT_NE(::rmdir((*m / "gw/plate").c_str()), 0);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  std::set<std::string> seen;
+  for (const auto& e : std::filesystem::directory_iterator(*m / "gw/plate")) seen.insert(e.path().filename().string());
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kFiles));
+  for (const auto& [name, sha] : want) EXPECT_EQ(FileSha256Hex(*m / ("gw/" + name)), sha) << name;
+  EXPECT_NE(::unlink((*m / "gw/plate/img-7.tif").c_str()), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_NE(::rename((*m / "gw/plate/img-8.tif").c_str(), (*m / "gw/plate/moved.tif").c_str()), 0);
+  EXPECT_EQ(errno, EXDEV);
+  // Written again: a new version over a shelved file goes up as an overwrite and lands.
+  WriteRandomFile(tmp_ / "again.tif", 5000, 99);
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "again.tif") + " " + Q(*m / "gw/plate/img-9.tif")), 0);
+  want["plate/img-9.tif"] = FileSha256Hex(tmp_ / "again.tif");
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 120").code, 0);
+  EXPECT_TRUE(WaitArrived("gw", want, std::chrono::seconds(30)));
+  EXPECT_EQ(FileSha256Hex(*m / "gw/plate/img-9.tif"), want["plate/img-9.tif"]);
+}
+
 TEST_F(MountTest, XattrsFollowAnUploadAndShowFailures) {
   Serve({"--max-bytes-per-sec", "8MiB", "--readonly-token", "viewer"});
   auto m = Mount();

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -168,6 +169,16 @@ void WriteRandomFile(const std::string& path, uint64_t size, uint64_t seed) {
 
 std::string SourceDir() { return INGESTFS_SOURCE_DIR; }
 std::string BinDir() { return INGESTFS_BIN_DIR; }
+
+long ProcStatusKiB(pid_t pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  std::string want = field;
+  while (std::getline(in, line)) {
+    if (line.rfind(want, 0) == 0) return std::stol(line.substr(want.size()));
+  }
+  return -1;
+}
 
 uint64_t SizeMibArg(int argc, char** argv, uint64_t dflt, const char* usage) {
   if (argc < 2) return dflt;

@@ -63,6 +63,8 @@ std::string FileSha256Hex(const std::string& path);
 void WriteRandomFile(const std::string& path, uint64_t size, uint64_t seed);
 std::string SourceDir();
 std::string BinDir();
+// A field of /proc/PID/status in KiB ("VmRSS:", "VmHWM:"); -1 when it cannot be read.
+long ProcStatusKiB(pid_t pid, const char* field);
 
 // A benchmark's one optional argument, a size in MiB: `dflt` when absent. --help prints `usage`
 // and exits 0; anything but a positive whole number exits 2 with a message naming it.

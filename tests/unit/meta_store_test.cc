@@ -7,6 +7,8 @@
 #include <set>
 #include <thread>
 #include <fstream>
+#include <memory>
+#include <optional>
 
 #include "common/file_util.h"
 #include "common/record_log.h"
@@ -135,15 +137,26 @@ TEST(MetaStore, ALogAlreadyMigratedIsNotReplayedAgain) {
   EXPECT_FALSE(PathExists(log));
 }
 
+// A store with one dataset, "d".
+class MetaStoreWithDataset : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto opened = MetaStore::Open(dir_.path(), nullptr);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    owned_ = std::move(opened).value();
+    auto made = owned_->CreateDataset("d");
+    ASSERT_TRUE(made.ok());
+    ds = std::move(made).value();
+  }
+  TempDir dir_;
+  std::unique_ptr<MetaStore> owned_;
+  std::optional<Dataset> ds;
+};
+
 // Walking a dataset page by page gives every name once, in order, also when names come in the
 // middle of the walk (the page after them is read by offset again, as the API says).
-TEST(MetaStore, PagesFollowOneAnotherByNameAndByOffset) {
-  TempDir dir;
-  auto opened = MetaStore::Open(dir.path(), nullptr);
-  ASSERT_TRUE(opened.ok());
-  MetaStore& store = **opened;
-  auto ds = store.CreateDataset("d");
-  ASSERT_TRUE(ds.ok());
+TEST_F(MetaStoreWithDataset, PagesFollowOneAnotherByNameAndByOffset) {
+  MetaStore& store = *owned_;
   auto add = [&](const std::string& name) {
     Job job;
     job.job_id = "j-" + name;
@@ -225,13 +238,8 @@ TEST(MetaStore, ATransitionNotMadeDurableIsWrittenButNotSynced) {
 
 // Changes and reads from many threads at once (the server's worker pool): every change lands,
 // in one order of accepted uploads, and no read fails meanwhile.
-TEST(MetaStore, ConcurrentChangesAndReadsAllLand) {
-  TempDir dir;
-  auto opened = MetaStore::Open(dir.path(), nullptr);
-  ASSERT_TRUE(opened.ok());
-  MetaStore& store = **opened;
-  auto ds = store.CreateDataset("d");
-  ASSERT_TRUE(ds.ok());
+TEST_F(MetaStoreWithDataset, ConcurrentChangesAndReadsAllLand) {
+  MetaStore& store = *owned_;
   constexpr int kThreads = 8, kEach = 40;
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};

@@ -81,6 +81,7 @@ class FakeDialect : public Dialect {
     return Status(Code::kNotFound, "not in this fake");
   }
   StatusOr<std::vector<RemoteFile>> ListFiles(const std::string&) override {
+    ++list_calls;
     std::vector<RemoteFile> out;
     for (const auto& n : listed) {
       RemoteFile f;
@@ -156,6 +157,7 @@ class FakeDialect : public Dialect {
   }
 
   std::set<std::string> listed, exists;
+  int list_calls = 0;
   std::set<std::string> stuck_jobs;  // jobs whose status never leaves awaiting_upload
   bool on_demand = false;  // sbg's shape: each part's target asked for when it is sent
   std::vector<long> success_codes = {200};
@@ -181,10 +183,11 @@ class UploaderTest : public ::testing::Test {
     opts_.retry.give_up_after = std::chrono::seconds(5);
     opts_.poll_initial = std::chrono::milliseconds(1);
   }
-  std::string Add(const std::string& name = "a/b.bin") {
+  std::string Add(const std::string& name = "a/b.bin", bool remote_hint = false) {
     cache::Entry meta;
     meta.dataset = "ds";
     meta.name = name;
+    meta.remote_hint = remote_hint;
     return journal_->AddCopy(tmp_ / "src", meta)->id;
   }
   UploadOutcome Run(const std::string& id) {
@@ -200,29 +203,42 @@ class UploaderTest : public ::testing::Test {
   UploaderOptions opts_;
 };
 
-TEST_F(UploaderTest, ListingDecidesNewVsReupload) {
+// What the mount knew when the version began (the entry's hint) decides new vs reupload; the
+// uploader lists nothing (a listing per dataset, and every name kept in memory, are gone).
+TEST_F(UploaderTest, TheEntrysHintDecidesNewVsReuploadWithoutAListing) {
+  dialect_.listed = {"a/b.bin"};  // what a listing would say: never asked
+  dialect_.exists = {};
   UploadOutcome out = Run(Add());
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"new"}));
-  dialect_.listed = dialect_.exists = {"a/b.bin"};
+  dialect_.exists = {"a/b.bin"};
   UploaderTest::dialect_.begins.clear();
-  EXPECT_TRUE(Run(Add()).status.ok());
+  EXPECT_TRUE(Run(Add("a/b.bin", true)).status.ok());
   EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"reupload"}));
   EXPECT_TRUE(journal_->Unfinished().empty());
+  EXPECT_EQ(dialect_.list_calls, 0);
 }
 
-TEST_F(UploaderTest, StaleListingConflictFallsBackToReupload) {
-  dialect_.exists = {"a/b.bin"};  // exists, but the listing does not show it yet
+TEST_F(UploaderTest, AStaleHintConflictFallsBackToReupload) {
+  dialect_.exists = {"a/b.bin"};  // someone else made it after the mount last looked
   UploadOutcome out = Run(Add());
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"new", "reupload"}));
 }
 
-TEST_F(UploaderTest, StaleListingNotFoundFallsBackToNew) {
-  dialect_.listed = {"a/b.bin"};  // listed, but gone by the time we presign
-  UploadOutcome out = Run(Add());
+TEST_F(UploaderTest, AStaleHintNotFoundFallsBackToNew) {
+  UploadOutcome out = Run(Add("a/b.bin", true));  // the mount saw it, but it is gone by the presign
   ASSERT_TRUE(out.status.ok()) << out.status.ToString();
   EXPECT_EQ(dialect_.begins, (std::vector<std::string>{"reupload", "new"}));
+}
+
+TEST_F(UploaderTest, TheHintSurvivesAReplayOfTheJournal) {
+  std::string id = Add("a/b.bin", true);
+  journal_.reset();
+  auto reopened = cache::Journal::Open(tmp_ / "cache", nullptr);
+  ASSERT_TRUE(reopened.ok());
+  journal_ = std::move(reopened).value();
+  EXPECT_TRUE(journal_->Get(id)->remote_hint);
 }
 
 TEST_F(UploaderTest, PerPartTargetsAreAskedForAgainOnceExpired) {

@@ -1,6 +1,6 @@
-#include "server/sqlite.h"
+#include "common/sqlite.h"
 
-namespace ingestfs::server::sql {
+namespace ingestfs::sql {
 
 StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool create) {
   sqlite3* db = nullptr;
@@ -103,4 +103,4 @@ std::string Query::Text(int column) const {
   return std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
 }
 
-}  // namespace ingestfs::server::sql
+}  // namespace ingestfs::sql

@@ -1,4 +1,4 @@
-// A thin RAII layer over Debian's libsqlite3 for the reference server's catalogue: one
+// A thin RAII layer over Debian's libsqlite3 (the server's catalogue, the mount's mtimes): one
 // connection (Db) with its prepared statements cached by their SQL text, and a Query that binds,
 // steps and reads one use of a statement and resets it when it ends (or when Run() is done).
 // A Query must end (or have Run()) before its connection is let go to another thread.
@@ -17,7 +17,7 @@
 
 #include "common/status.h"
 
-namespace ingestfs::server::sql {
+namespace ingestfs::sql {
 
 class Query;
 
@@ -76,4 +76,4 @@ class Query {
   Status status_;
 };
 
-}  // namespace ingestfs::server::sql
+}  // namespace ingestfs::sql
