@@ -2,6 +2,8 @@
 
 #include "fs/ingest_fs.h"
 
+#include <malloc.h>
+
 #include <map>
 #include <string>
 
@@ -54,6 +56,11 @@ std::string IngestFs::StatusJson() {
       w.StartObject();
       json::KeyInt(w, "nodes", static_cast<int64_t>(nodes));
       json::KeyInt(w, "listing_entries", static_cast<int64_t>(listed));
+      // What the allocator hands out now, and what it holds from the system for it (the gap is
+      // free memory it keeps: fragmentation, per-thread arenas).
+      struct mallinfo2 mi = mallinfo2();
+      json::KeyInt(w, "heap_in_use_bytes", static_cast<int64_t>(mi.uordblks + mi.hblkhd));
+      json::KeyInt(w, "heap_held_bytes", static_cast<int64_t>(mi.arena + mi.hblkhd));
       w.EndObject();
     }
     if (space_ != nullptr) {
