@@ -145,11 +145,6 @@ class IngestFs {
   // A file was confirmed by the platform (called by the scheduler's workers).
   void OnConfirmed(const cache::Entry& entry, const upload::UploadOutcome& outcome);
   bool IsTemporaryName(const std::string& base) const;
-  // A confirmed file that no descriptor holds: the kernel may drop its cached entry, so that its
-  // node can go (set by the FUSE adapter, which tells the kernel from another thread).
-  void SetForgetHint(std::function<void(uint64_t parent, const std::string& name)> hint) {
-    forget_hint_ = std::move(hint);
-  }
   // A directory snapshot (opendir) was let go: nodes made for it that the kernel never took are
   // shelved again.
   void DirDone(const std::vector<DirEntry>& entries);
@@ -352,7 +347,6 @@ class IngestFs {
   cache::MtimeStore* mtimes_;
   upload::Scheduler* scheduler_ = nullptr;
   cache::CacheSpace* space_ = nullptr;
-  std::function<void(uint64_t, const std::string&)> forget_hint_;
 
   // The version lock of `ino` (a copy, so that it outlives the node if need be).
   std::shared_ptr<std::mutex> VersionMutex(uint64_t ino);

@@ -446,8 +446,6 @@ int RunMountCommand(int argc, char** argv) {
 
   fuse_session* se = fuse_session_new(&args, FuseOps(), sizeof(fuse_lowlevel_ops), &fs);
   if (se == nullptr) return Fail("the FUSE options were not accepted");
-  KernelForget forget(se);
-  fs.SetForgetHint([&forget](uint64_t parent, const std::string& name) { forget.Add(parent, name); });
   int rc = 1;
   if (fuse_set_signal_handlers(se) == 0) {
     if (fuse_session_mount(se, cmd.mountpoint) == 0) {
@@ -455,7 +453,6 @@ int RunMountCommand(int argc, char** argv) {
       if (fuse_daemonize(cmd.foreground) == 0) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
         (*journal)->RecordPid();  // the daemon's pid, not its parent's: unmount waits for it
-        forget.Start();
         scheduler.Start();
         (*journal)->MakeSparesAhead(kSparesAhead);
         ControlServer control(cfg.control_socket, [&](const std::string& req) {
@@ -471,7 +468,6 @@ int RunMountCommand(int argc, char** argv) {
         rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
         fuse_loop_cfg_destroy(loop);
         scheduler.Stop();
-        forget.Stop();
         size_t left = (*journal)->Unfinished().size();
         if (left > 0) LOG_INFO("unmounted; %zu upload(s) stay in the journal for the next mount", left);
       }

@@ -50,9 +50,10 @@ void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcom
   n->entry_id.clear();
   n->read_path = outcome.kept_path;
   if (mtimes_ != nullptr) mtimes_->Put(entry.dataset, entry.name, n->remote_tag, n->mtime);
-  // The file is the platform's now: when nothing holds it, the kernel is told it may drop its
-  // entry, and the node goes onto its folder's shelf once it is forgotten.
-  if (n->open_handles == 0 && n->writers == 0 && forget_hint_) forget_hint_(n->parent, n->name);
+  // The file is the platform's now: once the kernel forgets it (its own reclaim), the node goes
+  // onto its folder's shelf. (Telling the kernel to drop the entry, notify_inval_entry, was tried:
+  // a daemon killed while such a call waited for the folder's lock, held by a request it would
+  // never answer, could not exit, and the mount hung.)
   MaybeFree(n);
 }
 
