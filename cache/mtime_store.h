@@ -6,9 +6,10 @@
 // File: CACHE_DIR/mtimes.db, SQLite (WAL, synchronous=NORMAL: a commit is not synced on its own,
 // a checkpoint is), one row per (dataset, name). It lives on disk, not in memory: a mount that
 // uploads a million files keeps a small page cache of it, not a million entries. It is a hint:
-// a lost update only means a file shows the platform's time; a file that is not a database is set
-// aside (mtimes.db.damaged) and started afresh, and failures after the open are logged once. A CACHE_DIR/mtimes.log of earlier versions is
-// moved in at the first open and renamed to mtimes.log.migrated.
+// a lost update only means a file shows the platform's time; a file that is not a database is
+// set aside (mtimes.db.damaged) and started afresh, and failures after the open are logged once.
+// A CACHE_DIR/mtimes.log of earlier versions is moved in at the first open and renamed to
+// mtimes.log.migrated.
 // Thread safety: all methods are thread-safe.
 #pragma once
 

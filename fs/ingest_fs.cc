@@ -1,13 +1,12 @@
 #include "fs/ingest_fs.h"
 
-#include <algorithm>
-
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -317,9 +316,7 @@ StatusOr<std::vector<DirEntry>> IngestFs::ReadDir(uint64_t ino) {
   out.push_back({"..", n->parent, true});
   // Shelved files get their node back for the snapshot (DirDone shelves the ones the kernel
   // did not take).
-  std::vector<std::string> shelved;
-  for (const auto& [name, entry] : n->shelf) shelved.push_back(name);
-  for (const std::string& name : shelved) (void)Child(n, name);
+  while (!n->shelf.empty()) (void)Child(n, std::string(n->shelf.begin()->first));
   for (const auto& [name, child] : n->children) {
     Node* c = Find(child);
     if (c != nullptr) out.push_back({name, c->ino, c->is_dir});

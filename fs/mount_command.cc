@@ -129,8 +129,8 @@ struct RawOptions {
   // fuse_opt_parse strdup()s each "%s" value into its field; they are ours to free.
   ~RawOptions() {
     for (char* p : {token_file, cache_dir, dialect, settle, parallel, uid, gid, umask, ignore, listing_ttl,
-                    listing_timeout, listing_cache, bwlimit, post_limit, cache_max, cache_min_free, cache_wait, retry_max,
-                    bad_answers, stale_after, job_timeout, cache_writes}) {
+                    listing_timeout, listing_cache, bwlimit, post_limit, cache_max, cache_min_free, cache_wait,
+                    retry_max, bad_answers, stale_after, job_timeout, cache_writes}) {
       std::free(p);
     }
   }
