@@ -143,6 +143,10 @@ inline void KeyInt(Writer& w, std::string_view k, int64_t v) {
   Key(w, k);
   w.Int64(v);
 }
+inline void KeyBool(Writer& w, std::string_view k, bool v) {
+  Key(w, k);
+  w.Bool(v);
+}
 inline std::string Done(const rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
 
 // Runs `fill` on a fresh writer and returns the text: json::Build([&](json::Writer& w) {...}).

@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <vector>
@@ -415,6 +418,94 @@ const fuse_lowlevel_ops* FuseOps() {
     return o;
   }();
   return &ops;
+}
+
+void KernelPrune::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = false;
+  if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+}
+
+void KernelPrune::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    queue_.clear();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void KernelPrune::Add(uint64_t ino) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || !supported_ || queue_.size() >= kMaxQueued) return;
+    queue_.push_back(ino);
+  }
+  cv_.notify_one();
+}
+
+uint64_t KernelPrune::asked() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return asked_;
+}
+
+bool KernelPrune::supported() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return supported_;
+}
+
+namespace {
+// The notification as the kernel reads it (include/uapi/linux/fuse.h, protocol 7.45): the
+// header (unique 0, the code in `error`), the count, then the node ids. Debian's headers of
+// libfuse 3.14 predate it.
+constexpr int32_t kFuseNotifyPrune = 9;
+struct OutHeader {
+  uint32_t len;
+  int32_t error;
+  uint64_t unique;
+};
+struct PruneOut {
+  uint32_t count;
+  uint32_t padding;
+  uint64_t spare;
+};
+}  // namespace
+
+void KernelPrune::Loop() {
+  std::vector<uint64_t> batch;
+  std::vector<char> msg;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      size_t n = std::min(queue_.size(), kBatch);
+      batch.assign(queue_.end() - static_cast<std::ptrdiff_t>(n), queue_.end());
+      queue_.resize(queue_.size() - n);
+      asked_ += n;
+    }
+    OutHeader head{};
+    PruneOut out{};
+    out.count = static_cast<uint32_t>(batch.size());
+    head.len = static_cast<uint32_t>(sizeof(head) + sizeof(out) + batch.size() * sizeof(uint64_t));
+    head.error = kFuseNotifyPrune;
+    head.unique = 0;
+    msg.resize(head.len);
+    std::memcpy(msg.data(), &head, sizeof(head));
+    std::memcpy(msg.data() + sizeof(head), &out, sizeof(out));
+    std::memcpy(msg.data() + sizeof(head) + sizeof(out), batch.data(), batch.size() * sizeof(uint64_t));
+    ssize_t w = ::write(fuse_session_fd(se_), msg.data(), msg.size());
+    if (w < 0 && (errno == EINVAL || errno == ENOSYS)) {
+      LOG_INFO("the kernel does not take prune notifications (Linux 6.18 does): confirmed files leave memory "
+               "on its own reclaim only");
+      std::lock_guard<std::mutex> lock(mu_);
+      supported_ = false;
+      queue_.clear();
+      return;
+    }
+    // ENOENT and the like: nothing to drop (the mount is going away, or the inode is gone).
+  }
 }
 
 }  // namespace ingestfs::fs

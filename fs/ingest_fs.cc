@@ -192,15 +192,29 @@ void IngestFs::Detach(Node* n) {
   n->unlinked = true;
 }
 
-void IngestFs::MaybeFree(Node* n) {
-  if (n->nlookup != 0 || n->open_handles != 0 || n->ino == kRootIno) return;
+void IngestFs::SetPruneHint(std::function<void(uint64_t ino)> hint,
+                            std::function<std::pair<bool, uint64_t>()> state) {
+  std::lock_guard<std::mutex> lock(mu_);
+  prune_hint_ = std::move(hint);
+  prune_state_ = std::move(state);
+}
+
+void IngestFs::MaybeFree(Node* n, bool ask_kernel) {
+  if (n->open_handles != 0 || n->ino == kRootIno) return;
   if (n->unlinked) {
-    nodes_.erase(n->ino);
+    if (n->nlookup == 0) nodes_.erase(n->ino);
     return;
   }
   // A platform file nothing holds: only its listing entry stays.
   if (n->is_dir || n->special != Special::kNone || !n->remote || !n->entry_id.empty() || n->writers > 0 ||
       n->closing || !n->write_failed.empty()) {
+    return;
+  }
+  if (n->nlookup != 0) {
+    // Only the kernel's cache holds it: it is asked to let go (the FORGET brings us back here),
+    // at once for a file just confirmed, else only once many nodes are kept (what the kernel
+    // caches of files in use, and of a few thousand more, stays fast).
+    if (prune_hint_ && (ask_kernel || nodes_.size() > kNodesKernelKeeps)) prune_hint_(n->ino);
     return;
   }
   Node* parent = Find(n->parent);

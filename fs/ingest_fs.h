@@ -145,6 +145,10 @@ class IngestFs {
   // A file was confirmed by the platform (called by the scheduler's workers).
   void OnConfirmed(const cache::Entry& entry, const upload::UploadOutcome& outcome);
   bool IsTemporaryName(const std::string& base) const;
+  // A platform file that only the kernel's cache holds: the kernel may be asked to drop it, so
+  // that its node can go (set by the FUSE adapter, which asks from a thread of its own).
+  // `state` tells the status whether the kernel takes them and how many were asked.
+  void SetPruneHint(std::function<void(uint64_t ino)> hint, std::function<std::pair<bool, uint64_t>()> state);
   // A directory snapshot (opendir) was let go: nodes made for it that the kernel never took are
   // shelved again.
   void DirDone(const std::vector<DirEntry>& entries);
@@ -288,8 +292,11 @@ class IngestFs {
   // The file holding a node's local version: its data_path, or where confirmation moved it.
   std::string LocalVersionPath(const Node& n) const;              // REQUIRES: mu_
   // Frees a node nothing refers to any more: an unlinked one, or a platform file nothing holds,
-  // which goes onto its folder's shelf (then the listing cache's bound is kept). REQUIRES: mu_
-  void MaybeFree(Node* n);
+  // which goes onto its folder's shelf (then the listing cache's bound is kept). A platform file
+  // that only the kernel's cache holds is handed to the prune hint when `ask_kernel` or when more
+  // than kNodesKernelKeeps nodes are kept. REQUIRES: mu_
+  void MaybeFree(Node* n, bool ask_kernel = false);
+  static constexpr size_t kNodesKernelKeeps = 4096;
   // Keeps the shelved entries of all folders within cfg_.listing_cache_max: the datasets listed
   // longest ago lose theirs and are listed again when next needed. REQUIRES: mu_
   void BoundShelves(const Node* keep);
@@ -347,6 +354,8 @@ class IngestFs {
   cache::MtimeStore* mtimes_;
   upload::Scheduler* scheduler_ = nullptr;
   cache::CacheSpace* space_ = nullptr;
+  std::function<void(uint64_t)> prune_hint_;                   // GUARDED_BY(mu_)
+  std::function<std::pair<bool, uint64_t>()> prune_state_;      // GUARDED_BY(mu_)
 
   // The version lock of `ino` (a copy, so that it outlives the node if need be).
   std::shared_ptr<std::mutex> VersionMutex(uint64_t ino);

@@ -446,6 +446,9 @@ int RunMountCommand(int argc, char** argv) {
 
   fuse_session* se = fuse_session_new(&args, FuseOps(), sizeof(fuse_lowlevel_ops), &fs);
   if (se == nullptr) return Fail("the FUSE options were not accepted");
+  KernelPrune prune(se);
+  fs.SetPruneHint([&prune](uint64_t ino) { prune.Add(ino); },
+                  [&prune] { return std::make_pair(prune.supported(), prune.asked()); });
   int rc = 1;
   if (fuse_set_signal_handlers(se) == 0) {
     if (fuse_session_mount(se, cmd.mountpoint) == 0) {
@@ -453,6 +456,7 @@ int RunMountCommand(int argc, char** argv) {
       if (fuse_daemonize(cmd.foreground) == 0) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
         (*journal)->RecordPid();  // the daemon's pid, not its parent's: unmount waits for it
+        prune.Start();
         scheduler.Start();
         (*journal)->MakeSparesAhead(kSparesAhead);
         ControlServer control(cfg.control_socket, [&](const std::string& req) {
@@ -468,6 +472,8 @@ int RunMountCommand(int argc, char** argv) {
         rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
         fuse_loop_cfg_destroy(loop);
         scheduler.Stop();
+        prune.Stop();
+        fs.SetPruneHint(nullptr, nullptr);
         size_t left = (*journal)->Unfinished().size();
         if (left > 0) LOG_INFO("unmounted; %zu upload(s) stay in the journal for the next mount", left);
       }

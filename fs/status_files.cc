@@ -4,7 +4,9 @@
 
 #include <malloc.h>
 
+#include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 
 #include "common/json.h"
@@ -56,6 +58,16 @@ std::string IngestFs::StatusJson() {
       w.StartObject();
       json::KeyInt(w, "nodes", static_cast<int64_t>(nodes));
       json::KeyInt(w, "listing_entries", static_cast<int64_t>(listed));
+      std::function<std::pair<bool, uint64_t>()> prune_state;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        prune_state = prune_state_;
+      }
+      if (prune_state) {  // the kernel asked to drop what only its cache holds (KernelPrune)
+        auto [taken, asked] = prune_state();
+        json::KeyBool(w, "kernel_prune", taken);
+        json::KeyInt(w, "kernel_prune_asked", static_cast<int64_t>(asked));
+      }
       // What the allocator hands out now, and what it holds from the system for it (the gap is
       // free memory it keeps: fragmentation, per-thread arenas).
       struct mallinfo2 mi = mallinfo2();

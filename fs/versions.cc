@@ -50,11 +50,11 @@ void IngestFs::OnConfirmed(const cache::Entry& entry, const upload::UploadOutcom
   n->entry_id.clear();
   n->read_path = outcome.kept_path;
   if (mtimes_ != nullptr) mtimes_->Put(entry.dataset, entry.name, n->remote_tag, n->mtime);
-  // The file is the platform's now: once the kernel forgets it (its own reclaim), the node goes
-  // onto its folder's shelf. (Telling the kernel to drop the entry, notify_inval_entry, was tried:
-  // a daemon killed while such a call waited for the folder's lock, held by a request it would
-  // never answer, could not exit, and the mount hung.)
-  MaybeFree(n);
+  // The file is the platform's now: the kernel is asked to forget it (a prune, which skips what
+  // is in use), and once it has, the node goes onto its folder's shelf. (An entry invalidation,
+  // notify_inval_entry, was tried first: a daemon killed while such a call waited for the
+  // folder's lock, held by a request it would never answer, could not exit, and the mount hung.)
+  MaybeFree(n, /*ask_kernel=*/true);
 }
 
 Status IngestFs::AcceptPartial(const std::string& path) {
