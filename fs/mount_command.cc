@@ -13,6 +13,7 @@
 
 #include "cache/journal.h"
 #include "common/file_util.h"
+#include "common/heap_trim.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/json.h"
@@ -416,6 +417,9 @@ int RunMountCommand(int argc, char** argv) {
   }
   auto mtimes = cache::MtimeStore::Open(cfg.cache_dir);
   if (!mtimes.ok()) std::cerr << "ingestfs: mtimes: " << mtimes.status().message() << " (kept only while mounted)\n";
+  // Two arenas: the daemon's threads (FUSE, uploads, HTTP) wait on disk and network far more
+  // than on each other, and every further arena keeps its own freed memory.
+  HeapTrimmer::LimitArenas(2);
   upload::InitHttp();
   upload::ClientPool pool;
   std::unique_ptr<upload::Dialect> dialect_owner = upload::MakeDialect(cfg.dialect, cfg.api, token, pool, dialect_opts);
@@ -439,8 +443,13 @@ int RunMountCommand(int argc, char** argv) {
   std::unique_ptr<upload::RateLimiter> limiter;
   if (bwlimit > 0) limiter = std::make_unique<upload::RateLimiter>(bwlimit);
   sched_opts.uploader.limiter = limiter.get();
+  // Memory freed as files are confirmed goes back to the system (RSS flat in files written).
+  HeapTrimmer trimmer(std::chrono::seconds(2));
   upload::Scheduler scheduler(dialect, **journal, sched_opts,
-                              [&fs](const cache::Entry& e, const upload::UploadOutcome& o) { fs.OnConfirmed(e, o); });
+                              [&fs, &trimmer](const cache::Entry& e, const upload::UploadOutcome& o) {
+                                fs.OnConfirmed(e, o);
+                                trimmer.Freed();
+                              });
   fs.AttachScheduler(&scheduler);
   fs.RestoreFromJournal();
 
@@ -457,6 +466,7 @@ int RunMountCommand(int argc, char** argv) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
         (*journal)->RecordPid();  // the daemon's pid, not its parent's: unmount waits for it
         prune.Start();
+        trimmer.Start();
         scheduler.Start();
         (*journal)->MakeSparesAhead(kSparesAhead);
         ControlServer control(cfg.control_socket, [&](const std::string& req) {
@@ -472,6 +482,7 @@ int RunMountCommand(int argc, char** argv) {
         rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
         fuse_loop_cfg_destroy(loop);
         scheduler.Stop();
+        trimmer.Stop();
         prune.Stop();
         fs.SetPruneHint(nullptr, nullptr);
         size_t left = (*journal)->Unfinished().size();

@@ -11,6 +11,7 @@
 #include "common/crypto.h"
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/heap_trim.h"
 #include "common/sync_group.h"
 #include "tests/support/process.h"
 #include "common/names.h"
@@ -200,6 +201,23 @@ TEST(SyncGroup, EveryCallerReturnsAfterASyncThatCoversItsWrite) {
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE((*d)->Sync().ok());
   EXPECT_FALSE(DurableDir::Open(dir / "missing").ok());
+}
+
+TEST(HeapTrimmer, TrimsAfterFreesAndOnceMoreThenRests) {
+  HeapTrimmer trimmer(std::chrono::milliseconds(20));
+  trimmer.Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  EXPECT_EQ(trimmer.trims(), 0u) << "an idle process does no work";
+  trimmer.Freed(1000);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (trimmer.trims() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(trimmer.trims(), 2u) << "one trim for the frees, one a period later";
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(trimmer.trims(), 2u) << "then it rests until something is freed again";
+  trimmer.Stop();
+  trimmer.Stop();  // twice is harmless
 }
 
 TEST(Time, AmzDateRoundTrip) {
