@@ -297,6 +297,10 @@ class IngestFs {
   // than kNodesKernelKeeps nodes are kept. REQUIRES: mu_
   void MaybeFree(Node* n, bool ask_kernel = false);
   static constexpr size_t kNodesKernelKeeps = 4096;
+  // Merges one file of dataset `ds`'s listing (`name`: the dataset's) into the tree: a node is
+  // updated, anything else is an entry on its folder's shelf. REQUIRES: mu_
+  void MergeListed(Node* ds, const std::string& name, const upload::RemoteFile& f);
+  static constexpr size_t kListingPage = 1000;  // listed files merged per taking of the lock
   // Keeps the shelved entries of all folders within cfg_.listing_cache_max: the datasets listed
   // longest ago lose theirs and are listed again when next needed. REQUIRES: mu_
   void BoundShelves(const Node* keep);

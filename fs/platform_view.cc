@@ -47,57 +47,73 @@ void IngestFs::RefreshDataset(uint64_t dataset_ino) {
     name = ds->name;
     ds->listing = true;
   }
-  auto files = dialect_.ListFiles(id);
+  // Merged a page at a time (under the lock, which FUSE requests take between pages): a large
+  // dataset's listing is never held whole, only its entries on the shelves.
+  std::vector<upload::RemoteFile> page;
+  auto merge = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (Node* ds = Find(dataset_ino)) {
+      for (const upload::RemoteFile& f : page) MergeListed(ds, name, f);
+    }
+    page.clear();
+  };
+  Status listed = dialect_.ForEachFile(id, [&](upload::RemoteFile&& f) {
+    page.push_back(std::move(f));
+    if (page.size() >= kListingPage) merge();
+  });
+  if (listed.ok()) merge();
   std::lock_guard<std::mutex> lock(mu_);
   Node* ds = Find(dataset_ino);
   if (ds == nullptr) return;
   ds->listing = false;
-  if (!files.ok()) {
-    LOG_WARN("listing dataset %s failed (showing what is known): %s", name.c_str(), files.status().message().c_str());
+  if (!listed.ok()) {
+    // The pages read before the failure are merged (they are the platform's); the rest waits.
+    LOG_WARN("listing dataset %s failed (showing what is known): %s", name.c_str(), listed.message().c_str());
     ds->listed_at = std::chrono::steady_clock::now() - cfg_.listing_ttl + std::chrono::seconds(5);
     return;
   }
   ds->listed_at = std::chrono::steady_clock::now();
-  for (const upload::RemoteFile& f : *files) {
-    // A file nothing holds is only a listing entry on its folder's shelf; a node is updated.
-    size_t slash = f.name.rfind('/');
-    Node* dir = slash == std::string::npos ? ds : EnsurePath(ds, f.name.substr(0, slash), true);
-    std::string base = slash == std::string::npos ? f.name : f.name.substr(slash + 1);
-    Node* n = nullptr;
-    if (dir != nullptr) {
-      auto held = dir->children.find(base);
-      if (held != dir->children.end()) n = Find(held->second);
-    }
-    if (dir == nullptr || (n != nullptr && n->is_dir)) {
-      LOG_WARN("dataset %s: %s clashes with a folder of the same name; left out", name.c_str(), f.name.c_str());
-      continue;
-    }
-    if (n == nullptr) {
-      auto [it, fresh] = dir->shelf.try_emplace(base);
-      Node::Shelved& e = it->second;
-      if (fresh) ++shelved_;
-      if (!fresh && e.tag == f.tag) continue;
-      std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.tag) : std::nullopt;
-      e.size = f.size;
-      e.tag = f.tag;
-      e.mtime = kept ? *kept : (f.mtime > 0 ? f.mtime : Now());
-      e.last_entry = 0;  // someone else's content now: not our upload's status or copy
-      continue;
-    }
-    bool changed = !n->remote || n->remote_tag != f.tag;
-    n->remote = true;
-    n->remote_size = f.size;
-    if (changed && n->entry_id.empty() && n->remote_tag != f.tag && !n->remote_tag.empty()) {
-      n->read_path.clear();  // someone else uploaded a new version: our copy is stale
-    }
-    n->remote_tag = f.tag;
-    if (n->entry_id.empty() && changed) {
-      std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.tag) : std::nullopt;
-      if (kept) n->mtime = *kept;  // the writer's time, for the content we uploaded
-      else if (n->mtime == 0) n->mtime = f.mtime > 0 ? f.mtime : Now();
-    }
-  }
   if (shelved_ > cfg_.listing_cache_max) BoundShelves(ds);
+}
+
+void IngestFs::MergeListed(Node* ds, const std::string& name, const upload::RemoteFile& f) {
+  // A file nothing holds is only a listing entry on its folder's shelf; a node is updated.
+  size_t slash = f.name.rfind('/');
+  Node* dir = slash == std::string::npos ? ds : EnsurePath(ds, f.name.substr(0, slash), true);
+  std::string base = slash == std::string::npos ? f.name : f.name.substr(slash + 1);
+  Node* n = nullptr;
+  if (dir != nullptr) {
+    auto held = dir->children.find(base);
+    if (held != dir->children.end()) n = Find(held->second);
+  }
+  if (dir == nullptr || (n != nullptr && n->is_dir)) {
+    LOG_WARN("dataset %s: %s clashes with a folder of the same name; left out", name.c_str(), f.name.c_str());
+    return;
+  }
+  if (n == nullptr) {
+    auto [it, fresh] = dir->shelf.try_emplace(base);
+    Node::Shelved& e = it->second;
+    if (fresh) ++shelved_;
+    if (!fresh && e.tag == f.tag) return;
+    std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.tag) : std::nullopt;
+    e.size = f.size;
+    e.tag = f.tag;
+    e.mtime = kept ? *kept : (f.mtime > 0 ? f.mtime : Now());
+    e.last_entry = 0;  // someone else's content now: not our upload's status or copy
+    return;
+  }
+  bool changed = !n->remote || n->remote_tag != f.tag;
+  n->remote = true;
+  n->remote_size = f.size;
+  if (changed && n->entry_id.empty() && n->remote_tag != f.tag && !n->remote_tag.empty()) {
+    n->read_path.clear();  // someone else uploaded a new version: our copy is stale
+  }
+  n->remote_tag = f.tag;
+  if (n->entry_id.empty() && changed) {
+    std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.tag) : std::nullopt;
+    if (kept) n->mtime = *kept;  // the writer's time, for the content we uploaded
+    else if (n->mtime == 0) n->mtime = f.mtime > 0 ? f.mtime : Now();
+  }
 }
 
 Status IngestFs::RefreshFor(uint64_t dir) {

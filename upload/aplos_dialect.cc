@@ -40,13 +40,12 @@ StatusOr<std::vector<DatasetInfo>> AplosDialect::ListDatasets() {
   return out;
 }
 
-StatusOr<std::vector<RemoteFile>> AplosDialect::ListFiles(const std::string& prefix) {
+Status AplosDialect::ForEachFile(const std::string& prefix, const std::function<void(RemoteFile&&)>& each) {
   std::string step = "listing the files under " + prefix + "/";
   ASSIGN_OR_RETURN(json::Document doc,
                    api_.CallJson("GET", "/nca-engine/files?prefix=" + UriEncode(prefix + "/", false), "", step));
   const json::Value* items = json::Find(doc, "items");
   if (items == nullptr || !items->IsArray()) return ApiClient::Malformed(step, Status(Code::kInvalidArgument, "no items"));
-  std::vector<RemoteFile> out;
   for (const auto& item : items->GetArray()) {
     auto full = json::GetString(item, "file_name", 4096);
     auto size = json::GetInt(item, "size");
@@ -54,9 +53,9 @@ StatusOr<std::vector<RemoteFile>> AplosDialect::ListFiles(const std::string& pre
     auto f = ApiClient::ListedFile(step, full->substr(prefix.size() + 1), *size, json::StringOr(item, "last_modified"));
     if (!f) continue;
     f->tag = ContentTag("", f->size);
-    out.push_back(std::move(*f));
+    each(std::move(*f));
   }
-  return out;
+  return Status::Ok();
 }
 
 StatusOr<uint64_t> AplosDialect::Download(const std::string& prefix, const std::string& name, uint64_t size, const std::string& dest) {

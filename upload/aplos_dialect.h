@@ -26,7 +26,7 @@ class AplosDialect : public Dialect {
   StatusOr<std::vector<DatasetInfo>> ListDatasets() override;
   StatusOr<uint64_t> Download(const std::string& prefix, const std::string& name, uint64_t size,
                               const std::string& dest) override;
-  StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& prefix) override;
+  Status ForEachFile(const std::string& prefix, const std::function<void(RemoteFile&&)>& each) override;
   uint64_t MaxFileSize() const override { return max_post_; }
   std::string ContentTag(const std::string&, uint64_t size) const override { return "size:" + std::to_string(size); }
 

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -90,8 +91,15 @@ class Dialect {
   // returns its size. A body of any other size is an error (ApiClient::DownloadTo).
   virtual StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, uint64_t size,
                                       const std::string& dest) = 0;
-  // Every file of a dataset (paged underneath).
-  virtual StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) = 0;
+  // Every file of a dataset (paged underneath), each handed to `each` as its page is read, so
+  // that a dataset of a million files is never held whole in memory.
+  virtual Status ForEachFile(const std::string& dataset_id, const std::function<void(RemoteFile&&)>& each) = 0;
+  // The same, collected (small listings, tests).
+  StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) {
+    std::vector<RemoteFile> out;
+    RETURN_IF_ERROR(ForEachFile(dataset_id, [&out](RemoteFile&& f) { out.push_back(std::move(f)); }));
+    return out;
+  }
 
   // The largest file one upload may carry on this platform (checked before presign, and by the
   // mount when a file is closed).

@@ -26,8 +26,7 @@ Status Bad(const std::string& what, const Status& st) { return ApiClient::Malfor
 IngestDialect::IngestDialect(std::string api, std::string token, ClientPool& pool, ApiLimits limits)
     : api_(std::move(api), "Authorization: Bearer " + token, pool, limits), datasets_(api_, "/datasets", "dataset") {}
 
-StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& dataset_id) {
-  std::vector<RemoteFile> out;
+Status IngestDialect::ForEachFile(const std::string& dataset_id, const std::function<void(RemoteFile&&)>& each) {
   std::string step = "listing the files of dataset " + dataset_id;
   RETURN_IF_ERROR(api_.ForEachItem("/datasets/" + UriEncode(dataset_id, false) + "/files", step, [&](const json::Value& item) {
     auto name = json::GetString(item, "filename", 4096);
@@ -38,9 +37,9 @@ StatusOr<std::vector<RemoteFile>> IngestDialect::ListFiles(const std::string& da
     f->sha256 = json::StringOr(item, "sha256");
     f->tag = f->sha256;
     f->version = json::IntOr(item, "version");
-    out.push_back(std::move(*f));
+    each(std::move(*f));
   }));
-  return out;
+  return Status::Ok();
 }
 
 StatusOr<uint64_t> IngestDialect::Download(const std::string& dataset_id, const std::string& name, uint64_t size,

@@ -20,7 +20,7 @@ class IngestDialect : public Dialect {
   const char* name() const override { return "ingest"; }
 
   StatusOr<std::string> EnsureDataset(const std::string& name) override { return datasets_.Ensure(name); }
-  StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& dataset_id) override;
+  Status ForEachFile(const std::string& dataset_id, const std::function<void(RemoteFile&&)>& each) override;
   StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return datasets_.List(); }
   StatusOr<uint64_t> Download(const std::string& dataset_id, const std::string& name, uint64_t size,
                               const std::string& dest) override;

@@ -21,8 +21,7 @@ SbgDialect::SbgDialect(std::string api, std::string token, ClientPool& pool, uin
     : api_(std::move(api), "X-SBG-Auth-Token: " + token, pool, limits), projects_(api_, "/projects", "project"),
       part_size_(part_size) {}
 
-StatusOr<std::vector<RemoteFile>> SbgDialect::ListFiles(const std::string& project_id) {
-  std::vector<RemoteFile> out;
+Status SbgDialect::ForEachFile(const std::string& project_id, const std::function<void(RemoteFile&&)>& each) {
   std::map<std::string, std::string> ids;
   std::string step = "listing the files of project " + project_id;
   RETURN_IF_ERROR(api_.ForEachItem("/files?project=" + UriEncode(project_id, false), step, [&](const json::Value& item) {
@@ -34,11 +33,11 @@ StatusOr<std::vector<RemoteFile>> SbgDialect::ListFiles(const std::string& proje
     if (!f) return;
     f->tag = ContentTag("", f->size);
     ids[f->name] = *id;
-    out.push_back(std::move(*f));
+    each(std::move(*f));
   }));
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [name, id] : ids) file_ids_[{project_id, name}] = id;
-  return out;
+  return Status::Ok();
 }
 
 StatusOr<uint64_t> SbgDialect::Download(const std::string& project_id, const std::string& name, uint64_t size,
@@ -51,7 +50,7 @@ StatusOr<uint64_t> SbgDialect::Download(const std::string& project_id, const std
       auto it = file_ids_.find({project_id, name});
       if (it != file_ids_.end()) id = it->second;
     }
-    if (id.empty() && pass == 0) RETURN_IF_ERROR(ListFiles(project_id).status());
+    if (id.empty() && pass == 0) RETURN_IF_ERROR(ForEachFile(project_id, [](RemoteFile&&) {}));
   }
   if (id.empty()) return Status(Code::kNotFound, step + ": the project lists no such file");
   ASSIGN_OR_RETURN(json::Document doc, api_.CallJson("GET", "/files/" + UriEncode(id, false) + "/download_info", "", step));

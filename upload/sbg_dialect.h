@@ -26,7 +26,7 @@ class SbgDialect : public Dialect {
   StatusOr<std::vector<DatasetInfo>> ListDatasets() override { return projects_.List(); }
   StatusOr<uint64_t> Download(const std::string& project_id, const std::string& name, uint64_t size,
                               const std::string& dest) override;
-  StatusOr<std::vector<RemoteFile>> ListFiles(const std::string& project_id) override;
+  Status ForEachFile(const std::string& project_id, const std::function<void(RemoteFile&&)>& each) override;
   std::string ContentTag(const std::string&, uint64_t size) const override { return "size:" + std::to_string(size); }
 
   StatusOr<BeginResult> Begin(const std::string& project_id, const cache::Entry& entry, bool overwrite) override;

@@ -80,17 +80,16 @@ class FakeDialect : public Dialect {
   StatusOr<uint64_t> Download(const std::string&, const std::string&, uint64_t, const std::string&) override {
     return Status(Code::kNotFound, "not in this fake");
   }
-  StatusOr<std::vector<RemoteFile>> ListFiles(const std::string&) override {
+  Status ForEachFile(const std::string&, const std::function<void(RemoteFile&&)>& each) override {
     ++list_calls;
-    std::vector<RemoteFile> out;
     for (const auto& n : listed) {
       RemoteFile f;
       f.name = n;
       f.size = 1;
       f.version = 1;
-      out.push_back(f);
+      each(std::move(f));
     }
-    return out;
+    return Status::Ok();
   }
   StatusOr<BeginResult> Begin(const std::string&, const cache::Entry& e, bool overwrite) override {
     begins.push_back(overwrite ? "reupload" : "new");
