@@ -1,7 +1,8 @@
 // bench_gateway: a gateway taking in many small files through one mount, as an instrument PC
 // does for months. Batches of 4 KiB files are copied in with `cp -r` (settle=0) until the totals
-// given are reached (default 1,000 10,000 100,000 200,000), each batch waited for until the
-// platform confirmed it, and after each the program prints:
+// given are reached (default 1,000 10,000 50,000 100,000 150,000 200,000: each batch is a folder,
+// the last one of 50,000 files), each batch waited for until the platform confirmed it, and
+// after each the program prints:
 //   - files/s through the mount (from the cp until confirmed) and, in the same run, for the same
 //     batch `cp -r` + `sync` into a local folder on the same disk, and their ratio;
 //   - daemon RSS, and its growth per 1,000 files written so far, right after the batch and after
@@ -9,7 +10,8 @@
 //   - daemon and server CPU per file, and platform requests per file from the access log;
 //   - with --strace, fsync/fdatasync calls per file of daemon and server (strace -c -f; slows
 //     the batch, so files/s of that run are not comparable);
-// and at the end, the time of an `ls -l` of the last batch's folder and the daemon's RSS after it.
+// and at the end, the daemon's peak RSS over the batches, and the time of an `ls -l` of the last
+// batch's folder with the daemon's RSS after it and its peak while listing.
 //   build/bin/bench_gateway [--strace] [TOTAL ...]
 #include <signal.h>
 #include <sys/stat.h>
@@ -93,22 +95,23 @@ struct Strace {
                  std::to_string(target)},
                 "/dev/null");
   }
-  long Finish() {
+  // Calls per system call (fsync, fdatasync, syncfs, sync_file_range).
+  std::map<std::string, long> Finish() {
     ::kill(child.pid(), SIGINT);  // strace writes its table when interrupted
     child.Wait(std::chrono::seconds(30));
     std::ifstream in(out);
     std::string line;
-    long total = 0;
+    std::map<std::string, long> calls;
     while (std::getline(in, line)) {
       std::istringstream s(line);
-      std::string pct, secs, usecs, calls;
-      if (line.find("fsync") != std::string::npos || line.find("fdatasync") != std::string::npos ||
-          line.find("syncfs") != std::string::npos || line.find("sync_file_range") != std::string::npos) {
-        s >> pct >> secs >> usecs >> calls;
-        total += std::atol(calls.c_str());
+      std::string pct, secs, usecs, n, errors_or_name, name;
+      s >> pct >> secs >> usecs >> n >> errors_or_name;
+      if (!(s >> name)) name = errors_or_name;  // the errors column is empty when there were none
+      if (name == "fsync" || name == "fdatasync" || name == "syncfs" || name == "sync_file_range") {
+        calls[name] += std::atol(n.c_str());
       }
     }
-    return total;
+    return calls;
   }
 };
 
@@ -122,13 +125,13 @@ int main(int argc, char** argv) {
     if (a == "--strace") {
       strace = true;
     } else if (a == "-h" || a == "--help") {
-      std::printf("Usage: bench_gateway [--strace] [TOTAL ...]   (default 1000 10000 100000 200000)\n");
+      std::printf("Usage: bench_gateway [--strace] [TOTAL ...]   (default 1000 10000 50000 100000 150000 200000)\n");
       return 0;
     } else {
       totals.push_back(std::atoll(a.c_str()));
     }
   }
-  if (totals.empty()) totals = {1000, 10000, 100000, 200000};
+  if (totals.empty()) totals = {1000, 10000, 50000, 100000, 150000, 200000};  // the last batch: 50,000
   std::string why = FuseUnavailableReason();
   if (!why.empty()) {
     std::fprintf(stderr, "bench_gateway needs /dev/fuse: %s\n", why.c_str());
@@ -178,7 +181,19 @@ int main(int argc, char** argv) {
     if (Sh(BinDir() + "/ingestfs wait " + Q(mount.path()) + " --timeout 3600 > /dev/null") != 0) return 1;
     double through = Since(t0);
     long syncs = -1;
-    if (strace) syncs = sd->Finish() + ss->Finish();
+    std::string breakdown;
+    if (strace) {
+      syncs = 0;
+      for (auto [who, st] : {std::pair{"daemon", sd.get()}, std::pair{"server", ss.get()}}) {
+        breakdown += std::string(breakdown.empty() ? "" : "; ") + who + ":";
+        for (const auto& [call, n] : st->Finish()) {
+          syncs += n;
+          char b[64];
+          std::snprintf(b, sizeof(b), " %s %.2f", call.c_str(), static_cast<double>(n) / (total - done));
+          breakdown += b;
+        }
+      }
+    }
     double dcpu = CpuSeconds(mount.pid()) - dcpu0, scpu = CpuSeconds(server.pid()) - scpu0;
     size_t requests = CountLines(server.access_log());
     long rss = ProcStatusKiB(mount.pid(), "VmRSS:");
@@ -194,6 +209,7 @@ int main(int argc, char** argv) {
                 dropped / 1024.0, dcpu * 1000 / n, scpu * 1000 / n,
                 static_cast<double>(requests - requests_before) / n,
                 syncs < 0 ? "-" : std::to_string(static_cast<double>(syncs) / n).substr(0, 5).c_str());
+    if (!breakdown.empty()) std::printf("          syncs per file: %s\n", breakdown.c_str());
     std::fflush(stdout);
     requests_before = requests;
     std::filesystem::remove_all(src);
@@ -204,11 +220,14 @@ int main(int argc, char** argv) {
     size_t last = totals.size() - 1;
     int64_t n = totals[last] - (last == 0 ? 0 : totals[last - 1]);
     if (can_drop) Sh("echo 2 > /proc/sys/vm/drop_caches");
+    // The peak is measured from here: "5" resets the process's VmHWM (proc(5), clear_refs).
+    bool peak_reset = static_cast<bool>(std::ofstream("/proc/" + std::to_string(mount.pid()) + "/clear_refs") << "5");
     auto t0 = Clock::now();
     Sh("ls -l " + Q(mount / ("gateway/b" + std::to_string(last))) + " > /dev/null");
     double secs = Since(t0);
-    std::printf("ls -l of %lld files: %.2f s; daemon RSS after it %.1f MiB\n", static_cast<long long>(n), secs,
-                ProcStatusKiB(mount.pid(), "VmRSS:") / 1024.0);
+    std::printf("ls -l of %lld files: %.2f s; daemon RSS after it %.1f MiB, peak while listing %.1f MiB%s\n",
+                static_cast<long long>(n), secs, ProcStatusKiB(mount.pid(), "VmRSS:") / 1024.0,
+                ProcStatusKiB(mount.pid(), "VmHWM:") / 1024.0, peak_reset ? "" : " (peak not reset: since the start)");
   }
   return 0;
 }
