@@ -108,7 +108,10 @@ void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
 
 void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   try {
-    for (size_t i = 0; i < count; ++i) Fs(req).Forget(forgets[i].ino, forgets[i].nlookup);
+    std::vector<std::pair<uint64_t, uint64_t>> all;
+    all.reserve(count);
+    for (size_t i = 0; i < count; ++i) all.emplace_back(forgets[i].ino, forgets[i].nlookup);
+    Fs(req).ForgetMany(all);
   } catch (...) {
   }
   fuse_reply_none(req);

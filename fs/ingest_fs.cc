@@ -36,6 +36,13 @@ IngestFs::IngestFs(FsConfig cfg, upload::Dialect& dialect, cache::Journal& journ
   root->mtime = Now();
   root->nlookup = 1;
   nodes_[kRootIno] = std::move(root);
+  std::string shelf_path = cfg_.cache_dir.empty() ? ":memory:" : cfg_.cache_dir + "/listing.db";
+  auto shelf = cache::ListingShelf::Open(shelf_path);
+  if (!shelf.ok()) {
+    LOG_WARN("listing entries: %s; they are kept in memory", shelf.status().message().c_str());
+    shelf = cache::ListingShelf::Open(":memory:");
+  }
+  shelf_ = std::move(shelf).value();  // an in-memory database opens unless memory is gone
   // .ingestfs/ and its files take inodes 2..6 (kStatusDirIno, kFirstStatusFileIno..).
   Node* dir = AddChild(Find(kRootIno), kStatusDir, true);
   dir->special = Special::kStatusDir;
@@ -78,19 +85,16 @@ IngestFs::Node* IngestFs::Find(uint64_t ino) {
 IngestFs::Node* IngestFs::Child(Node* dir, const std::string& name) {
   auto it = dir->children.find(name);
   if (it != dir->children.end()) return Find(it->second);
-  auto shelved = dir->shelf.find(name);
-  if (shelved == dir->shelf.end()) return nullptr;
-  Node::Shelved entry = std::move(shelved->second);
-  dir->shelf.erase(shelved);
-  --shelved_;
-  Node* n = AddChild(dir, name, false);
+  std::optional<cache::ListingShelf::Entry> entry = shelf_->Get(dir->ino, name);
+  if (!entry) return nullptr;
+  Node* n = AddChild(dir, name, false);  // takes the entry off the shelf
   n->remote = true;
-  n->remote_size = entry.size;
-  n->remote_tag = std::move(entry.tag);
-  n->mtime = entry.mtime;
-  if (entry.last_entry != 0) {
+  n->remote_size = entry->size;
+  n->remote_tag = std::move(entry->tag);
+  n->mtime = entry->mtime;
+  if (entry->last_entry != 0) {
     char id[17];
-    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(entry.last_entry));
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(entry->last_entry));
     n->last_entry_id = id;
     n->read_path = journal_.KeptPath(id);  // used only while it exists (LocalCopy checks)
   }
@@ -107,7 +111,7 @@ IngestFs::Node* IngestFs::AddChild(Node* dir, const std::string& name, bool is_d
   n->rel = dir->ino == kRootIno ? "" : (dir->rel.empty() ? name : dir->rel + "/" + name);
   n->mtime = Now();
   Node* raw = n.get();
-  if (dir->shelf.erase(name) != 0) --shelved_;  // a node of that name replaces its entry
+  if (shelved_ != 0 && shelf_->Erase(dir->ino, name)) --shelved_;  // a node of that name replaces its entry
   dir->children[name] = raw->ino;
   nodes_[raw->ino] = std::move(n);
   return raw;
@@ -221,7 +225,6 @@ void IngestFs::MaybeFree(Node* n, bool ask_kernel) {
   if (parent == nullptr) return;
   auto it = parent->children.find(n->name);
   if (it == parent->children.end() || it->second != n->ino) return;
-  parent->children.erase(it);
   // Our upload's id goes with the entry only while the kept copy of that upload is the file's
   // content (someone else's newer version clears read_path): its status and copy come back.
   uint64_t last = 0;
@@ -229,15 +232,16 @@ void IngestFs::MaybeFree(Node* n, bool ask_kernel) {
       n->read_path == journal_.KeptPath(n->last_entry_id)) {
     last = std::strtoull(n->last_entry_id.c_str(), nullptr, 16);
   }
-  parent->shelf[n->name] = Node::Shelved{n->remote_size, n->mtime, std::move(n->remote_tag), last};
-  ++shelved_;
+  StatusOr<bool> put = shelf_->Put(parent->ino, n->name, {n->remote_size, n->mtime, n->remote_tag, last});
+  if (!put.ok()) return;  // the node stays (logged once by the shelf)
+  if (*put) ++shelved_;
+  parent->children.erase(it);
   nodes_.erase(n->ino);
   if (shelved_ > cfg_.listing_cache_max) BoundShelves(parent);
 }
 
 size_t IngestFs::DropShelves(Node* dir) {
-  size_t dropped = dir->shelf.size();
-  dir->shelf.clear();
+  size_t dropped = shelf_->Clear(dir->ino);
   for (const auto& [name, ino] : dir->children) {
     Node* c = Find(ino);
     if (c != nullptr && c->is_dir) dropped += DropShelves(c);
@@ -266,10 +270,12 @@ void IngestFs::BoundShelves(const Node* keep) {
 
 void IngestFs::DirDone(const std::vector<DirEntry>& entries) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const DirEntry& d : entries) {
-    if (d.name == "." || d.name == "..") continue;
-    if (Node* n = Find(d.ino)) MaybeFree(n);
-  }
+  shelf_->Batch([&] {
+    for (const DirEntry& d : entries) {
+      if (d.name == "." || d.name == "..") continue;
+      if (Node* n = Find(d.ino)) MaybeFree(n);
+    }
+  });
 }
 
 std::pair<size_t, size_t> IngestFs::MemoryCounts() {
@@ -289,12 +295,20 @@ StatusOr<Attr> IngestFs::Lookup(uint64_t parent, const std::string& name) {
   return AttrOf(*c);
 }
 
-void IngestFs::Forget(uint64_t ino, uint64_t n) {
+void IngestFs::Forget(uint64_t ino, uint64_t n) { ForgetMany({{ino, n}}); }
+
+void IngestFs::ForgetMany(const std::vector<std::pair<uint64_t, uint64_t>>& forgets) {
   std::lock_guard<std::mutex> lock(mu_);
-  Node* node = Find(ino);
-  if (node == nullptr || ino == kRootIno) return;
-  node->nlookup = node->nlookup > n ? node->nlookup - n : 0;
-  MaybeFree(node);
+  auto forget = [&] {
+    for (auto [ino, n] : forgets) {
+      Node* node = Find(ino);
+      if (node == nullptr || ino == kRootIno) continue;
+      node->nlookup = node->nlookup > n ? node->nlookup - n : 0;
+      MaybeFree(node);
+    }
+  };
+  if (forgets.size() > 1) shelf_->Batch(forget);  // the files shelved go in one write
+  else forget();
 }
 
 std::shared_ptr<std::mutex> IngestFs::VersionMutex(uint64_t ino) {
@@ -330,7 +344,13 @@ StatusOr<std::vector<DirEntry>> IngestFs::ReadDir(uint64_t ino) {
   out.push_back({"..", n->parent, true});
   // Shelved files get their node back for the snapshot (DirDone shelves the ones the kernel
   // did not take).
-  while (!n->shelf.empty()) (void)Child(n, std::string(n->shelf.begin()->first));
+  std::string after;
+  for (std::vector<std::string> names; !(names = shelf_->Names(n->ino, after, kListingPage)).empty();) {
+    shelf_->Batch([&] {
+      for (const std::string& name : names) (void)Child(n, name);
+    });
+    after = names.back();
+  }
   for (const auto& [name, child] : n->children) {
     Node* c = Find(child);
     if (c != nullptr) out.push_back({name, c->ino, c->is_dir});

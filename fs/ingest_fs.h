@@ -70,6 +70,7 @@
 #include "cache/cache_space.h"
 #include "cache/direct_write.h"
 #include "cache/journal.h"
+#include "cache/listing_shelf.h"
 #include "cache/mtime_store.h"
 #include "common/file_util.h"
 #include "common/status.h"
@@ -164,6 +165,8 @@ class IngestFs {
 
   StatusOr<Attr> Lookup(uint64_t parent, const std::string& name);
   void Forget(uint64_t ino, uint64_t n);
+  // Several forgets at once (FORGET_MULTI): (ino, n) pairs.
+  void ForgetMany(const std::vector<std::pair<uint64_t, uint64_t>>& forgets);
   // For readdirplus: the kernel now holds one more lookup of `ino`. False if it is gone.
   bool AddLookup(uint64_t ino);
   StatusOr<Attr> GetAttr(uint64_t ino);
@@ -256,18 +259,9 @@ class IngestFs {
     std::chrono::steady_clock::time_point listed_at{};
     bool listing = false;
     // Folders: platform files that nothing holds (no lookup by the kernel, no descriptor, no
-    // local version), kept only as the listing's entry; a node is made again when one is looked
-    // up (Child). This is what keeps the mount's memory flat in files written.
-    struct Shelved {
-      uint64_t size = 0;
-      int64_t mtime = 0;
-      std::string tag;
-      // The journal id of the upload that made this content here (16 hex digits as a number; 0:
-      // none or another's content): its status (user.ingestfs.*) and its kept copy come back
-      // with the node.
-      uint64_t last_entry = 0;
-    };
-    std::map<std::string, Shelved> shelf;
+    // local version) are kept only as listing entries in shelf_ (on disk, keyed by the folder's
+    // inode); a node is made again when one is looked up (Child). This is what keeps the mount's
+    // memory flat in files written.
   };
   struct Handle {
     uint64_t ino = 0;
@@ -369,6 +363,7 @@ class IngestFs {
   std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;  // GUARDED_BY(mu_)
   std::map<std::string, std::string> dataset_ids_;             // GUARDED_BY(mu_): name -> id
   uint64_t next_ino_ = 2;                                      // GUARDED_BY(mu_)
+  std::unique_ptr<cache::ListingShelf> shelf_;                 // GUARDED_BY(mu_): the folders' shelves
   size_t shelved_ = 0;                                         // GUARDED_BY(mu_): entries on all shelves
   std::unordered_map<uint64_t, std::unique_ptr<Handle>> handles_;  // GUARDED_BY(mu_)
   uint64_t next_fh_ = 1;                                           // GUARDED_BY(mu_)

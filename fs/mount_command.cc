@@ -56,9 +56,9 @@ ingestfs options (-o):
   listing_timeout=DURATION  the longest one listing of the platform may take, all its pages
                        (default 60s); past it, or past 1,000,000 items, the mount shows what it
                        knew before and logs why
-  listing_cache=N      most platform files kept in memory as listing entries, all datasets
-                       together (default 1000000, about 200 bytes each); past it, the datasets
-                       listed longest ago are listed again when next looked into
+  listing_cache=N      most platform files kept as listing entries, all datasets together
+                       (default 1000000; on disk in the cache dir, about 120 bytes each); past
+                       it, the datasets listed longest ago are listed again when next looked into
   cache_max=SIZE       bound on the cache's file content, e.g. 20G (default: none); copies of
                        confirmed files are evicted first, then writers wait for uploads
   cache_min_free=SIZE  free space to leave on the cache's disk (default 64M)

@@ -76,7 +76,7 @@ Status IngestFs::Rmdir(uint64_t parent, const std::string& name) {
   if (c == nullptr) return Status(Code::kNotFound, name, ENOENT);
   if (!c->is_dir) return Errno(ENOTDIR, name);
   RETURN_IF_ERROR(RefuseStatus(c, "rmdir", name));
-  if (!c->children.empty() || !c->shelf.empty()) return Errno(ENOTEMPTY, name);
+  if (!c->children.empty() || shelf_->Any(c->ino)) return Errno(ENOTEMPTY, name);
   if (parent == kRootIno) {
     LOG_WARN("rmdir %s refused: datasets are not deleted from the mount", name.c_str());
     return Errno(EPERM, "datasets are not deleted from the mount");
@@ -143,7 +143,7 @@ void IngestFs::DropVersion(const std::string& id, bool still_open, const std::st
 }
 
 bool IngestFs::HasFiles(const Node* dir) {
-  if (!dir->shelf.empty()) return true;
+  if (shelf_->Any(dir->ino)) return true;
   for (const auto& [name, ino] : dir->children) {
     const Node* c = Find(ino);
     if (c != nullptr && (!c->is_dir || HasFiles(c))) return true;
@@ -198,7 +198,7 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
       for (Node* a = np; a != nullptr && a->ino != kRootIno; a = Find(a->parent)) {
         if (a == s) return Errno(EINVAL, "a folder cannot move into itself");
       }
-      if (d != nullptr && (!d->is_dir || !d->children.empty() || !d->shelf.empty())) {
+      if (d != nullptr && (!d->is_dir || !d->children.empty() || shelf_->Any(d->ino))) {
         return Errno(d->is_dir ? ENOTEMPTY : ENOTDIR, new_name);
       }
     } else {

@@ -53,7 +53,9 @@ void IngestFs::RefreshDataset(uint64_t dataset_ino) {
   auto merge = [&] {
     std::lock_guard<std::mutex> lock(mu_);
     if (Node* ds = Find(dataset_ino)) {
-      for (const upload::RemoteFile& f : page) MergeListed(ds, name, f);
+      shelf_->Batch([&] {
+        for (const upload::RemoteFile& f : page) MergeListed(ds, name, f);
+      });
     }
     page.clear();
   };
@@ -91,16 +93,18 @@ void IngestFs::MergeListed(Node* ds, const std::string& name, const upload::Remo
     return;
   }
   if (n == nullptr) {
-    auto [it, fresh] = dir->shelf.try_emplace(base);
-    Node::Shelved& e = it->second;
-    if (fresh) ++shelved_;
-    if (!fresh && e.tag == f.tag) return;
+    std::optional<cache::ListingShelf::Entry> had = shelf_->Get(dir->ino, base);
+    if (had && had->tag == f.tag) return;
     std::optional<int64_t> kept = mtimes_ != nullptr ? mtimes_->Get(name, f.name, f.tag) : std::nullopt;
-    e.size = f.size;
-    e.tag = f.tag;
-    e.mtime = kept ? *kept : (f.mtime > 0 ? f.mtime : Now());
-    e.last_entry = 0;  // someone else's content now: not our upload's status or copy
-    return;
+    // Someone else's content when it changed: not our upload's status or copy (last_entry 0).
+    cache::ListingShelf::Entry e{f.size, kept ? *kept : (f.mtime > 0 ? f.mtime : Now()), f.tag, 0};
+    StatusOr<bool> put = shelf_->Put(dir->ino, base, e);
+    if (put.ok()) {
+      if (*put) ++shelved_;
+      return;
+    }
+    n = AddChild(dir, base, false);  // no room on the shelf (logged once): a node holds it
+    n->mtime = e.mtime;
   }
   bool changed = !n->remote || n->remote_tag != f.tag;
   n->remote = true;
