@@ -4,7 +4,10 @@
 
 namespace ingestfs {
 
-void HeapTrimmer::LimitArenas(int n) { ::mallopt(M_ARENA_MAX, n); }
+void HeapTrimmer::ConfigureAllocator(int arenas, size_t mmap_from) {
+  ::mallopt(M_ARENA_MAX, arenas);
+  ::mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_from));  // also stops its raising
+}
 
 void HeapTrimmer::Start() {
   std::lock_guard<std::mutex> lock(mu_);

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -24,8 +25,11 @@ class HeapTrimmer {
   ~HeapTrimmer() { Stop(); }
   HeapTrimmer(const HeapTrimmer&) = delete;
   HeapTrimmer& operator=(const HeapTrimmer&) = delete;
-  // Caps glibc's arenas at `n` (before threads start).
-  static void LimitArenas(int n);
+  // Caps glibc's arenas at `arenas`, and serves blocks of `mmap_from` bytes or more by mmap
+  // (returned to the system when freed) instead of from an arena (before threads start).
+  // glibc otherwise raises that threshold to the largest block freed so far, so buffers of 1 MiB
+  // (FUSE's, HTTP's) come to live in the arenas, pin their pages and scatter small objects.
+  static void ConfigureAllocator(int arenas, size_t mmap_from);
   void Start();
   void Stop();
   // Notes that `n` things (nodes, listings, buffers) were freed.

@@ -209,7 +209,10 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Guard(req, "read", [&] {
-    std::vector<char> buf(size);
+    // The worker's own buffer, kept between reads: a read of up to 1 MiB allocates nothing (and
+    // the allocator serves such blocks by mmap, see HeapTrimmer::ConfigureAllocator).
+    thread_local std::vector<char> buf;
+    if (buf.size() < size) buf.resize(size);
     auto n = Fs(req).Read(fi->fh, buf.data(), size, static_cast<uint64_t>(off));
     if (!n.ok()) return (void)fuse_reply_err(req, ErrnoOf(n.status()));
     fuse_reply_buf(req, buf.data(), *n);
