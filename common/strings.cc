@@ -74,6 +74,22 @@ std::string RedactSecret(std::string_view secret) {
   return std::string(secret.substr(0, 4)) + "…";
 }
 
+std::string UnescapeOctal(std::string_view s) {
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && octal(s[i + 1]) && octal(s[i + 2]) &&
+        octal(s[i + 3])) {
+      out.push_back(static_cast<char>(((s[i + 1] - '0') << 6 | (s[i + 2] - '0') << 3 | (s[i + 3] - '0')) & 0xff));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
 std::string EscapeControl(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -27,6 +27,9 @@ std::string_view Trim(std::string_view s);
 // Control characters (below 0x20, and 0x7f) written as \n, \r, \t or \xNN, so that a name or
 // a server's message never breaks a log, status or CSV line.
 std::string EscapeControl(std::string_view s);
+// The octal escapes of /proc/self/mountinfo and /etc/fstab fields ("\\040" for a space) undone;
+// a backslash not followed by three octal digits stays as it is.
+std::string UnescapeOctal(std::string_view s);
 // An ETag without its quotes, lowercased: "\"ABC\"" and abc compare equal.
 std::string NormalizeEtag(std::string_view etag);
 std::vector<std::string> Split(std::string_view s, char sep);

@@ -33,8 +33,7 @@
 //  uploading             Commit (complete about to be sent)      committed             worker            completed
 //  queued, uploading     unlink / rename                         held: discarded /     FUSE              discarded /
 //                                                                  renamed, queued                         renamed
-//  committed             unlink / rename                         unchanged (EPERM,     FUSE              -
-//                                                                  EXDEV)
+//  committed             unlink / rename                         unchanged (EPERM)     FUSE              -
 //  committed             job done, same sha256                   confirmed             worker            receipt, confirmed
 //  committed             job not done within job_timeout         queued (new session)  worker            session
 //  uploading             permanent error                         failed                worker            failed
@@ -57,6 +56,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <ctime>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -75,6 +76,7 @@
 #include "common/file_util.h"
 #include "common/status.h"
 #include "upload/dialect.h"
+#include "upload/health.h"
 #include "upload/scheduler.h"
 
 namespace ingestfs::fs {
@@ -141,6 +143,8 @@ class IngestFs {
   void AttachScheduler(upload::Scheduler* scheduler) { scheduler_ = scheduler; }
   // The cache's bounds (cache_max, cache_min_free); writes and downloads ask it for room.
   void AttachCacheSpace(cache::CacheSpace* space) { space_ = space; }
+  // How the platform answers, shown in the status (when attached).
+  void AttachHealth(const upload::PlatformHealth* health) { health_ = health; }
   // Puts every unfinished journal entry into the tree (after a crash, reboot or unmount).
   void RestoreFromJournal();
   // A file was confirmed by the platform (called by the scheduler's workers).
@@ -150,6 +154,11 @@ class IngestFs {
   // that its node can go (set by the FUSE adapter, which asks from a thread of its own).
   // `state` tells the status whether the kernel takes them and how many were asked.
   void SetPruneHint(std::function<void(uint64_t ino)> hint, std::function<std::pair<bool, uint64_t>()> state);
+  // An operation refused because the platform cannot express it (mv, rm of what it holds): kept
+  // (the latest kRefusedKept) for failed.txt and the status, so that someone who only sees the
+  // share learns why. Thread-safe; takes only refused_mu_.
+  void NoteRefused(const std::string& what, const std::string& why);
+  static constexpr size_t kRefusedKept = 100;
   // A directory snapshot (opendir) was let go: nodes made for it that the kernel never took are
   // shelved again.
   void DirDone(const std::vector<DirEntry>& entries);
@@ -304,7 +313,7 @@ class IngestFs {
   // Sets dataset and rel of `n` and everything below it from its parent. REQUIRES: mu_
   void Repath(Node* n);
   // Stops the upload of version `id` before an unlink or rename: Ok when it is only local now;
-  // EPERM (rm) or EXDEV (rename), with nothing changed, when the platform is already taking it.
+  // EPERM (rm and rename), with nothing changed, when the platform is already taking it.
   // REQUIRES: ns_mu_ exclusive, not mu_.
   Status HoldForNamespace(const std::string& id, const std::string& label, const char* op);
   // Forgets version `id` and discards it, or, while a descriptor has it open, journals that it
@@ -352,6 +361,7 @@ class IngestFs {
   cache::MtimeStore* mtimes_;
   upload::Scheduler* scheduler_ = nullptr;
   cache::CacheSpace* space_ = nullptr;
+  const upload::PlatformHealth* health_ = nullptr;
   std::function<void(uint64_t)> prune_hint_;                   // GUARDED_BY(mu_)
   std::function<std::pair<bool, uint64_t>()> prune_state_;      // GUARDED_BY(mu_)
 
@@ -369,6 +379,13 @@ class IngestFs {
   uint64_t next_fh_ = 1;                                           // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point root_listed_at_{};         // GUARDED_BY(mu_)
   bool root_listing_ = false;                                      // GUARDED_BY(mu_)
+  struct Refused {
+    std::time_t at;
+    std::string what, why;
+  };
+  std::mutex refused_mu_;                 // guards the two below; taken last
+  std::deque<Refused> refused_;           // GUARDED_BY(refused_mu_): the latest kRefusedKept
+  uint64_t refused_total_ = 0;            // GUARDED_BY(refused_mu_)
   std::mutex status_mu_;                  // guards the two below; taken without other locks
   std::map<Special, std::string> status_text_;  // GUARDED_BY(status_mu_)
   std::chrono::steady_clock::time_point status_at_{};  // GUARDED_BY(status_mu_)

@@ -1,8 +1,17 @@
 #include "fs/mount_command.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +31,8 @@
 #include "fs/ingest_fs.h"
 #include "upload/aplos_dialect.h"
 #include "upload/dialects.h"
+#include "upload/health.h"
+#include "upload/progress.h"
 #include "upload/rate_limiter.h"
 #include "upload/scheduler.h"
 
@@ -82,12 +93,18 @@ ingestfs options (-o):
                        writeback started at once); buffered: always through the page cache
   sync_upload          close(2) and fsync(2) return only once the platform confirmed the file
                        (close fails with EIO, and a log line, when the upload failed)
+  nonempty             mount over a mount point that is not empty (refused otherwise)
   allow_other          let other users (e.g. smbd) use the mount (FUSE option). The
                        permissions shown are enforced (FUSE's default_permissions, always
                        on): others may read, and write only where uid=, gid= and umask= let
                        them, e.g. uid=<smbd's user> or gid=<lab group>,umask=002
 
 Other FUSE options (-o) pass through, e.g. fsname=....
+
+Refused at mount (exit 1): a token the platform refuses (401/403), a mount point that is not
+empty (without nonempty) or already holds a mount, a cache_min_free the cache's disk cannot
+keep. A platform that does not answer is mounted anyway (files wait in the cache), with a
+warning; `ingestfs status` shows its health.
   -f                   stay in the foreground, log to stderr (otherwise: daemon, syslog)
   -d                   FUSE debug output (implies -f)
   -h, --help           this text
@@ -120,6 +137,7 @@ struct RawOptions {
   char* job_timeout = nullptr;
   char* cache_writes = nullptr;
   int sync_upload = 0;
+  int nonempty = 0;
   int help = 0;
   int version = 0;
   std::string source;
@@ -164,6 +182,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("job_timeout=%s", job_timeout),
     INGESTFS_OPT("cache_writes=%s", cache_writes),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
+    {"nonempty", offsetof(RawOptions, nonempty), 1},
     FUSE_OPT_KEY("-h", kKeyHelp),
     FUSE_OPT_KEY("--help", kKeyHelp),
     FUSE_OPT_KEY("-V", kKeyVersion),
@@ -221,6 +240,83 @@ std::string DefaultCacheDir(const std::string& mountpoint) {
   if (xdg != nullptr && *xdg == '/') return std::string(xdg) + "/ingestfs/" + name;
   const char* home = std::getenv("HOME");
   return std::string(home != nullptr ? home : "/tmp") + "/.cache/ingestfs/" + name;
+}
+
+
+// What already holds `path` as a mount point ("fuse.ingestfs ingestfs"), or "".
+std::string MountAt(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, found;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = Split(line, ' ');
+    if (f.size() < 10 || UnescapeOctal(f[4]) != path) continue;
+    size_t dash = 6;
+    while (dash < f.size() && f[dash] != "-") ++dash;
+    found = dash + 2 < f.size() ? f[dash + 1] + " from " + UnescapeOctal(f[dash + 2]) : "a mount";
+  }
+  return found;  // the last one listed is the one on top
+}
+
+// Refuses a mount point that is not a usable, empty folder (unless `nonempty`), or that already
+// holds a mount: mounting over either hides what is there, and a second ingestfs mount stacked
+// on a first one takes its writes away from it. Returns "" when all is well.
+std::string CheckMountPoint(const std::string& mountpoint, bool nonempty) {
+  struct stat st {};
+  if (::stat(mountpoint.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) {
+      return mountpoint + " is a mount whose daemon is gone (transport endpoint is not connected): "
+             "detach it with `fusermount3 -u " + mountpoint + "` first";
+    }
+    return "mount point " + mountpoint + ": " + std::strerror(errno);
+  }
+  if (!S_ISDIR(st.st_mode)) return "mount point " + mountpoint + " is not a folder";
+  char real[PATH_MAX];
+  if (::realpath(mountpoint.c_str(), real) != nullptr) {
+    std::string held = MountAt(real);
+    if (!held.empty()) {
+      return mountpoint + " already holds a mount (" + held + "): unmount it first (`ingestfs unmount " + mountpoint +
+             "`, or fusermount3 -u), or choose another folder";
+    }
+  }
+  if (nonempty) return "";
+  DIR* d = ::opendir(mountpoint.c_str());
+  if (d == nullptr) return "mount point " + mountpoint + ": " + std::strerror(errno);
+  std::string first;
+  size_t count = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    if (count++ == 0) first = e->d_name;
+  }
+  ::closedir(d);
+  if (count == 0) return "";
+  return mountpoint + " is not empty (" + std::to_string(count) + " entr" + (count == 1 ? "y" : "ies") + ", e.g. '" +
+         EscapeControl(first) + "'): mounting over it would hide them. Use an empty folder, or -o nonempty to "
+         "mount over them anyway";
+}
+
+// Cache bounds that cannot be kept on the cache's disk: an error (nothing could ever be
+// written), or warnings on stderr.
+std::string CheckCacheBounds(const std::string& cache_dir, const cache::CacheSpace::Options& o) {
+  struct statvfs vfs {};
+  if (::statvfs(cache_dir.c_str(), &vfs) != 0) return "";
+  uint64_t total = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  auto bytes = [](uint64_t b) { return upload::TerminalProgress::Bytes(static_cast<double>(b)); };
+  if (o.min_free >= total) {
+    return "cache_min_free=" + bytes(o.min_free) + " is not below the size of the cache's disk (" + bytes(total) +
+           " at " + cache_dir + "): every write would wait " + std::to_string(o.wait.count() / 1000) +
+           " s, then fail. Lower cache_min_free, or put cache_dir on a larger disk";
+  }
+  if (o.max_bytes > total) {
+    std::cerr << "ingestfs: warning: cache_max=" << bytes(o.max_bytes) << " is more than the cache's whole disk ("
+              << bytes(total) << " at " << cache_dir << "); cache_min_free bounds the cache first\n";
+  }
+  if (avail <= o.min_free) {
+    std::cerr << "ingestfs: warning: the cache's disk has " << bytes(avail) << " free at " << cache_dir
+              << ", not above cache_min_free=" << bytes(o.min_free)
+              << ": writes wait for room (then fail with ENOSPC) until space is freed\n";
+  }
+  return "";
 }
 
 }  // namespace
@@ -407,12 +503,21 @@ int RunMountCommand(int argc, char** argv) {
     cfg.cache_dir = std::string(cwd) + "/" + cfg.cache_dir;
   }
 
+  // The options are all valid: now what they point at.
+  if (std::string why = CheckMountPoint(cmd.mountpoint, raw.nonempty != 0); !why.empty()) {
+    std::cerr << "ingestfs: " << why << "\n";
+    return 1;
+  }
   cfg.control_socket = cfg.cache_dir + "/control.sock";
   std::vector<std::string> warnings;
   auto journal = cache::Journal::Open(cfg.cache_dir, &warnings);
   for (const std::string& w : warnings) std::cerr << "ingestfs: journal: " << w << "\n";
   if (!journal.ok()) {
     std::cerr << "ingestfs: " << journal.status().message() << "\n";
+    return 1;
+  }
+  if (std::string why = CheckCacheBounds(cfg.cache_dir, space_opts); !why.empty()) {
+    std::cerr << "ingestfs: " << why << "\n";
     return 1;
   }
   auto mtimes = cache::MtimeStore::Open(cfg.cache_dir);
@@ -424,9 +529,25 @@ int RunMountCommand(int argc, char** argv) {
   HeapTrimmer::ConfigureAllocator(1, 256 * 1024);
   upload::InitHttp();
   upload::ClientPool pool;
+  upload::PlatformHealth health;
+  dialect_opts.limits.health = &health;
   std::unique_ptr<upload::Dialect> dialect_owner = upload::MakeDialect(cfg.dialect, cfg.api, token, pool, dialect_opts);
   upload::Dialect& dialect = *dialect_owner;
+  // The platform is asked once before mounting: a token it refuses is an error now, not an empty
+  // tree later; one that does not answer is mounted anyway (files wait in the cache), and said.
+  if (auto listed = dialect.ListDatasets(); !listed.ok()) {
+    Code code = listed.status().code();
+    if (code == Code::kUnauthenticated || code == Code::kPermissionDenied) {
+      std::cerr << "ingestfs: the platform at " << RedactUrl(cfg.api) << " refused the token ("
+                << listed.status().message() << "): check token_file= or $INGESTFS_TOKEN. Not mounted.\n";
+      return 1;
+    }
+    std::cerr << "ingestfs: warning: the platform at " << RedactUrl(cfg.api) << " is not answering ("
+              << listed.status().message() << "); mounting anyway: files written wait in the cache and go up once "
+              << "it answers (see `ingestfs status`)\n";
+  }
   IngestFs fs(cfg, dialect, **journal, mtimes.ok() ? mtimes->get() : nullptr);
+  fs.AttachHealth(&health);
   cache::CacheSpace space(cfg.cache_dir, space_opts);
   fs.AttachCacheSpace(&space);
   upload::Scheduler::Options sched_opts;

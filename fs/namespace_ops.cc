@@ -94,9 +94,13 @@ Status IngestFs::HoldForNamespace(const std::string& id, const std::string& labe
   auto e = journal_.Get(id);
   if (!committed && e && !e->completed) return Status::Ok();
   if (!committed && e) scheduler_->Schedule(id, std::chrono::milliseconds(0));  // held: let it finish
-  LOG_WARN("%s %s refused: the platform is taking in this version, and it does not %s files through the mount",
-           op, label.c_str(), std::string(op) == "rm" ? "delete" : "move");
-  return Errno(std::string(op) == "rm" ? EPERM : EXDEV, label + " is on the platform");
+  std::string why = std::string("the platform is taking in this version, and it does not ") +
+                    (std::string(op) == "rm" ? "delete" : "move") + " files through the mount";
+  LOG_WARN("%s %s refused: %s", op, label.c_str(), why.c_str());
+  NoteRefused(std::string(op) + " " + label, why);
+  // EPERM for a rename too, not EXDEV: mv would copy it under the new name and then fail to
+  // remove the original, leaving two files on the platform.
+  return Errno(EPERM, label + " is on the platform");
 }
 
 Status IngestFs::Unlink(uint64_t parent, const std::string& name) {
@@ -111,8 +115,9 @@ Status IngestFs::Unlink(uint64_t parent, const std::string& name) {
     RETURN_IF_ERROR(RefuseStatus(c, "rm", name));
     if (c->is_dir) return Errno(EISDIR, name);
     if (c->remote) {
-      LOG_WARN("rm %s/%s refused: the file is on the platform, which does not delete files through the mount",
-               c->dataset.c_str(), c->rel.c_str());
+      std::string why = "the file is on the platform, which does not delete files through the mount";
+      LOG_WARN("rm %s/%s refused: %s", c->dataset.c_str(), c->rel.c_str(), why.c_str());
+      NoteRefused("rm " + c->dataset + "/" + c->rel, why);
       return Errno(EPERM, "the platform keeps " + c->rel);
     }
     id = c->entry_id;
@@ -181,6 +186,7 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     if (new_parent == kRootIno || parent == kRootIno) {
       LOG_WARN("rename %s -> %s refused: datasets are not renamed, and files live inside them", name.c_str(),
                new_name.c_str());
+      NoteRefused("mv " + name + " " + new_name, "datasets are not renamed, and files live inside them");
       return Errno(EPERM, "datasets are not renamed");
     }
     new_rel = RelFor(np, new_name);
@@ -191,9 +197,12 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     if (d != nullptr && (flags & kNoReplace)) return Status(Code::kAlreadyExists, new_name, EEXIST);
     if (s->is_dir) {
       if (HasFiles(s)) {
-        LOG_WARN("rename of folder %s/%s refused: it has files, and the platform cannot move files",
-                 s->dataset.c_str(), s->rel.c_str());
-        return Errno(EXDEV, "folders with files are not moved");
+        // EPERM, not EXDEV: mv would copy the folder and fail to remove the files the platform
+        // holds, leaving each twice on the platform.
+        std::string why = "it has files, and the platform cannot move files";
+        LOG_WARN("rename of folder %s/%s refused: %s", s->dataset.c_str(), s->rel.c_str(), why.c_str());
+        NoteRefused("mv " + s->dataset + "/" + s->rel + "/ " + new_dataset + "/" + new_rel + "/", why);
+        return Errno(EPERM, "folders with files are not moved");
       }
       for (Node* a = np; a != nullptr && a->ino != kRootIno; a = Find(a->parent)) {
         if (a == s) return Errno(EINVAL, "a folder cannot move into itself");
@@ -203,9 +212,10 @@ Status IngestFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
       }
     } else {
       if (s->remote) {
-        LOG_WARN("rename %s/%s refused: the file is on the platform, which cannot move it", s->dataset.c_str(),
-                 s->rel.c_str());
-        return Errno(EXDEV, "the platform cannot move " + s->rel);
+        std::string why = "the file is on the platform, which cannot move it";
+        LOG_WARN("rename %s/%s refused: %s", s->dataset.c_str(), s->rel.c_str(), why.c_str());
+        NoteRefused("mv " + s->dataset + "/" + s->rel + " " + new_dataset + "/" + new_rel, why);
+        return Errno(EPERM, "the platform cannot move " + s->rel);
       }
       if (d != nullptr && d->is_dir) return Errno(EISDIR, new_name);
     }

@@ -41,6 +41,13 @@ std::string IngestFs::StatusContent(Special kind) {
   return it == status_text_.end() ? std::string() : it->second;
 }
 
+void IngestFs::NoteRefused(const std::string& what, const std::string& why) {
+  std::lock_guard<std::mutex> lock(refused_mu_);
+  refused_.push_back({std::time(nullptr), what, why});
+  if (refused_.size() > kRefusedKept) refused_.pop_front();
+  ++refused_total_;
+}
+
 std::string IngestFs::StatusJson() {
   std::vector<std::string> open = OpenFiles();
   std::vector<upload::FileStatus> files = scheduler_ != nullptr ? scheduler_->Snapshot() : std::vector<upload::FileStatus>{};
@@ -50,6 +57,18 @@ std::string IngestFs::StatusJson() {
     json::KeyString(w, "time", Iso8601Utc(std::time(nullptr)));
     json::KeyString(w, "platform", RedactUrl(cfg_.api));
     json::KeyString(w, "dialect", cfg_.dialect);
+    if (health_ != nullptr) {
+      upload::PlatformHealth::View h = health_->Get();
+      json::Key(w, "platform_health");
+      w.StartObject();
+      json::KeyString(w, "state", upload::PlatformHealth::Name(h.state));
+      json::KeyString(w, "since", h.since > 0 ? Iso8601Utc(h.since) : "");
+      json::KeyString(w, "last_answer", h.last_answer > 0 ? Iso8601Utc(h.last_answer) : "");
+      json::KeyInt(w, "last_answer_s_ago", h.last_answer > 0 ? std::max<int64_t>(0, std::time(nullptr) - h.last_answer) : -1);
+      json::KeyString(w, "reason", h.reason);
+      json::KeyString(w, "text", health_->Describe());
+      w.EndObject();
+    }
     json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
     json::KeyInt(w, "job_timeout_s", cfg_.job_timeout.count() / 1000);
     {
@@ -124,6 +143,20 @@ std::string IngestFs::StatusJson() {
       w.EndObject();
     }
     w.EndArray();
+    {
+      std::lock_guard<std::mutex> lock(refused_mu_);
+      json::Key(w, "refused");
+      w.StartArray();
+      for (const Refused& r : refused_) {
+        w.StartObject();
+        json::KeyString(w, "time", Iso8601Utc(r.at));
+        json::KeyString(w, "what", r.what);
+        json::KeyString(w, "why", r.why);
+        w.EndObject();
+      }
+      w.EndArray();
+      json::KeyInt(w, "refused_total", static_cast<int64_t>(refused_total_));
+    }
     json::Key(w, "counts");
     w.StartObject();
     json::KeyInt(w, "open", static_cast<int64_t>(open.size()));

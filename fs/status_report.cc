@@ -23,6 +23,13 @@ int64_t Int(const json::Value& v, const char* key) {
 
 std::string StatusTable(const json::Value& status) {
   std::string out;
+  if (auto h = status.FindMember("platform_health"); h != status.MemberEnd() && h->value.IsObject()) {
+    std::string state = Str(h->value, "state");
+    bool bad = state == "unreachable" || state == "token refused";
+    out += std::string(bad ? "WARNING: " : "") + "platform " + Str(h->value, "text") +
+           (state == "unreachable" ? " (files wait in the cache and go up once it answers)" : "") +
+           (state == "token refused" ? " (nothing goes up until the token is fixed and the mount restarted)" : "") + "\n";
+  }
   int64_t stalled = status.HasMember("counts") ? Int(status["counts"], "stalled") : 0;
   if (stalled > 0) {
     out += "WARNING: " + std::to_string(stalled) + " file(s) waiting for more than " +
@@ -99,7 +106,21 @@ std::string FailedText(const json::Value& status) {
       }
     }
   }
-  if (n == 0 && m == 0) return "no failed files (" + Str(status, "time") + ")\n";
+  std::string refused;
+  int r = 0;
+  if (auto it = status.FindMember("refused"); it != status.MemberEnd() && it->value.IsArray()) {
+    for (const auto& x : it->value.GetArray()) {
+      ++r;
+      refused += Str(x, "time") + "  " + Str(x, "what") + "\n    " + Str(x, "why") + "\n";
+    }
+  }
+  if (r > 0) {
+    int64_t total = Int(status, "refused_total");
+    refused = "\n" + std::to_string(total) + " operation(s) refused because the platform cannot do them" +
+              (total > r ? " (the latest " + std::to_string(r) + " below)" : "") +
+              ": nothing was changed, on the platform or here\n\n" + refused;
+  }
+  if (n == 0 && m == 0) return "no failed files (" + Str(status, "time") + ")\n" + refused;
   std::string out;
   if (n > 0) {
     out += std::to_string(n) + " failed file(s) at " + Str(status, "time") +
@@ -110,7 +131,7 @@ std::string FailedText(const json::Value& status) {
            ": their writer never finished them, so they are not uploaded. Write each again, or upload what is "
            "there with `ingestfs retry MOUNTPOINT --accept-partial PATH`\n\n" + interrupted;
   }
-  return out;
+  return out + refused;
 }
 
 }  // namespace ingestfs::fs

@@ -68,6 +68,16 @@ StatusOr<HttpResponse> ApiClient::Call(const std::string& method, const std::str
   req.timeout_seconds = std::max<long>(1, std::min(timeout, limits_.call_timeout).count());
   auto lease = pool_.Acquire();
   auto res = lease->Do(req);
+  if (limits_.health != nullptr) {
+    if (!res.ok()) {
+      if (res.status().code() != Code::kCancelled) limits_.health->Saw(0, step + ": " + res.status().message());
+    } else if (res->status >= 500 || res->status == 401) {
+      limits_.health->Saw(static_cast<int>(res->status), step + ": HTTP " + std::to_string(res->status) +
+                                                             (res->status == 401 ? " (the token was refused)" : ""));
+    } else {
+      limits_.health->Saw(static_cast<int>(res->status), "");
+    }
+  }
   if (!res.ok()) return res.status().Annotate(step);
   return res;
 }

@@ -16,6 +16,7 @@
 #include "common/json.h"
 #include "common/status.h"
 #include "upload/dialect.h"
+#include "upload/health.h"
 #include "upload/http_client.h"
 
 namespace ingestfs::upload {
@@ -26,6 +27,8 @@ struct ApiLimits {
   std::chrono::seconds listing_timeout{60};  // one listing, all its pages (mount option listing_timeout)
   int64_t max_listed_items = 1000000;        // items in one listing
   std::chrono::seconds call_timeout{120};    // one control-API call
+  // Told how every call went (an HTTP answer, or none), when given; outlives the client.
+  PlatformHealth* health = nullptr;
 };
 
 class ApiClient {

@@ -179,7 +179,7 @@ class ModelTest : public MountTest {
       } else {
         Closed(to, f.content);
       }
-    } else if (errno == EXDEV && !model_[from].temp) {
+    } else if (errno == EPERM && !model_[from].temp) {
       ++figures_.refused;  // on the platform, or being taken in: nothing changed
     } else {
       Violation("rename " + from + " -> " + to + ": " + std::strerror(errno));

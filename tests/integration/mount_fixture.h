@@ -101,6 +101,18 @@ class MountTest : public ::testing::Test {
     return m;
   }
   Api api() const { return Api(server_->api(), ServerProcess::kToken); }
+  // Runs `ingestfs ARGS...` to its end (at most 30 s): its exit code and its stderr.
+  std::pair<int, std::string> RunIngestfs(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {BinDir() + "/ingestfs"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Child c;
+    c.Start(argv, tmp_ / "run.err");
+    int st = c.Wait(std::chrono::seconds(30));
+    std::ifstream in(tmp_ / "run.err");
+    std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::filesystem::remove(tmp_ / "run.err");
+    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, err);
+  }
 
   // name -> (sha256, version) on the platform.
   std::map<std::string, std::pair<std::string, int>> Listing(const std::string& dataset) const {

@@ -218,7 +218,7 @@ TEST_F(MountTest, PlatformFilesCannotBeDeletedOrMovedLocalOnesCanBeCancelled) {
   EXPECT_NE(::unlink((*m / "ops/renamed.txt").c_str()), 0);
   EXPECT_EQ(errno, EPERM);
   EXPECT_NE(::rename((*m / "ops/renamed.txt").c_str(), (*m / "ops/elsewhere.txt").c_str()), 0);
-  EXPECT_EQ(errno, EXDEV);
+  EXPECT_EQ(errno, EPERM);
   std::ifstream err(m->stderr_path());
   std::string log((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
   EXPECT_NE(log.find("refused"), std::string::npos) << "each refusal is logged";
@@ -274,7 +274,7 @@ TEST_F(MountTest, ConfirmedFilesLeaveOnlyAListingEntryAndStayWhole) {
   EXPECT_NE(::unlink((*m / "gw/plate/img-7.tif").c_str()), 0);
   EXPECT_EQ(errno, EPERM);
   EXPECT_NE(::rename((*m / "gw/plate/img-8.tif").c_str(), (*m / "gw/plate/moved.tif").c_str()), 0);
-  EXPECT_EQ(errno, EXDEV);
+  EXPECT_EQ(errno, EPERM);
   // Written again: a new version over a shelved file goes up as an overwrite and lands.
   WriteRandomFile(tmp_ / "again.tif", 5000, 99);
   ASSERT_EQ(Sh("cp " + Q(tmp_ / "again.tif") + " " + Q(*m / "gw/plate/img-9.tif")), 0);
@@ -282,6 +282,43 @@ TEST_F(MountTest, ConfirmedFilesLeaveOnlyAListingEntryAndStayWhole) {
   ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 120").code, 0);
   EXPECT_TRUE(WaitArrived("gw", want, std::chrono::seconds(30)));
   EXPECT_EQ(FileSha256Hex(*m / "gw/plate/img-9.tif"), want["plate/img-9.tif"]);
+}
+
+// mv of what the platform holds fails with EPERM and changes nothing. With EXDEV, mv copied
+// the folder under the new name (a new upload of each file) and then failed to remove the
+// originals: a 100-file plate folder became 200 files on the platform.
+TEST_F(MountTest, MvOfWhatThePlatformHoldsIsRefusedNotDuplicated) {
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir -p " + Q(tmp_ / "src/plate")), 0);
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 5; ++i) {
+    std::string name = "plate/w" + std::to_string(i) + ".csv";
+    WriteRandomFile(tmp_ / ("src/" + name), 2000 + static_cast<uint64_t>(i), 40 + i);
+    want[name] = FileSha256Hex(tmp_ / ("src/" + name));
+  }
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "mv") + " && cp -r " + Q(tmp_ / "src/plate") + " " + Q(*m / "mv/")), 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  ASSERT_TRUE(WaitArrived("mv", want));
+  CmdResult folder = Capture("mv " + Q(*m / "mv/plate") + " " + Q(*m / "mv/plate-renamed"));
+  EXPECT_NE(folder.code, 0) << folder.out;
+  EXPECT_NE(folder.out.find("Operation not permitted"), std::string::npos) << folder.out;
+  CmdResult file = Capture("mv " + Q(*m / "mv/plate/w1.csv") + " " + Q(*m / "mv/w1-renamed.csv"));
+  EXPECT_NE(file.code, 0) << file.out;
+  CmdResult dataset = Capture("mv " + Q(*m / "mv") + " " + Q(*m / "mv-renamed"));
+  EXPECT_NE(dataset.code, 0) << dataset.out;
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a copy would have settled by now
+  auto listing = Listing("mv");
+  EXPECT_EQ(listing.size(), want.size()) << "no second copy of anything";
+  for (const auto& [name, sha] : want) EXPECT_EQ(listing[name].first, sha) << name;
+  EXPECT_TRUE(std::filesystem::exists(*m / "mv/plate/w1.csv"));
+  EXPECT_FALSE(std::filesystem::exists(*m / "mv/plate-renamed"));
+  EXPECT_FALSE(std::filesystem::exists(*m / "mv/w1-renamed.csv"));
+  std::string failed = *ReadFileToString(*m / ".ingestfs/failed.txt");
+  EXPECT_NE(failed.find("3 operation(s) refused because the platform cannot do them"), std::string::npos) << failed;
+  EXPECT_NE(failed.find("mv mv/plate/ mv/plate-renamed/"), std::string::npos) << failed;
+  EXPECT_NE(failed.find("mv mv/plate/w1.csv mv/w1-renamed.csv"), std::string::npos) << failed;
+  EXPECT_NE(failed.find("the platform cannot move files"), std::string::npos) << failed;
 }
 
 // Without drop_caches: the mount asks the kernel to drop what only its cache holds of files just
@@ -654,17 +691,7 @@ TEST_F(MountTest, BoundedCacheMakesWritersWaitNeverOverTheBound) {
 }
 
 TEST_F(MountTest, BadOptionsAreClearErrors) {
-  auto run = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinDir() + "/ingestfs"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Child c;
-    c.Start(argv, tmp_ / "opt.err");
-    int st = c.Wait(std::chrono::seconds(10));
-    std::ifstream in(tmp_ / "opt.err");
-    std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::filesystem::remove(tmp_ / "opt.err");
-    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, err);
-  };
+  auto run = [&](const std::vector<std::string>& args) { return RunIngestfs(args); };
   std::filesystem::create_directories(tmp_ / "mp");
   auto [c1, e1] = run({"not-a-url", tmp_ / "mp", "-f"});
   EXPECT_EQ(c1, 2);
@@ -680,6 +707,80 @@ TEST_F(MountTest, BadOptionsAreClearErrors) {
   EXPECT_NE(e5.find("cache_writes=fast must be direct or buffered"), std::string::npos) << e5;
   auto [c4, e4] = run({"--help"});
   EXPECT_EQ(c4, 0);
+}
+
+// What would go wrong later is refused at mount, with exit 1 and a message naming it: a token the
+// platform refuses, a mount point that is not empty or already holds a mount, a cache_min_free the
+// cache's disk can never keep. A platform that does not answer is mounted anyway and said so, at
+// mount and in the status.
+TEST_F(MountTest, MountTimeChecksRefuseWhatWouldGoWrongLater) {
+  std::string mp = tmp_ / "mnt";
+  std::filesystem::create_directories(mp);
+  std::string opts = "settle=0.2,dialect=" + dialect_ + ",cache_dir=" + tmp_ / "cache" + ",token_file=";
+  std::ofstream(tmp_ / "wrong") << "not-the-token\n";
+  auto [c1, e1] = RunIngestfs({server_->api(), mp, "-f", "-o", opts + tmp_ / "wrong"});
+  EXPECT_EQ(c1, 1) << e1;
+  EXPECT_NE(e1.find("refused the token"), std::string::npos) << e1;
+  EXPECT_NE(e1.find("Not mounted"), std::string::npos) << e1;
+  EXPECT_EQ(e1.find("not-the-token"), std::string::npos) << "the token is never shown: " << e1;
+  EXPECT_FALSE(IsMounted(mp));
+
+  std::ofstream(mp + "/left-behind.txt") << "local\n";
+  auto [c2, e2] = RunIngestfs({server_->api(), mp, "-f", "-o", opts + tmp_ / "token"});
+  EXPECT_EQ(c2, 1) << e2;
+  EXPECT_NE(e2.find("is not empty (1 entry, e.g. 'left-behind.txt')"), std::string::npos) << e2;
+  EXPECT_NE(e2.find("-o nonempty"), std::string::npos) << e2;
+  EXPECT_FALSE(IsMounted(mp));
+  {
+    auto m = Mount({"nonempty"});  // said on purpose: mounted over it
+    ASSERT_TRUE(m->ok());
+    EXPECT_FALSE(std::filesystem::exists(mp + "/left-behind.txt")) << "hidden while mounted";
+    auto [c3, e3] = RunIngestfs({server_->api(), mp, "-f", "-o", opts + tmp_ / "token" + ",nonempty"});
+    EXPECT_EQ(c3, 1) << e3;
+    EXPECT_NE(e3.find("already holds a mount (fuse.ingestfs"), std::string::npos) << e3;
+    EXPECT_EQ(m->Unmount(), 0);
+  }
+  EXPECT_TRUE(std::filesystem::exists(mp + "/left-behind.txt"));
+  std::filesystem::remove(mp + "/left-behind.txt");
+
+  auto [c4, e4] = RunIngestfs({server_->api(), mp, "-f", "-o", opts + tmp_ / "token" + ",cache_min_free=1000000T"});
+  EXPECT_EQ(c4, 1) << e4;
+  EXPECT_NE(e4.find("is not below the size of the cache's disk"), std::string::npos) << e4;
+  EXPECT_FALSE(IsMounted(mp));
+
+  // Nothing listens on the old port once the server is gone: mounted, and said so.
+  std::string api = server_->api();
+  server_.reset();
+  mount_api_ = api;
+  auto m = Mount();
+  ASSERT_TRUE(m->ok());
+  std::string log = *ReadFileToString(m->stderr_path());
+  EXPECT_NE(log.find("is not answering"), std::string::npos) << log;
+  EXPECT_NE(log.find("mounting anyway"), std::string::npos) << log;
+  CmdResult st = Ingestfs("status " + Q(mp));
+  EXPECT_EQ(st.code, 0) << st.out;
+  EXPECT_NE(st.out.find("WARNING: platform unreachable since "), std::string::npos) << st.out;
+  auto doc = json::Parse(Ingestfs("status --json " + Q(mp)).out, "status");
+  ASSERT_TRUE(doc.ok() && doc->IsObject() && doc->HasMember("platform_health"));
+  EXPECT_EQ(std::string((*doc)["platform_health"]["state"].GetString()), "unreachable");
+  EXPECT_NE(std::string((*doc)["platform_health"]["reason"].GetString()), "");
+  std::string txt = *ReadFileToString(mp + "/.ingestfs/status.txt");
+  EXPECT_NE(txt.find("platform unreachable since"), std::string::npos) << txt;
+  // It comes back: the status says it answers again once something asked it.
+  Serve({});
+  ASSERT_EQ(server_->api(), api) << "the server came back on its port";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::string state;
+  while (std::chrono::steady_clock::now() < deadline) {
+    (void)std::distance(std::filesystem::directory_iterator{mp}, std::filesystem::directory_iterator{});
+    auto d = json::Parse(Ingestfs("status --json " + Q(mp)).out, "status");
+    if (d.ok() && d->IsObject() && d->HasMember("platform_health")) state = (*d)["platform_health"]["state"].GetString();
+    if (state == "answering") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_EQ(state, "answering");
+  EXPECT_NE(Ingestfs("status " + Q(mp)).out.find("platform answering (last answer "), std::string::npos);
+  EXPECT_EQ(m->Unmount(), 0);
 }
 
 

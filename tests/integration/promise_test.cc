@@ -253,7 +253,7 @@ TEST_F(PromiseTest, AnUnlinkThatReturnedZeroStaysGone) {
 
 // git's lock-file pattern (write config.lock, close, rename over config) at settle=0: every
 // rename either succeeds, and the new name's content is what the platform gets and the lock
-// name never stays there, or fails with EXDEV and nothing changed. Never ENOENT.
+// name never stays there, or fails with EPERM and nothing changed. Never ENOENT.
 TEST_F(PromiseTest, ARenameRacingItsUploadEitherHappensWhollyOrNotAtAll) {
   auto m = Mount({"listing_ttl=0"}, "0");
   ASSERT_EQ(Sh("mkdir " + Q(*m / "ds")), 0);
@@ -277,7 +277,7 @@ TEST_F(PromiseTest, ARenameRacingItsUploadEitherHappensWhollyOrNotAtAll) {
       EXPECT_EQ(listed.count(lock), 0u) << lock << " reached the platform, yet the rename succeeded";
       EXPECT_EQ(listed[name].first, Sha256Hex(content)) << name;
     } else {
-      EXPECT_EQ(err, EXDEV) << name;
+      EXPECT_EQ(err, EPERM) << name;
       EXPECT_EQ(ReadAllOf(*m / ("ds/" + lock)), content) << "nothing changed";
       EXPECT_NE(::stat((*m / ("ds/" + name)).c_str(), &st), 0) << name;
       EXPECT_EQ(listed.count(name), 0u) << name;
@@ -478,7 +478,7 @@ TEST_F(PromiseTest, LongNamesAndFoldersOfEmptyFolders) {
   EXPECT_TRUE(WaitArrived("ds", {{"d/moved/b/c/f.txt", Sha256Hex("deep\n")}}));
   errno = 0;
   EXPECT_NE(::rename((*m / "ds/d").c_str(), (*m / "ds/e").c_str()), 0);
-  EXPECT_EQ(errno, EXDEV) << "a folder with a file in it is not moved";
+  EXPECT_EQ(errno, EPERM) << "a folder with a file in it is not moved";
 }
 
 }  // namespace

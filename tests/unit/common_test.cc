@@ -62,6 +62,13 @@ TEST(Names, RejectsEachBrokenRuleWithAReason) {
   EXPECT_FALSE(ValidateDatasetName("a/b").ok());
 }
 
+TEST(Strings, MountTableEscapesAreUndone) {
+  EXPECT_EQ(UnescapeOctal("/mnt/lab\\040data"), "/mnt/lab data");
+  EXPECT_EQ(UnescapeOctal("a\\011b\\134c\\012"), "a\tb\\c\n");
+  EXPECT_EQ(UnescapeOctal("no\\escape \\08 \\1"), "no\\escape \\08 \\1") << "not three octal digits: kept";
+  EXPECT_EQ(UnescapeOctal("end\\"), "end\\");
+}
+
 TEST(Strings, ControlCharactersAreEscapedSoALineStaysOneLine) {
   EXPECT_EQ(EscapeControl("plain Zürich name.tif"), "plain Zürich name.tif");
   std::string raw = std::string("a\nb\rc\td") + '\x01' + "e" + '\x7f' + '\0';
