@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "common/time_util.h"
 #include "fs/status_report.h"
 #include "upload/progress.h"
 
@@ -119,13 +121,18 @@ StatusOr<std::string> ControlRequest(const std::string& socket_path, const std::
 
 namespace {
 
-constexpr char kUsage[] = R"(Usage: ingestfs status MOUNTPOINT [--json]
+constexpr char kUsage[] = R"(Usage: ingestfs status MOUNTPOINT [--json | --summary | --failed] [--follow]
        ingestfs wait MOUNTPOINT [--timeout SECONDS]
        ingestfs retry MOUNTPOINT [--accept-partial PATH]...
        ingestfs unmount MOUNTPOINT [--wait [--timeout SECONDS]] [--force]
 
-  status   what the mount still has to upload: a table of files pending, uploading (with
-           progress) and failed (with the reason); --json for the same as JSON
+  status   the platform's health, then what the mount still has to upload: a table of files
+           pending, uploading (with progress) and failed (with the reason), the cache, the
+           queue (files and bytes left, rate over the last minute, estimate, the oldest
+           waiting) and totals (completed: all confirmed since the mount started). --json:
+           the same as JSON; --summary: without the table; --failed: only failed and
+           interrupted files with their reasons, and refused operations; --follow: again
+           every second (redrawn on a terminal) until interrupted
   wait     waits until nothing is left to upload (files still open for writing count);
            exit 0 when all arrived, 1 when any failed or is interrupted, 2 on timeout (default:
            no timeout)
@@ -287,7 +294,8 @@ int AcceptPartial(const std::string& mountpoint, const std::string& socket, cons
 int RunControlCommand(int argc, char** argv) {
   std::string cmd = argv[0];
   std::string mountpoint;
-  bool json_out = false, wait = false, force = false;
+  bool json_out = false, wait = false, force = false, follow = false;
+  std::string view = "table";  // status: table, summary or failed
   double timeout = -1;
   std::vector<std::string> accept;  // retry --accept-partial PATH
   for (int i = 1; i < argc; ++i) {
@@ -297,6 +305,12 @@ int RunControlCommand(int argc, char** argv) {
       return 0;
     } else if (a == "--json" && cmd == "status") {
       json_out = true;
+    } else if (a == "--summary" && cmd == "status") {
+      view = "summary";
+    } else if (a == "--failed" && cmd == "status") {
+      view = "failed";
+    } else if (a == "--follow" && cmd == "status") {
+      follow = true;
     } else if (a == "--accept-partial" && cmd == "retry") {
       if (i + 1 >= argc) return Fail("--accept-partial takes the PATH of a file in the mount");
       accept.push_back(argv[++i]);
@@ -328,16 +342,29 @@ int RunControlCommand(int argc, char** argv) {
     return 0;
   }
   if (cmd == "status") {
-    auto text = ControlRequest(*socket, "status");
-    if (!text.ok()) return Fail(text.status().message(), 1);
-    if (json_out) {
-      std::cout << *text;
-      return 0;
+    if (json_out && view != "table") return Fail("--json goes alone (it holds everything)");
+    bool tty = ::isatty(STDOUT_FILENO) == 1;
+    for (;;) {
+      auto text = ControlRequest(*socket, "status");
+      if (!text.ok()) return Fail(text.status().message(), 1);
+      std::string out;
+      if (json_out) {
+        out = *text;
+      } else {
+        auto doc = json::Parse(*text, "the mount's answer");
+        if (!doc.ok()) return Fail(doc.status().message(), 1);
+        out = view == "failed" ? FailedText(*doc) : StatusTable(*doc, view == "table");
+      }
+      if (!follow) {
+        std::cout << out;
+        return 0;
+      }
+      // A live view: redrawn in place on a terminal, one block after another otherwise.
+      if (tty) std::cout << "\033[H\033[2J";
+      std::cout << "ingestfs status " << mountpoint << " at " << Iso8601Utc(std::time(nullptr))
+                << " (every second; Ctrl-C stops)\n" << out << (tty ? "" : "\n") << std::flush;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
     }
-    auto doc = json::Parse(*text, "the mount's answer");
-    if (!doc.ok()) return Fail(doc.status().message(), 1);
-    PrintTable(*doc);
-    return 0;
   }
   if (cmd == "unmount") return Unmount(mountpoint, *socket, wait, timeout, force);
   // wait

@@ -51,8 +51,14 @@ void IngestFs::NoteRefused(const std::string& what, const std::string& why) {
 std::string IngestFs::StatusJson() {
   std::vector<std::string> open = OpenFiles();
   std::vector<upload::FileStatus> files = scheduler_ != nullptr ? scheduler_->Snapshot() : std::vector<upload::FileStatus>{};
-  std::map<std::string, int> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0},   {"failed", 0},
+  std::map<std::string, int64_t> counts = {{"pending", 0}, {"uploading", 0}, {"processing", 0},   {"failed", 0},
                                        {"interrupted", 0}, {"completed", 0}, {"stalled", 0}};
+  std::map<std::string, int64_t> bytes = {{"pending", 0},     {"uploading", 0},   {"processing", 0},
+                                          {"failed", 0},      {"interrupted", 0}, {"completed", 0}};
+  uint64_t to_send = 0;   // bytes of pending and uploading files not yet sent
+  int64_t oldest_ms = 0;  // when the file waiting longest was closed (unix ms)
+  upload::Scheduler::Confirmations confirmed = scheduler_ != nullptr ? scheduler_->Confirmed()
+                                                                      : upload::Scheduler::Confirmations{};
   return json::Object([&](json::Writer& w) {
     json::KeyString(w, "time", Iso8601Utc(std::time(nullptr)));
     json::KeyString(w, "platform", RedactUrl(cfg_.api));
@@ -126,7 +132,15 @@ std::string IngestFs::StatusJson() {
     for (const upload::FileStatus& f : files) {
       if (f.state == upload::FileState::kLocal) continue;  // being written, or a temporary name
       counts[upload::FileStateName(f.state)]++;
+      bytes[upload::FileStateName(f.state)] += f.size;
       if (f.stalled) counts["stalled"]++;
+      if (f.state == upload::FileState::kPending || f.state == upload::FileState::kUploading) {
+        to_send += f.size - std::min(f.sent, f.size);
+      }
+      if ((f.state == upload::FileState::kPending || f.state == upload::FileState::kUploading ||
+           f.state == upload::FileState::kProcessing) && f.queued_ms > 0) {
+        oldest_ms = oldest_ms == 0 ? f.queued_ms : std::min(oldest_ms, f.queued_ms);
+      }
       w.StartObject();
       json::KeyString(w, "dataset", f.dataset);
       json::KeyString(w, "name", f.name);
@@ -157,10 +171,37 @@ std::string IngestFs::StatusJson() {
       w.EndArray();
       json::KeyInt(w, "refused_total", static_cast<int64_t>(refused_total_));
     }
+    // The files listed hold the latest completed ones only (a window); completed counts all that
+    // were confirmed since the mount started, completed_listed the window.
+    counts["completed_listed"] = counts["completed"];
+    counts["completed"] = std::max<int64_t>(counts["completed"], static_cast<int64_t>(confirmed.files));
     json::Key(w, "counts");
     w.StartObject();
     json::KeyInt(w, "open", static_cast<int64_t>(open.size()));
     for (const auto& [k, v] : counts) json::KeyInt(w, k, v);
+    w.EndObject();
+    bytes["completed"] = std::max<int64_t>(bytes["completed"], static_cast<int64_t>(confirmed.bytes));
+    json::Key(w, "bytes");  // per state, as counts (completed: since the mount started)
+    w.StartObject();
+    for (const auto& [k, v] : bytes) json::KeyInt(w, k, v);
+    w.EndObject();
+    json::Key(w, "queue");
+    w.StartObject();
+    json::KeyInt(w, "to_send_bytes", static_cast<int64_t>(to_send));
+    json::Key(w, "files_per_s");  // confirmations over the last minute
+    w.Double(confirmed.files_per_s);
+    json::Key(w, "bytes_per_s");
+    w.Double(confirmed.bytes_per_s);
+    // Until what is queued now is confirmed at that rate; -1 when nothing was confirmed lately.
+    int64_t waiting = counts["pending"] + counts["uploading"] + counts["processing"];
+    double eta = -1;
+    if (waiting == 0) eta = 0;
+    else if (confirmed.files_per_s > 0) {
+      eta = std::max(static_cast<double>(waiting) / confirmed.files_per_s,
+                     confirmed.bytes_per_s > 0 ? static_cast<double>(to_send) / confirmed.bytes_per_s : 0.0);
+    }
+    json::KeyInt(w, "eta_s", eta < 0 ? -1 : static_cast<int64_t>(eta + 0.5));
+    json::KeyInt(w, "oldest_waiting_s", oldest_ms == 0 ? 0 : std::max<int64_t>(0, (NowUnixMillis() - oldest_ms) / 1000));
     w.EndObject();
   });
 }

@@ -21,7 +21,7 @@ int64_t Int(const json::Value& v, const char* key) {
 }
 }  // namespace
 
-std::string StatusTable(const json::Value& status) {
+std::string StatusTable(const json::Value& status, bool with_files) {
   std::string out;
   if (auto h = status.FindMember("platform_health"); h != status.MemberEnd() && h->value.IsObject()) {
     std::string state = Str(h->value, "state");
@@ -36,7 +36,7 @@ std::string StatusTable(const json::Value& status) {
            std::to_string(Int(status, "stale_after_s")) + " s (stalled): is the platform reachable? See the reasons below.\n";
   }
   bool header = false;
-  if (status.HasMember("files") && status["files"].IsArray()) {
+  if (with_files && status.HasMember("files") && status["files"].IsArray()) {
     for (const auto& f : status["files"].GetArray()) {
       std::string state = Str(f, "state");
       if (state == "completed") continue;
@@ -66,6 +66,30 @@ std::string StatusTable(const json::Value& status) {
            (max > 0 ? " (cache_max " + bytes(max) + ")" : "") + "; " + bytes(free) + " free on its disk\n";
     if ((max > 0 && pending * 10 > max * 8) || (min_free > 0 && free < min_free + min_free / 2)) {
       out += "WARNING: the cache is nearly full: writers will wait for uploads, then get ENOSPC\n";
+    }
+  }
+  if (auto q = status.FindMember("queue"); q != status.MemberEnd() && q->value.IsObject()) {
+    const json::Value& v = q->value;
+    auto bytes = [](double b) { return upload::TerminalProgress::Bytes(b); };
+    const json::Value& c = status["counts"];
+    int64_t waiting = Int(c, "pending") + Int(c, "uploading") + Int(c, "processing");
+    auto num = [&](const char* key) {
+      auto it = v.FindMember(key);
+      return it != v.MemberEnd() && it->value.IsNumber() ? it->value.GetDouble() : 0.0;
+    };
+    double fps = num("files_per_s"), bps = num("bytes_per_s");
+    int64_t eta = Int(v, "eta_s"), oldest = Int(v, "oldest_waiting_s");
+    if (waiting > 0) {
+      out += "queue: " + std::to_string(waiting) + " file(s), " + bytes(static_cast<double>(Int(v, "to_send_bytes"))) +
+             " to send; " + StringPrintf("%.1f files/s, %s/s", fps, bytes(bps).c_str()) + " over the last minute" +
+             (eta > 0 ? ", about " + upload::TerminalProgress::Duration(static_cast<double>(eta)) + " left"
+                      : ", no confirmation lately (no estimate)") +
+             "; the oldest waiting was closed " + upload::TerminalProgress::Duration(static_cast<double>(oldest)) +
+             " ago\n";
+    }
+    if (auto b = status.FindMember("bytes"); b != status.MemberEnd() && b->value.IsObject()) {
+      out += "confirmed since mount: " + std::to_string(Int(c, "completed")) + " file(s), " +
+             bytes(static_cast<double>(Int(b->value, "completed"))) + "\n";
     }
   }
   const json::Value& c = status["counts"];

@@ -10,9 +10,10 @@
 
 namespace ingestfs::fs {
 
-// The table of files not yet confirmed (state, size, progress, dataset/name, and the reason of a
-// failure under it) and a line of counts.
-std::string StatusTable(const json::Value& status);
+// The platform's health, the table of files not yet confirmed (state, size, progress,
+// dataset/name, and the reason of a failure under it; left out unless `with_files`), the cache,
+// the queue (files and bytes left, rate, estimate, the oldest waiting), totals and counts.
+std::string StatusTable(const json::Value& status, bool with_files = true);
 // `.ingestfs/status.txt`: a heading with the time and the cache, then StatusTable.
 std::string StatusText(const json::Value& status);
 // `.ingestfs/failed.txt`: one block per failed file with its reason, or a line saying none.

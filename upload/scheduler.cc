@@ -1,6 +1,7 @@
 #include "upload/scheduler.h"
 
 #include <algorithm>
+#include <ctime>
 
 #include "common/log.h"
 #include "common/time_util.h"
@@ -352,6 +353,7 @@ void Scheduler::Loop() {
     if (out.status.ok()) {
       item.status.sent = item.status.size;
       SetState(item, FileState::kCompleted);
+      NoteConfirmedLocked(item.status.size);
       completed_.push_back(pick_id);
       PruneCompletedLocked();
     } else if (out.status.code() == Code::kCancelled) {
@@ -378,9 +380,39 @@ void Scheduler::Loop() {
   }
 }
 
+void Scheduler::NoteConfirmedLocked(uint64_t bytes) {
+  int64_t now = std::time(nullptr);
+  ++confirmed_files_;
+  confirmed_bytes_ += bytes;
+  if (first_confirmed_at_ == 0) first_confirmed_at_ = now;
+  Second& s = recent_[static_cast<size_t>(now % 60)];
+  if (s.at != now) s = Second{now, 0, 0};
+  s.files++;
+  s.bytes += bytes;
+}
+
+Scheduler::Confirmations Scheduler::Confirmed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Confirmations c{confirmed_files_, confirmed_bytes_, 0, 0};
+  if (first_confirmed_at_ == 0) return c;
+  int64_t now = std::time(nullptr);
+  uint64_t files = 0, bytes = 0;
+  for (const Second& s : recent_) {
+    if (s.at > now - 60 && s.at <= now) {
+      files += s.files;
+      bytes += s.bytes;
+    }
+  }
+  // Over the last minute, or since the first confirmation when that is nearer.
+  double span = static_cast<double>(std::clamp<int64_t>(now - first_confirmed_at_ + 1, 1, 60));
+  c.files_per_s = static_cast<double>(files) / span;
+  c.bytes_per_s = static_cast<double>(bytes) / span;
+  return c;
+}
+
 void Scheduler::PruneCompletedLocked() {
   // A mount runs for weeks: keep the newest completed files for status, forget older ones.
-  while (completed_.size() > kKeepCompleted) {
+  while (completed_.size() > opts_.keep_completed) {
     auto it = items_.find(completed_.front());
     completed_.pop_front();
     if (it != items_.end() && it->second.status.state == FileState::kCompleted && !it->second.queued &&

@@ -9,6 +9,7 @@
 // while calling the Uploader, the Journal or a callback.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <functional>
 #include <deque>
@@ -58,6 +59,8 @@ class Scheduler : private ProgressSink {
     // Names (dataset-relative) that never go to the platform (the mount's temporary names):
     // such a version is never queued, on any path (close, resume after a crash, retry).
     std::function<bool(const std::string& name)> keep_local;
+    // Completed files Snapshot lists (the newest); older ones are only counted (Confirmed).
+    size_t keep_completed = 2000;
   };
   // Called (from a worker, without locks) when a file was confirmed by the platform.
   using ConfirmedFn = std::function<void(const cache::Entry&, const UploadOutcome&)>;
@@ -89,6 +92,14 @@ class Scheduler : private ProgressSink {
   // The user accepts what an interrupted version holds: it is closed as it is and queued.
   Status AcceptPartial(const std::string& id);
 
+  // Files confirmed since the scheduler started (all of them, not only the latest
+  // Options::keep_completed that Snapshot lists), and the rate over the last minute.
+  struct Confirmations {
+    uint64_t files = 0, bytes = 0;
+    double files_per_s = 0, bytes_per_s = 0;
+  };
+  Confirmations Confirmed() const;
+
   std::optional<FileStatus> Get(const std::string& id) const;
   std::vector<FileStatus> Snapshot() const;
   // Nothing pending, uploading or processing.
@@ -111,7 +122,8 @@ class Scheduler : private ProgressSink {
   };
   void Loop();
   void SetState(Item& item, FileState s);  // REQUIRES: mu_ held
-  void PruneCompletedLocked();             // REQUIRES: mu_ held
+  void PruneCompletedLocked();              // REQUIRES: mu_ held
+  void NoteConfirmedLocked(uint64_t bytes);  // REQUIRES: mu_ held
   // Queues the item, due at `due` (again, if it was queued); false, and not queued, for a name
   // that stays local (Options::keep_local). REQUIRES: mu_ held
   bool Enqueue(const std::string& id, Item& item, std::chrono::steady_clock::time_point due);
@@ -126,7 +138,6 @@ class Scheduler : private ProgressSink {
   bool StalledLocked(const Item& item, int64_t now_ms) const;  // REQUIRES: mu_ held
   // kInterrupted, or kLocal for a temporary name (Options::keep_local).
   FileState InterruptedState(const std::string& name) const;
-  static constexpr size_t kKeepCompleted = 2000;
   // ProgressSink (called by the uploader from workers).
   void OnPartProgress(const std::string& id, uint32_t n, uint64_t sent) override;
   void OnPhase(const std::string& id, const std::string& phase) override;
@@ -153,6 +164,14 @@ class Scheduler : private ProgressSink {
   std::set<std::tuple<std::chrono::steady_clock::time_point, int64_t, std::string>> waiting_;  // GUARDED_BY(mu_)
   std::set<std::pair<int64_t, std::string>> ready_;  // GUARDED_BY(mu_)
   std::deque<std::string> completed_;                // GUARDED_BY(mu_)
+  // Confirmations: totals, and per second of the last minute (by unix second modulo 60).
+  struct Second {
+    int64_t at = 0;
+    uint64_t files = 0, bytes = 0;
+  };
+  uint64_t confirmed_files_ = 0, confirmed_bytes_ = 0;  // GUARDED_BY(mu_)
+  int64_t first_confirmed_at_ = 0;                      // GUARDED_BY(mu_): unix seconds
+  std::array<Second, 60> recent_{};                     // GUARDED_BY(mu_)
   int running_ = 0;                                  // GUARDED_BY(mu_)
   bool stopping_ = false;                // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;

@@ -373,6 +373,59 @@ TEST_F(MountTest, ConfirmedFilesAreDroppedFromTheKernelCacheUnlessHeld) {
   EXPECT_EQ(Xattr(*m / "kp/run/f-9.dat", "user.ingestfs.state"), "completed");
 }
 
+// Status at a glance: totals in files and bytes, the queue with its rate, estimate and oldest
+// waiting file, the honest count of confirmations, a summary without the table, the failures
+// alone, and a live view.
+TEST_F(MountTest, StatusShowsTotalsQueueAndALiveView) {
+  Serve({"--max-bytes-per-sec", "6MiB"});
+  auto m = Mount();
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "tot")), 0);
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 6; ++i) {
+    std::string name = "f" + std::to_string(i) + ".bin";
+    WriteRandomFile(tmp_ / name, 2 * kMiB, 90 + i);
+    want[name] = FileSha256Hex(tmp_ / name);
+    ASSERT_EQ(Sh("cp " + Q(tmp_ / name) + " " + Q(*m / ("tot/" + name))), 0);
+  }
+  auto doc = json::Parse(Ingestfs("status --json " + Q(m->path())).out, "status");
+  ASSERT_TRUE(doc.ok() && doc->IsObject() && doc->HasMember("queue") && doc->HasMember("bytes"));
+  const auto& c = (*doc)["counts"];
+  int64_t waiting = c["pending"].GetInt64() + c["uploading"].GetInt64() + c["processing"].GetInt64();
+  EXPECT_GT(waiting, 0) << "12 MiB at 6 MiB/s are not through yet";
+  EXPECT_GT((*doc)["queue"]["to_send_bytes"].GetInt64(), 0);
+  EXPECT_EQ((*doc)["bytes"]["pending"].GetInt64() + (*doc)["bytes"]["uploading"].GetInt64() +
+                (*doc)["bytes"]["processing"].GetInt64() + (*doc)["bytes"]["completed"].GetInt64(),
+            12 * static_cast<int64_t>(kMiB));
+  CmdResult busy = Ingestfs("status " + Q(m->path()));
+  EXPECT_NE(busy.out.find("queue: "), std::string::npos) << busy.out;
+  EXPECT_NE(busy.out.find(" to send; "), std::string::npos) << busy.out;
+  EXPECT_NE(busy.out.find("the oldest waiting was closed "), std::string::npos) << busy.out;
+  CmdResult follow = Capture("timeout 2.5 " + BinDir() + "/ingestfs status --follow --summary " + Q(m->path()));
+  EXPECT_EQ(follow.code, 124) << "runs until stopped: " << follow.out;
+  size_t frames = 0;
+  for (size_t at = 0; (at = follow.out.find("ingestfs status " + m->path() + " at ", at)) != std::string::npos; ++at) {
+    ++frames;
+  }
+  EXPECT_GE(frames, 2u) << follow.out;
+  EXPECT_EQ(follow.out.find("DATASET/NAME"), std::string::npos) << "--summary leaves the table out";
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  ASSERT_TRUE(WaitArrived("tot", want));
+  doc = json::Parse(Ingestfs("status --json " + Q(m->path())).out, "status");
+  ASSERT_TRUE(doc.ok() && doc->IsObject());
+  EXPECT_EQ((*doc)["counts"]["completed"].GetInt64(), 6);
+  EXPECT_EQ((*doc)["counts"]["completed_listed"].GetInt64(), 6);
+  EXPECT_EQ((*doc)["bytes"]["completed"].GetInt64(), 12 * static_cast<int64_t>(kMiB));
+  EXPECT_EQ((*doc)["queue"]["eta_s"].GetInt64(), 0);
+  EXPECT_GT((*doc)["queue"]["files_per_s"].GetDouble(), 0.0);
+  CmdResult summary = Ingestfs("status --summary " + Q(m->path()));
+  EXPECT_NE(summary.out.find("confirmed since mount: 6 file(s), 12.0 MiB"), std::string::npos) << summary.out;
+  EXPECT_NE(summary.out.find("platform answering"), std::string::npos) << summary.out;
+  CmdResult failed = Ingestfs("status --failed " + Q(m->path()));
+  EXPECT_EQ(failed.code, 0);
+  EXPECT_NE(failed.out.find("no failed files"), std::string::npos) << failed.out;
+  EXPECT_NE(Ingestfs("status --json --summary " + Q(m->path())).code, 0) << "--json goes alone";
+}
+
 TEST_F(MountTest, XattrsFollowAnUploadAndShowFailures) {
   Serve({"--max-bytes-per-sec", "8MiB", "--readonly-token", "viewer"});
   auto m = Mount();

@@ -399,6 +399,34 @@ TEST_F(UploaderTest, SchedulerRunsFilesDueTogetherOnEveryWorker) {
   }
 }
 
+// Status lists only the newest completed files, but counts every one: the total beside the window.
+TEST_F(UploaderTest, SchedulerCountsEveryConfirmationBeyondTheListedWindow) {
+  Scheduler::Options o;
+  o.workers = 1;
+  o.uploader = opts_;
+  o.keep_completed = 3;
+  Scheduler sched(dialect_, *journal_, o, nullptr);
+  EXPECT_EQ(sched.Confirmed().files, 0u);
+  EXPECT_EQ(sched.Confirmed().files_per_s, 0.0);
+  sched.Start();
+  uint64_t bytes = 0;
+  for (int i = 0; i < 5; ++i) {
+    std::ofstream(tmp_ / "src", std::ios::binary | std::ios::trunc) << std::string(100 + i, 'x');
+    bytes += 100 + static_cast<uint64_t>(i);
+    sched.Schedule(Add("w/f" + std::to_string(i)), std::chrono::milliseconds(0));
+  }
+  ASSERT_TRUE(sched.WaitIdle(std::chrono::seconds(10)));
+  int listed = 0;
+  for (const FileStatus& f : sched.Snapshot()) listed += f.state == FileState::kCompleted;
+  EXPECT_EQ(listed, 3) << "the window";
+  Scheduler::Confirmations c = sched.Confirmed();
+  EXPECT_EQ(c.files, 5u) << "every confirmation is counted";
+  EXPECT_EQ(c.bytes, bytes);
+  EXPECT_GT(c.files_per_s, 0.0);
+  EXPECT_GT(c.bytes_per_s, 0.0);
+  sched.Stop();
+}
+
 // What must never reach the platform does not, on any path: a temporary name (closed, resumed
 // after a crash, retried), and an interrupted version until the user accepts it; a plain retry
 // does not send an interrupted version either.
