@@ -133,7 +133,8 @@ constexpr char kUsage[] = R"(Usage: ingestfs status MOUNTPOINT [--json | --summa
            the same as JSON; --summary: without the table; --failed: only failed and
            interrupted files with their reasons, and refused operations; --follow: again
            every second (redrawn on a terminal) until interrupted
-  wait     waits until nothing is left to upload (files still open for writing count);
+  wait     waits until nothing is left to upload (files still open for writing count),
+           with a progress line on a terminal (files and bytes left, rate, estimate);
            exit 0 when all arrived, 1 when any failed or is interrupted, 2 on timeout (default:
            no timeout)
   retry    puts failed files back in the queue. A file whose writer never finished it (killed,
@@ -183,10 +184,36 @@ int Busy(const json::Value& counts) {
          counts["processing"].GetInt();
 }
 
+// One line on where the queue stands, for a terminal: files and bytes left, rate, estimate.
+std::string ProgressLine(const json::Value& status, int busy) {
+  auto bytes = [](double b) { return upload::TerminalProgress::Bytes(b); };
+  std::string line = "waiting for " + std::to_string(busy) + " file(s)";
+  auto q = status.FindMember("queue");
+  if (q == status.MemberEnd() || !q->value.IsObject()) return line;
+  const json::Value& v = q->value;
+  auto num = [&](const char* key) {
+    auto it = v.FindMember(key);
+    return it != v.MemberEnd() && it->value.IsNumber() ? it->value.GetDouble() : 0.0;
+  };
+  line += ", " + bytes(num("to_send_bytes")) + " to send";
+  if (num("files_per_s") > 0) {
+    line += StringPrintf(", %.1f files/s, %s/s", num("files_per_s"), bytes(num("bytes_per_s")).c_str());
+  }
+  if (num("eta_s") > 0) line += ", about " + upload::TerminalProgress::Duration(num("eta_s")) + " left";
+  return line;
+}
+
 // Polls the daemon until nothing is busy or `timeout` seconds passed (< 0: no limit; 0: ask once).
-Idle WaitIdle(const std::string& socket, double timeout) {
+// With `progress`, a line on stderr says how far the queue is, redrawn in place (a terminal).
+Idle WaitIdle(const std::string& socket, double timeout, bool progress = false) {
   Idle idle;
   auto start = std::chrono::steady_clock::now();
+  auto drawn = start - std::chrono::seconds(1);
+  size_t width = 0;  // of the line drawn last, to blank it
+  auto clear = [&] {
+    if (width > 0) std::fprintf(stderr, "\r%*s\r", static_cast<int>(width), "");
+    width = 0;
+  };
   for (;;) {
     auto doc = Query(socket, "status");
     if (!doc.ok()) {
@@ -197,7 +224,18 @@ Idle WaitIdle(const std::string& socket, double timeout) {
     idle.busy = Busy(idle.status["counts"]);
     idle.failed = NeedAction(idle.status["counts"]);
     double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (idle.busy == 0 || (timeout >= 0 && waited >= timeout)) return idle;
+    if (idle.busy == 0 || (timeout >= 0 && waited >= timeout)) {
+      clear();
+      return idle;
+    }
+    if (progress && std::chrono::steady_clock::now() - drawn >= std::chrono::milliseconds(500)) {
+      std::string line = ProgressLine(idle.status, idle.busy);
+      clear();
+      std::fprintf(stderr, "%s", line.c_str());
+      std::fflush(stderr);
+      width = line.size();
+      drawn = std::chrono::steady_clock::now();
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -368,7 +406,7 @@ int RunControlCommand(int argc, char** argv) {
   }
   if (cmd == "unmount") return Unmount(mountpoint, *socket, wait, timeout, force);
   // wait
-  Idle idle = WaitIdle(*socket, timeout);
+  Idle idle = WaitIdle(*socket, timeout, ::isatty(STDERR_FILENO) == 1);
   if (!idle.error.empty()) return Fail(idle.error, 2);
   if (idle.busy > 0) {
     PrintTable(idle.status);

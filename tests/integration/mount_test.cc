@@ -377,7 +377,7 @@ TEST_F(MountTest, ConfirmedFilesAreDroppedFromTheKernelCacheUnlessHeld) {
 // waiting file, the honest count of confirmations, a summary without the table, the failures
 // alone, and a live view.
 TEST_F(MountTest, StatusShowsTotalsQueueAndALiveView) {
-  Serve({"--max-bytes-per-sec", "6MiB"});
+  Serve({"--max-bytes-per-sec", "3MiB"});
   auto m = Mount();
   ASSERT_EQ(Sh("mkdir " + Q(*m / "tot")), 0);
   std::map<std::string, std::string> want;
@@ -391,7 +391,7 @@ TEST_F(MountTest, StatusShowsTotalsQueueAndALiveView) {
   ASSERT_TRUE(doc.ok() && doc->IsObject() && doc->HasMember("queue") && doc->HasMember("bytes"));
   const auto& c = (*doc)["counts"];
   int64_t waiting = c["pending"].GetInt64() + c["uploading"].GetInt64() + c["processing"].GetInt64();
-  EXPECT_GT(waiting, 0) << "12 MiB at 6 MiB/s are not through yet";
+  EXPECT_GT(waiting, 0) << "12 MiB at 3 MiB/s are not through yet";
   EXPECT_GT((*doc)["queue"]["to_send_bytes"].GetInt64(), 0);
   EXPECT_EQ((*doc)["bytes"]["pending"].GetInt64() + (*doc)["bytes"]["uploading"].GetInt64() +
                 (*doc)["bytes"]["processing"].GetInt64() + (*doc)["bytes"]["completed"].GetInt64(),
@@ -400,6 +400,11 @@ TEST_F(MountTest, StatusShowsTotalsQueueAndALiveView) {
   EXPECT_NE(busy.out.find("queue: "), std::string::npos) << busy.out;
   EXPECT_NE(busy.out.find(" to send; "), std::string::npos) << busy.out;
   EXPECT_NE(busy.out.find("the oldest waiting was closed "), std::string::npos) << busy.out;
+  // On a terminal (script(1) gives it one), wait shows where the queue stands as it goes.
+  CmdResult waited = Capture("script -qec " + Q(BinDir() + "/ingestfs wait " + m->path() + " --timeout 60") + " /dev/null");
+  ASSERT_EQ(waited.code, 0) << waited.out;
+  EXPECT_NE(waited.out.find("waiting for "), std::string::npos) << waited.out;
+  EXPECT_NE(waited.out.find(" to send"), std::string::npos) << waited.out;
   CmdResult follow = Capture("timeout 2.5 " + BinDir() + "/ingestfs status --follow --summary " + Q(m->path()));
   EXPECT_EQ(follow.code, 124) << "runs until stopped: " << follow.out;
   size_t frames = 0;
@@ -408,7 +413,6 @@ TEST_F(MountTest, StatusShowsTotalsQueueAndALiveView) {
   }
   EXPECT_GE(frames, 2u) << follow.out;
   EXPECT_EQ(follow.out.find("DATASET/NAME"), std::string::npos) << "--summary leaves the table out";
-  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
   ASSERT_TRUE(WaitArrived("tot", want));
   doc = json::Parse(Ingestfs("status --json " + Q(m->path())).out, "status");
   ASSERT_TRUE(doc.ok() && doc->IsObject());
