@@ -27,7 +27,8 @@ constexpr size_t kMaxSpares = 4096;
 // Copies src to dst (a new file) and fsyncs it, while this thread computes the SHA-256 of the
 // source: the kernel copies (copy_file_range) as we hash, so the two costs overlap. A source that
 // changes meanwhile (size or mtime) is an error: the copy and the hash would disagree.
-StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst, uint64_t* size) {
+StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst, uint64_t* size,
+                                  const std::function<void(uint64_t)>& on_copied = nullptr) {
   UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return Status::FromErrno(errno, "open " + src);
   struct stat before;
@@ -57,6 +58,7 @@ StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst
         return;
       }
       if (n == 0) break;  // shorter than it was: caught by the checks below
+      if (on_copied) on_copied(static_cast<uint64_t>(off_in));
     }
     if (fallback) {  // filesystems without copy_file_range: a plain read/write loop
       std::vector<char> buf(1 << 20);
@@ -70,6 +72,7 @@ StatusOr<std::string> CopyAndHash(const std::string& src, const std::string& dst
         copy_status = WriteAll(out.get(), buf.data(), *n, dst);
         if (!copy_status.ok()) return;
         off_in += static_cast<loff_t>(*n);
+        if (on_copied) on_copied(static_cast<uint64_t>(off_in));
       }
     }
     if (::fsync(out.get()) != 0) copy_status = Status::FromErrno(errno, "fsync " + dst);
@@ -290,13 +293,13 @@ Status Journal::Append(const std::string& id, const std::string& record, bool du
   return w.Append(record, durable);
 }
 
-StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta) {
+StatusOr<Entry> Journal::AddCopy(const std::string& source, Entry meta, const std::function<void(uint64_t)>& copied) {
   std::string id = RandomHex(8);
   std::string data = dir_ + "/data/" + id;
   std::string tmp = data + ".tmp";
   uint64_t size = 0;
   spares_->Take(tmp);
-  auto sha = CopyAndHash(source, tmp, &size);
+  auto sha = CopyAndHash(source, tmp, &size, copied);
   if (!sha.ok()) {
     ::unlink(tmp.c_str());
     return sha.status().Annotate("copying " + source + " into the cache");

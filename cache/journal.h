@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -115,7 +116,8 @@ class Journal {
 
   // Copies `source` into the cache (SHA-256 computed on the way, fsynced, published by rename)
   // and then records the entry. `meta` gives api, dialect, dataset, name, content type.
-  StatusOr<Entry> AddCopy(const std::string& source, Entry meta);
+  // `copied` (when given) hears the bytes copied so far, from another thread, as the copy goes.
+  StatusOr<Entry> AddCopy(const std::string& source, Entry meta, const std::function<void(uint64_t)>& copied = nullptr);
 
   // Makes everything recorded for `id` durable (its journal file, and the names of its files):
   // fsync(2) of a file being written through the mount.

@@ -7,10 +7,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -57,8 +60,10 @@ recorded in its journal, so a killed run loses nothing: `--resume` finishes it.
   --resume             finish the uploads left in the journal (by a killed or failed run)
   --retry-failed       with --resume: also try again the ones that failed permanently
   --json               print a machine-readable summary on stdout
-  -q, --quiet          no progress display
-  -v, --verbose        log each retry and step to stderr
+  -q, --quiet          no progress display (on a terminal: the copy into the cache, an
+                       overall line, live lines per file, a summary at the end)
+  -v, --verbose        log each retry and step to stderr, and a line per file that ends
+                       however many files there are (otherwise only up to 20)
   -h, --help           this text
 
 Exit status: 0 all confirmed, 1 some failed (each is named with the reason), 2 usage error.
@@ -254,6 +259,25 @@ int RunUploadCommand(int argc, char** argv) {
         for (const upload::RemoteFile& f : *files) existing.insert(f.name);
       }
     }
+    // Copying into the cache can take long (2 GiB: tens of seconds; thousands of files): on a
+    // terminal one line, redrawn at most five times a second, says how far it is.
+    bool tty = !quiet && !json_out && ::isatty(STDERR_FILENO) == 1;
+    std::mutex draw_mu;
+    auto last_draw = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    size_t drawn = 0, index = 0;
+    auto draw = [&](const Source& src, uint64_t copied, uint64_t size) {
+      std::lock_guard<std::mutex> lock(draw_mu);
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_draw < std::chrono::milliseconds(200)) return;
+      last_draw = now;
+      std::string line = "copying into the cache: file " + std::to_string(index + 1) + " of " +
+                         std::to_string(sources.size()) + ", " + src.name + "  " +
+                         upload::TerminalProgress::Bytes(static_cast<double>(copied)) + " of " +
+                         upload::TerminalProgress::Bytes(static_cast<double>(size));
+      std::fprintf(stderr, "\r%-*s", static_cast<int>(std::max(drawn, line.size())), line.c_str());
+      std::fflush(stderr);
+      drawn = line.size();
+    };
     for (const Source& s : sources) {
       cache::Entry meta;
       meta.api = api;
@@ -262,13 +286,21 @@ int RunUploadCommand(int argc, char** argv) {
       meta.name = s.name;
       meta.content_type = content_type;
       meta.remote_hint = existing.count(s.name) > 0;
-      auto added = (*journal)->AddCopy(s.path, meta);
+      struct stat st {};
+      uint64_t size = ::stat(s.path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+      if (tty) draw(s, 0, size);
+      auto added = (*journal)->AddCopy(s.path, meta, tty ? std::function<void(uint64_t)>([&](uint64_t n) {
+                                                       draw(s, n, size);
+                                                     })
+                                                   : nullptr);
+      ++index;
       if (!added.ok()) {
         std::cerr << "ingestfs upload: " << s.path << ": " << added.status().message() << "\n";
         return 1;
       }
       ids.push_back(added->id);
     }
+    if (tty && drawn > 0) std::fprintf(stderr, "\r%*s\r", static_cast<int>(drawn), "");
   }
 
   std::map<std::string, std::unique_ptr<upload::Dialect>> dialects;  // by dialect and API base
@@ -316,6 +348,11 @@ int RunUploadCommand(int argc, char** argv) {
     for (auto& [b, u] : uploaders) u->Cancel();
   });
 
+  uint64_t total_bytes = 0;
+  for (const cache::Entry& e : entries) total_bytes += e.size;
+  // One line per file only for a few files (or -v); always for a failure.
+  progress.SetTotals(entries.size(), total_bytes, entries.size() <= 20 || GetLogLevel() == LogLevel::kDebug);
+  auto began = std::chrono::steady_clock::now();
   std::vector<upload::UploadOutcome> outcomes(entries.size());
   std::atomic<size_t> next{0};
   auto worker = [&] {
@@ -342,6 +379,17 @@ int RunUploadCommand(int argc, char** argv) {
       std::cerr << "ingestfs upload: " << entries[i].source << " -> " << entries[i].dataset << "/" << entries[i].name
                 << ": failed: " << (st.message().empty() ? std::string("not finished") : st.message()) << "\n";
     }
+  }
+  if (!quiet && !json_out && !entries.empty() && ::isatty(STDERR_FILENO) == 1) {  // silent when piped
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    uint64_t confirmed_bytes = 0;
+    for (size_t i = 0; i < entries.size(); ++i) confirmed_bytes += outcomes[i].status.ok() ? entries[i].size : 0;
+    std::cerr << "ingestfs upload: " << entries.size() - static_cast<size_t>(failed) << " of " << entries.size()
+              << " file(s) confirmed, " << upload::TerminalProgress::Bytes(static_cast<double>(confirmed_bytes))
+              << " in " << upload::TerminalProgress::Duration(secs) << " ("
+              << upload::TerminalProgress::Bytes(secs > 0 ? static_cast<double>(confirmed_bytes) / secs : 0) << "/s)"
+              << (failed > 0 ? "; " + std::to_string(failed) + " failed (above)" : "")
+              << (interrupted ? "; interrupted" : "") << "\n";
   }
   if (json_out) {
     std::cout << json::Object([&](json::Writer& w) {

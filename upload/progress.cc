@@ -79,7 +79,9 @@ void TerminalProgress::OnDone(const std::string& id, const Status& result) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = files_.find(id);
   if (it == files_.end()) return;
-  if (enabled_) {
+  ++done_files_;
+  done_bytes_ += it->second.size;
+  if (enabled_ && (per_file_lines_ || !result.ok())) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second.start).count();
     for (int i = 0; i < drawn_lines_; ++i) std::fputs("\033[1A\033[2K", out_);
     drawn_lines_ = 0;
@@ -91,10 +93,29 @@ void TerminalProgress::OnDone(const std::string& id, const Status& result) {
   if (enabled_) DrawLocked();
 }
 
+void TerminalProgress::SetTotals(size_t files, uint64_t bytes, bool per_file_lines) {
+  std::lock_guard<std::mutex> lock(mu_);
+  total_files_ = files;
+  total_bytes_ = bytes;
+  per_file_lines_ = per_file_lines;
+  began_ = std::chrono::steady_clock::now();
+}
+
 void TerminalProgress::DrawLocked() {
   for (int i = 0; i < drawn_lines_; ++i) std::fputs("\033[1A\033[2K", out_);
   drawn_lines_ = 0;
   auto now = std::chrono::steady_clock::now();
+  if (total_files_ > 1) {
+    uint64_t done = done_bytes_;
+    for (const auto& [id, f] : files_) done += std::min(f.sent, f.size);
+    double secs = std::chrono::duration<double>(now - began_).count();
+    double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+    double left = total_bytes_ > done ? static_cast<double>(total_bytes_ - done) : 0;
+    std::fprintf(out_, "total: %zu of %zu files confirmed, %s of %s sent, %s/s, ETA %s\n", done_files_, total_files_,
+                 Bytes(static_cast<double>(done)).c_str(), Bytes(static_cast<double>(total_bytes_)).c_str(),
+                 Bytes(rate).c_str(), rate > 0 ? Duration(left / rate).c_str() : "?");
+    ++drawn_lines_;
+  }
   for (const auto& [id, f] : files_) {
     double secs = std::chrono::duration<double>(now - f.start).count();
     double rate = secs > 0 ? static_cast<double>(f.sent) / secs : 0;
@@ -104,7 +125,7 @@ void TerminalProgress::DrawLocked() {
                  Bytes(static_cast<double>(f.sent)).c_str(), Bytes(static_cast<double>(f.size)).c_str(),
                  Bytes(rate).c_str(), rate > 0 ? Duration(left / rate).c_str() : "?", f.phase.c_str());
     ++drawn_lines_;
-    if (drawn_lines_ >= 20) break;
+    if (drawn_lines_ >= 21) break;
   }
   std::fflush(out_);
 }

@@ -27,6 +27,10 @@ class TerminalProgress : public ProgressSink {
   void OnPhase(const std::string& id, const std::string& phase) override;
   void OnRetry(const std::string& id, int attempt, const Status& why) override;
   void OnDone(const std::string& id, const Status& result) override;
+  // The whole job: an overall line (files and bytes done, rate, ETA) heads the display when it
+  // has more than one file; with `per_file_lines` false, a file that ends prints no line of its
+  // own unless it failed (thousands of small files, thousands of lines otherwise).
+  void SetTotals(size_t files, uint64_t bytes, bool per_file_lines);
 
   // "12.3 MiB", "45.6 MiB/s", "1m05s".
   static std::string Bytes(double b);
@@ -50,6 +54,10 @@ class TerminalProgress : public ProgressSink {
   std::condition_variable cv_;
   std::map<std::string, File> files_;  // GUARDED_BY(mu_)
   int drawn_lines_ = 0;                // GUARDED_BY(mu_)
+  size_t total_files_ = 0, done_files_ = 0;    // GUARDED_BY(mu_)
+  uint64_t total_bytes_ = 0, done_bytes_ = 0;  // GUARDED_BY(mu_)
+  bool per_file_lines_ = true;                 // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point began_ = std::chrono::steady_clock::now();  // GUARDED_BY(mu_)
   bool stop_ = false;                  // GUARDED_BY(mu_)
   std::thread thread_;
 };

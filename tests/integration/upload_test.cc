@@ -388,6 +388,22 @@ TEST(UploadProgress, LiveLineOnATerminalQuietOtherwise) {
   EXPECT_NE(tty.find("ETA"), std::string::npos) << tty;
   EXPECT_NE(tty.find("tty/p.bin"), std::string::npos) << tty;
   EXPECT_NE(tty.find("confirmed in"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("copying into the cache: file 1 of 1, p.bin"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("ingestfs upload: 1 of 1 file(s) confirmed, 24.0 MiB in "), std::string::npos) << tty;
+  // Many files: an overall line and a summary, not a line per file.
+  std::string many;
+  for (int i = 0; i < 30; ++i) {
+    std::string name = "s" + std::to_string(i) + ".csv";
+    std::ofstream(tmp / name) << "row " << i << "\n";
+    many += " " + tmp / name;
+  }
+  cmd = "INGESTFS_TOKEN=" + std::string(ServerProcess::kToken) + " script -qec '" + BinDir() + "/ingestfs upload --api " +
+        server.api() + " --dataset many --cache-dir " + tmp / "c3" + many + "' /dev/null > " + tmp / "many.out";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  std::ifstream in2(tmp / "many.out");
+  std::string lots((std::istreambuf_iterator<char>(in2)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(lots.find("done  "), std::string::npos) << "no line per file for 30 files: " << lots;
+  EXPECT_NE(lots.find("ingestfs upload: 30 of 30 file(s) confirmed"), std::string::npos) << lots;
   // Not a terminal: nothing at all on success.
   RunResult quiet = RunUpload(tmp, {"--api", server.api(), "--dataset", "tty", "--cache-dir", tmp / "c2", tmp / "p.bin"});
   EXPECT_TRUE(quiet.exited_ok());
