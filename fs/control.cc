@@ -186,21 +186,8 @@ int Busy(const json::Value& counts) {
 
 // One line on where the queue stands, for a terminal: files and bytes left, rate, estimate.
 std::string ProgressLine(const json::Value& status, int busy) {
-  auto bytes = [](double b) { return upload::TerminalProgress::Bytes(b); };
-  std::string line = "waiting for " + std::to_string(busy) + " file(s)";
-  auto q = status.FindMember("queue");
-  if (q == status.MemberEnd() || !q->value.IsObject()) return line;
-  const json::Value& v = q->value;
-  auto num = [&](const char* key) {
-    auto it = v.FindMember(key);
-    return it != v.MemberEnd() && it->value.IsNumber() ? it->value.GetDouble() : 0.0;
-  };
-  line += ", " + bytes(num("to_send_bytes")) + " to send";
-  if (num("files_per_s") > 0) {
-    line += StringPrintf(", %.1f files/s, %s/s", num("files_per_s"), bytes(num("bytes_per_s")).c_str());
-  }
-  if (num("eta_s") > 0) line += ", about " + upload::TerminalProgress::Duration(num("eta_s")) + " left";
-  return line;
+  std::string queue = QueueText(status, false);
+  return "waiting for " + std::to_string(busy) + " file(s)" + (queue.empty() ? "" : ", " + queue);
 }
 
 // Polls the daemon until nothing is busy or `timeout` seconds passed (< 0: no limit; 0: ask once).

@@ -21,6 +21,25 @@ int64_t Int(const json::Value& v, const char* key) {
 }
 }  // namespace
 
+std::string QueueText(const json::Value& status, bool always_rate) {
+  auto q = status.FindMember("queue");
+  if (q == status.MemberEnd() || !q->value.IsObject()) return "";
+  const json::Value& v = q->value;
+  auto num = [&](const char* key) {
+    auto it = v.FindMember(key);
+    return it != v.MemberEnd() && it->value.IsNumber() ? it->value.GetDouble() : 0.0;
+  };
+  auto bytes = [](double b) { return upload::TerminalProgress::Bytes(b); };
+  std::string text = bytes(num("to_send_bytes")) + " to send";
+  double fps = num("files_per_s"), bps = num("bytes_per_s"), eta = num("eta_s");
+  std::string rate = StringPrintf("%.1f files/s, %s/s", fps, bytes(bps).c_str());
+  if (always_rate) text += "; " + rate + " over the last minute";
+  else if (fps > 0) text += ", " + rate;
+  if (eta > 0) text += ", about " + upload::TerminalProgress::Duration(eta) + " left";
+  else if (always_rate) text += ", no confirmation lately (no estimate)";
+  return text;
+}
+
 std::string StatusTable(const json::Value& status, bool with_files) {
   std::string out;
   if (auto h = status.FindMember("platform_health"); h != status.MemberEnd() && h->value.IsObject()) {
@@ -69,23 +88,13 @@ std::string StatusTable(const json::Value& status, bool with_files) {
     }
   }
   if (auto q = status.FindMember("queue"); q != status.MemberEnd() && q->value.IsObject()) {
-    const json::Value& v = q->value;
     auto bytes = [](double b) { return upload::TerminalProgress::Bytes(b); };
     const json::Value& c = status["counts"];
     int64_t waiting = Int(c, "pending") + Int(c, "uploading") + Int(c, "processing");
-    auto num = [&](const char* key) {
-      auto it = v.FindMember(key);
-      return it != v.MemberEnd() && it->value.IsNumber() ? it->value.GetDouble() : 0.0;
-    };
-    double fps = num("files_per_s"), bps = num("bytes_per_s");
-    int64_t eta = Int(v, "eta_s"), oldest = Int(v, "oldest_waiting_s");
     if (waiting > 0) {
-      out += "queue: " + std::to_string(waiting) + " file(s), " + bytes(static_cast<double>(Int(v, "to_send_bytes"))) +
-             " to send; " + StringPrintf("%.1f files/s, %s/s", fps, bytes(bps).c_str()) + " over the last minute" +
-             (eta > 0 ? ", about " + upload::TerminalProgress::Duration(static_cast<double>(eta)) + " left"
-                      : ", no confirmation lately (no estimate)") +
-             "; the oldest waiting was closed " + upload::TerminalProgress::Duration(static_cast<double>(oldest)) +
-             " ago\n";
+      out += "queue: " + std::to_string(waiting) + " file(s), " + QueueText(status, true) +
+             "; the oldest waiting was closed " +
+             upload::TerminalProgress::Duration(static_cast<double>(Int(q->value, "oldest_waiting_s"))) + " ago\n";
     }
     if (auto b = status.FindMember("bytes"); b != status.MemberEnd() && b->value.IsObject()) {
       out += "confirmed since mount: " + std::to_string(Int(c, "completed")) + " file(s), " +

@@ -14,6 +14,9 @@ namespace ingestfs::fs {
 // dataset/name, and the reason of a failure under it; left out unless `with_files`), the cache,
 // the queue (files and bytes left, rate, estimate, the oldest waiting), totals and counts.
 std::string StatusTable(const json::Value& status, bool with_files = true);
+// The queue's "N MiB to send, R files/s, B/s, about T left" (`always_rate`: the rate even when
+// nothing was confirmed lately, and why there is no estimate), or "" without a queue object.
+std::string QueueText(const json::Value& status, bool always_rate);
 // `.ingestfs/status.txt`: a heading with the time and the cache, then StatusTable.
 std::string StatusText(const json::Value& status);
 // `.ingestfs/failed.txt`: one block per failed file with its reason, or a line saying none.
