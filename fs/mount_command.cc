@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -105,7 +106,12 @@ Refused at mount (exit 1): a token the platform refuses (401/403), a mount point
 empty (without nonempty) or already holds a mount, a cache_min_free the cache's disk cannot
 keep. A platform that does not answer is mounted anyway (files wait in the cache), with a
 warning; `ingestfs status` shows its health.
-  -f                   stay in the foreground, log to stderr (otherwise: daemon, syslog)
+  log_file=PATH        log here (appended to; reopened by name on SIGHUP, for logrotate),
+                       in the foreground too. Otherwise: stderr in the foreground (with the
+                       journal's priorities when stderr is systemd's journal); a daemon logs
+                       to syslog, or to CACHE_DIR/ingestfs.log where there is no /dev/log
+  log_level=LEVEL      debug, info (default), warning or error
+  -f                   stay in the foreground (otherwise a daemon); see log_file for the log
   -d                   FUSE debug output (implies -f)
   -h, --help           this text
   -V, --version        the version
@@ -136,6 +142,8 @@ struct RawOptions {
   char* stale_after = nullptr;
   char* job_timeout = nullptr;
   char* cache_writes = nullptr;
+  char* log_file = nullptr;
+  char* log_level = nullptr;
   int sync_upload = 0;
   int nonempty = 0;
   int help = 0;
@@ -149,7 +157,7 @@ struct RawOptions {
   ~RawOptions() {
     for (char* p : {token_file, cache_dir, dialect, settle, parallel, uid, gid, umask, ignore, listing_ttl,
                     listing_timeout, listing_cache, bwlimit, post_limit, cache_max, cache_min_free, cache_wait,
-                    retry_max, bad_answers, stale_after, job_timeout, cache_writes}) {
+                    retry_max, bad_answers, stale_after, job_timeout, cache_writes, log_file, log_level}) {
       std::free(p);
     }
   }
@@ -181,6 +189,8 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("stale_after=%s", stale_after),
     INGESTFS_OPT("job_timeout=%s", job_timeout),
     INGESTFS_OPT("cache_writes=%s", cache_writes),
+    INGESTFS_OPT("log_file=%s", log_file),
+    INGESTFS_OPT("log_level=%s", log_level),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
     {"nonempty", offsetof(RawOptions, nonempty), 1},
     FUSE_OPT_KEY("-h", kKeyHelp),
@@ -503,6 +513,17 @@ int RunMountCommand(int argc, char** argv) {
     cfg.cache_dir = std::string(cwd) + "/" + cfg.cache_dir;
   }
 
+  if (raw.log_level != nullptr) {
+    auto level = ParseLogLevel(raw.log_level);
+    if (!level) return Fail(std::string("log_level=") + raw.log_level + " must be debug, info, warning or error");
+    SetLogLevel(*level);
+  }
+  std::string log_file = raw.log_file != nullptr ? raw.log_file : "";
+  if (!log_file.empty() && log_file[0] != '/') {  // the daemon runs in /
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof(cwd)) == nullptr) return Fail("cannot resolve log_file " + log_file);
+    log_file = std::string(cwd) + "/" + log_file;
+  }
   // The options are all valid: now what they point at.
   if (std::string why = CheckMountPoint(cmd.mountpoint, raw.nonempty != 0); !why.empty()) {
     std::cerr << "ingestfs: " << why << "\n";
@@ -515,6 +536,17 @@ int RunMountCommand(int argc, char** argv) {
   if (!journal.ok()) {
     std::cerr << "ingestfs: " << journal.status().message() << "\n";
     return 1;
+  }
+  // Where the log goes: a daemon without syslog (no /dev/log: containers, minimal systems)
+  // would lose every line, so it writes into the cache dir instead, and says so now.
+  if (log_file.empty() && !cmd.foreground && ::access("/dev/log", W_OK) != 0) {
+    log_file = cfg.cache_dir + "/ingestfs.log";
+    std::cerr << "ingestfs: no syslog here (/dev/log): the daemon logs to " << log_file << "\n";
+  }
+  if (!log_file.empty()) {
+    if (Status st = UseLogFile(log_file); !st.ok()) return Fail("log_file: " + st.message());
+  } else if (StderrIsJournal()) {
+    UseJournalPrefixes();
   }
   if (std::string why = CheckCacheBounds(cfg.cache_dir, space_opts); !why.empty()) {
     std::cerr << "ingestfs: " << why << "\n";
@@ -583,8 +615,15 @@ int RunMountCommand(int argc, char** argv) {
                   [&prune] { return std::make_pair(prune.supported(), prune.asked()); });
   int rc = 1;
   if (fuse_set_signal_handlers(se) == 0) {
+    // SIGHUP reopens the log file (logrotate moved it), instead of unmounting as libfuse's
+    // handler would.
+    struct sigaction hup {};
+    hup.sa_handler = [](int) { RequestLogReopen(); };
+    sigemptyset(&hup.sa_mask);
+    hup.sa_flags = SA_RESTART;
+    ::sigaction(SIGHUP, &hup, nullptr);
     if (fuse_session_mount(se, cmd.mountpoint) == 0) {
-      if (!cmd.foreground) UseSyslog("ingestfs");
+      if (!cmd.foreground && log_file.empty()) UseSyslog("ingestfs");
       if (fuse_daemonize(cmd.foreground) == 0) {
         // Threads start after the fork of fuse_daemonize, or they would be left behind.
         (*journal)->RecordPid();  // the daemon's pid, not its parent's: unmount waits for it

@@ -67,7 +67,7 @@ Status Uploader::BeginSession(Run& run) {
   bool overwrite = run.entry.remote_hint;
   BeginResult begun;
   for (int flips = 0;; ++flips) {
-    if (progress_) progress_->OnPhase(run.entry.id, overwrite ? "reupload presign" : "presign");
+    Phase(run, overwrite ? "reupload presign" : "presign");
     Status st = Step(run, overwrite ? "reupload presign" : "presign", [&] {
       auto r = dialect_.Begin(run.dataset_id, run.entry, overwrite);
       if (!r.ok()) return r.status();
@@ -237,7 +237,7 @@ Status Uploader::SendParts(Run& run) {
     if (run.entry.parts.count(n) == 0) todo.push_back(n);
   }
   if (todo.empty()) return Status::Ok();
-  if (progress_) progress_->OnPhase(run.entry.id, "uploading");
+  Phase(run, "uploading");
   std::mutex mu;
   size_t next = 0;
   Status first_error;
@@ -283,8 +283,13 @@ Status Uploader::SendParts(Run& run) {
   return first_error;
 }
 
+void Uploader::Phase(const Run& run, const char* phase) {
+  if (progress_) progress_->OnPhase(run.entry.id, phase);
+  LOG_DEBUG("%s/%s: %s", run.entry.dataset.c_str(), run.entry.name.c_str(), phase);
+}
+
 Status Uploader::Follow(Run& run, JobState* final_state) {
-  if (progress_) progress_->OnPhase(run.entry.id, "processing");
+  Phase(run, "processing");
   // Assembling many parts takes the platform longer than taking one: each kind learns its own.
   FirstLookDelay& first = run.entry.session->num_parts > 1 ? multipart_look_ : single_look_;
   if (auto wait = first.Get(); wait.count() > 0) std::this_thread::sleep_for(wait);
@@ -407,7 +412,7 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
       if (Cancelled(run) || (progress_ && !progress_->Commit(run.entry.id))) {
         return finish(Status(Code::kCancelled, "cancelled"));
       }
-      if (progress_) progress_->OnPhase(run.entry.id, "completing");
+      Phase(run, "completing");
       st = Step(run, "complete", [&] { return dialect_.Complete(*run.entry.session, run.entry.parts); });
       if (st.code() == Code::kInvalidArgument) {
         // InvalidPart: the platform does not hold what we sent. Begin again.
@@ -446,7 +451,7 @@ UploadOutcome Uploader::Upload(const std::string& entry_id, std::function<bool()
       continue;
     }
     out.remote_sha256 = job.sha256.empty() ? run.entry.sha256 : job.sha256;
-    if (progress_) progress_->OnPhase(run.entry.id, "confirmed");
+    Phase(run, "confirmed");
     std::string job_id = run.entry.session->job_id;
     st = journal_.RecordConfirmed(run.entry.id, out.remote_sha256, job.version,
                                   opts_.keep_confirmed ? &out.kept_path : nullptr);

@@ -94,6 +94,8 @@ class Uploader {
   StatusOr<PartTarget> TargetOf(Run& run, uint32_t n, uint64_t* generation);
   void ForgetTarget(Run& run, uint32_t n);
   Status Follow(Run& run, JobState* final_state);
+  // The file enters step `phase`: the progress display hears it, and a debug log line names it.
+  void Phase(const Run& run, const char* phase);
 
   Dialect& dialect_;
   cache::Journal& journal_;

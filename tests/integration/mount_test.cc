@@ -2,6 +2,7 @@
 // checked on the platform's side: its listing's sha256, its version, and its access log.
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/xattr.h>
@@ -764,6 +765,36 @@ TEST_F(MountTest, BadOptionsAreClearErrors) {
   EXPECT_NE(e5.find("cache_writes=fast must be direct or buffered"), std::string::npos) << e5;
   auto [c4, e4] = run({"--help"});
   EXPECT_EQ(c4, 0);
+}
+
+// -o log_file= takes the log (the foreground too), log_level= filters it, and SIGHUP opens the
+// file again by name (logrotate moved it) instead of unmounting.
+TEST_F(MountTest, LogFileWithLevelIsReopenedOnSighup) {
+  std::string log = tmp_ / "m.log";
+  auto m = Mount({"log_file=" + log, "log_level=debug"});
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "lg") + " && echo one > " + Q(*m / "lg/one.txt")), 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  std::string first = *ReadFileToString(log);
+  EXPECT_NE(first.find(" info: mounted "), std::string::npos) << first;
+  EXPECT_NE(first.find(" debug: "), std::string::npos) << "log_level=debug: " << first;
+  EXPECT_EQ(ReadFileToString(m->stderr_path())->find(" info: mounted "), std::string::npos)
+      << "the log went to the file, not stderr";
+  ASSERT_EQ(::rename(log.c_str(), (log + ".1").c_str()), 0);
+  ASSERT_EQ(::kill(m->pid(), SIGHUP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(IsMounted(m->path())) << "SIGHUP does not unmount";
+  ASSERT_EQ(Sh("echo two > " + Q(*m / "lg/two.txt")), 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  EXPECT_TRUE(WaitArrived("lg", {{"one.txt", Sha256Hex("one\n")}, {"two.txt", Sha256Hex("two\n")}}));
+  auto now = ReadFileToString(log);
+  ASSERT_TRUE(now.ok()) << "a new file after SIGHUP";
+  EXPECT_NE(now->find("lg/two.txt"), std::string::npos) << *now;
+  EXPECT_EQ(ReadFileToString(log + ".1")->find("lg/two.txt"), std::string::npos);
+  EXPECT_EQ(m->Unmount(), 0);
+  auto [code, err] = RunIngestfs({server_->api(), tmp_ / "mnt", "-f", "-o", "log_level=loud,token_file=" + tmp_ / "token"});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(err.find("log_level=loud must be debug, info, warning or error"), std::string::npos) << err;
 }
 
 // What would go wrong later is refused at mount, with exit 1 and a message naming it: a token the

@@ -1,7 +1,10 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstdio>
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -12,6 +15,7 @@
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/heap_trim.h"
+#include "common/log.h"
 #include "common/sync_group.h"
 #include "tests/support/process.h"
 #include "common/names.h"
@@ -60,6 +64,61 @@ TEST(Names, RejectsEachBrokenRuleWithAReason) {
     EXPECT_EQ(st.code(), Code::kInvalidArgument);
   }
   EXPECT_FALSE(ValidateDatasetName("a/b").ok());
+}
+
+// A log file is appended to, and opened again by name after RequestLogReopen (logrotate moved
+// it); lines below the level are dropped.
+TEST(Log, FileIsReopenedByNameAfterRotationAndLevelsFilter) {
+  testing::TempDir dir;
+  std::string path = dir / "m.log";
+  ASSERT_TRUE(UseLogFile(path).ok());
+  SetLogLevel(LogLevel::kWarning);
+  LOG_INFO("not shown");
+  LOG_WARN("first %d", 1);
+  ASSERT_EQ(::rename(path.c_str(), (path + ".1").c_str()), 0);
+  LOG_WARN("second, still into the moved file");
+  RequestLogReopen();
+  LOG_ERROR("third, into a new file");
+  SetLogLevel(LogLevel::kInfo);
+  UseStderr();
+  std::string old = *ReadFileToString(path + ".1"), now = *ReadFileToString(path);
+  EXPECT_EQ(old.find("not shown"), std::string::npos) << old;
+  EXPECT_NE(old.find(" warning: first 1\n"), std::string::npos) << old;
+  EXPECT_NE(old.find("second"), std::string::npos) << old;
+  EXPECT_EQ(now.find("second"), std::string::npos) << now;
+  EXPECT_NE(now.find(" error: third, into a new file\n"), std::string::npos) << now;
+  EXPECT_FALSE(UseLogFile(dir / "no/such/dir/m.log").ok());
+  EXPECT_EQ(ParseLogLevel("debug"), LogLevel::kDebug);
+  EXPECT_EQ(ParseLogLevel("warning"), LogLevel::kWarning);
+  EXPECT_EQ(ParseLogLevel("loud"), std::nullopt);
+}
+
+// Under systemd, stderr is the journal when JOURNAL_STREAM names it: lines carry its priority.
+TEST(Log, JournalStreamGetsPriorityPrefixes) {
+  testing::TempDir dir;
+  int saved = ::dup(STDERR_FILENO);
+  int fd = ::open((dir / "err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_GE(::dup2(fd, STDERR_FILENO), 0);
+  struct stat st {};
+  ASSERT_EQ(::fstat(STDERR_FILENO, &st), 0);
+  ::setenv("JOURNAL_STREAM", "1:2", 1);
+  bool other = StderrIsJournal();
+  ::setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)).c_str(), 1);
+  bool journal = StderrIsJournal();
+  ::unsetenv("JOURNAL_STREAM");
+  if (journal) UseJournalPrefixes();
+  LOG_WARN("to the journal");
+  LOG_ERROR("an error");
+  UseStderr();
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::close(fd);
+  EXPECT_FALSE(other) << "another stream is not stderr";
+  EXPECT_TRUE(journal);
+  std::string text = *ReadFileToString(dir / "err");
+  EXPECT_EQ(text, "<4>warning: to the journal\n<3>error: an error\n");
 }
 
 TEST(Strings, MountTableEscapesAreUndone) {
