@@ -69,6 +69,23 @@ std::string RedactUrl(std::string_view url) {
   return out;
 }
 
+std::string PlainUrl(std::string_view url) {
+  std::string out = RedactUrl(url);
+  size_t cut = out.find_first_of("?#");
+  if (cut != std::string::npos) out.erase(cut);
+  return out;
+}
+
+std::string EscapeFuseOpt(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == ',' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
 std::string RedactSecret(std::string_view secret) {
   if (secret.size() <= 4) return "…";
   return std::string(secret.substr(0, 4)) + "…";

@@ -22,6 +22,10 @@ StatusOr<std::string> UriDecode(std::string_view s);
 std::string RedactUrl(std::string_view url);
 // Keeps the first 4 characters of a secret: "abcd…".
 std::string RedactSecret(std::string_view secret);
+// The URL as a place, for the mount table: without user:password@, query or fragment.
+std::string PlainUrl(std::string_view url);
+// A value inside a FUSE "-o a,b,c" list: commas and backslashes escaped with a backslash.
+std::string EscapeFuseOpt(std::string_view value);
 
 std::string_view Trim(std::string_view s);
 // Control characters (below 0x20, and 0x7f) written as \n, \r, \t or \xNN, so that a name or

@@ -30,6 +30,8 @@
 #include "fs/control.h"
 #include "fs/fuse_ops.h"
 #include "fs/ingest_fs.h"
+#include "fs/service_notify.h"
+#include "fs/status_report.h"
 #include "upload/aplos_dialect.h"
 #include "upload/dialects.h"
 #include "upload/health.h"
@@ -100,12 +102,6 @@ ingestfs options (-o):
                        on): others may read, and write only where uid=, gid= and umask= let
                        them, e.g. uid=<smbd's user> or gid=<lab group>,umask=002
 
-Other FUSE options (-o) pass through, e.g. fsname=....
-
-Refused at mount (exit 1): a token the platform refuses (401/403), a mount point that is not
-empty (without nonempty) or already holds a mount, a cache_min_free the cache's disk cannot
-keep. A platform that does not answer is mounted anyway (files wait in the cache), with a
-warning; `ingestfs status` shows its health.
   log_file=PATH        log here (appended to; reopened by name on SIGHUP, for logrotate),
                        in the foreground too. Otherwise: stderr in the foreground (with the
                        journal's priorities when stderr is systemd's journal); a daemon logs
@@ -115,6 +111,18 @@ warning; `ingestfs status` shows its health.
   -d                   FUSE debug output (implies -f)
   -h, --help           this text
   -V, --version        the version
+
+Other FUSE options (-o) pass through. The mount table shows SOURCE without credentials or
+query as the mount's source (fsname=), type fuse.ingestfs; the mount is always nosuid,nodev
+(suid and dev, which mount(8) passes for fstab lines, are ignored).
+
+Refused at mount (exit 1): a token the platform refuses (401/403), a mount point that is not
+empty (without nonempty) or already holds a mount, a cache_min_free the cache's disk cannot
+keep. A platform that does not answer is mounted anyway (files wait in the cache), with a
+warning; `ingestfs status` shows its health.
+
+Under systemd (Type=notify), the daemon tells the service manager when the mount serves
+(READY=1) and keeps a STATUS= line with the queue; see the unit ingestfs@.service.
 
 Also: ingestfs upload --help
 )";
@@ -146,6 +154,8 @@ struct RawOptions {
   char* log_level = nullptr;
   int sync_upload = 0;
   int nonempty = 0;
+  int fsname_given = 0;
+  int subtype_given = 0;
   int help = 0;
   int version = 0;
   std::string source;
@@ -163,7 +173,7 @@ struct RawOptions {
   }
 };
 
-enum { kKeyHelp, kKeyVersion };
+enum { kKeyHelp, kKeyVersion, kKeyFsname, kKeySubtype };
 
 #define INGESTFS_OPT(t, p) {t, offsetof(RawOptions, p), 1}
 const fuse_opt kOptions[] = {
@@ -193,6 +203,13 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("log_level=%s", log_level),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
     {"nonempty", offsetof(RawOptions, nonempty), 1},
+    // mount(8) passes "dev,suid" for every fstab line without nodev/nosuid: a data platform
+    // holds neither devices nor programs to run as their owner, so the mount is always
+    // nosuid,nodev.
+    FUSE_OPT_KEY("suid", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("dev", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("fsname=", kKeyFsname),
+    FUSE_OPT_KEY("subtype=", kKeySubtype),
     FUSE_OPT_KEY("-h", kKeyHelp),
     FUSE_OPT_KEY("--help", kKeyHelp),
     FUSE_OPT_KEY("-V", kKeyVersion),
@@ -210,6 +227,10 @@ int OptProc(void* data, const char* arg, int key, fuse_args*) {
   if (key == kKeyVersion) {
     o->version = 1;
     return 0;
+  }
+  if (key == kKeyFsname || key == kKeySubtype) {  // the admin's own: kept, passed to FUSE
+    (key == kKeyFsname ? o->fsname_given : o->subtype_given) = 1;
+    return 1;
   }
   if (key == FUSE_OPT_KEY_NONOPT && o->source.empty()) {
     o->source = arg;  // SOURCE is ours; MOUNTPOINT stays for fuse_parse_cmdline
@@ -343,7 +364,7 @@ int RunMountCommand(int argc, char** argv) {
   // The kernel enforces the owner and mode the mount shows. Without it, allow_other let any
   // local user write, make datasets and overwrite confirmed files with the mounting user's
   // token, through files shown as 0644 and folders as 0755.
-  if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0) return Fail("out of memory");
+  if (fuse_opt_add_arg(&args, "-odefault_permissions,nosuid,nodev") != 0) return Fail("out of memory");
   if (raw.help) {
     std::cout << kUsage;
     return 0;
@@ -359,6 +380,12 @@ int RunMountCommand(int argc, char** argv) {
   if (!StartsWith(raw.source, "http://") && !StartsWith(raw.source, "https://")) {
     return Fail("SOURCE must be the platform's API URL (http:// or https://), not '" + raw.source + "'");
   }
+
+  // The mount table (findmnt, df, mount) names the platform, never a credential or a query.
+  if (raw.fsname_given == 0 && fuse_opt_add_arg(&args, ("-ofsname=" + EscapeFuseOpt(PlainUrl(raw.source))).c_str()) != 0) {
+    return Fail("out of memory");
+  }
+  if (raw.subtype_given == 0 && fuse_opt_add_arg(&args, "-osubtype=ingestfs") != 0) return Fail("out of memory");
 
   FsConfig cfg;
   cfg.api = raw.source;
@@ -639,6 +666,14 @@ int RunMountCommand(int argc, char** argv) {
         size_t pending = (*journal)->Unfinished().size();
         LOG_INFO("mounted %s on %s (cache %s, %zu upload(s) to resume)", RedactUrl(cfg.api).c_str(), cmd.mountpoint,
                  cfg.cache_dir.c_str(), pending);
+        // The kernel holds the mount and the control socket answers: dependants may start.
+        ServiceNotifier notifier(
+            [&fs] {
+              auto doc = json::Parse(fs.StatusJson(), "status");
+              return doc.ok() ? ServiceStatusLine(*doc) : std::string("status unknown");
+            },
+            std::chrono::seconds(2));
+        notifier.Ready();
         fuse_loop_config* loop = fuse_loop_cfg_create();
         fuse_loop_cfg_set_max_threads(loop, 32);
         rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
@@ -649,6 +684,8 @@ int RunMountCommand(int argc, char** argv) {
         fs.SetPruneHint(nullptr, nullptr);
         size_t left = (*journal)->Unfinished().size();
         if (left > 0) LOG_INFO("unmounted; %zu upload(s) stay in the journal for the next mount", left);
+        notifier.Stopping(left > 0 ? "unmounted; " + std::to_string(left) + " upload(s) stay in the journal for the next mount"
+                                   : "unmounted; nothing left to upload");
       }
       fuse_session_unmount(se);
     } else {

@@ -40,6 +40,22 @@ std::string QueueText(const json::Value& status, bool always_rate) {
   return text;
 }
 
+std::string ServiceStatusLine(const json::Value& status) {
+  if (!status.IsObject() || !status.HasMember("counts") || !status["counts"].IsObject()) return "status unknown";
+  const json::Value& c = status["counts"];
+  int64_t waiting = Int(c, "pending") + Int(c, "uploading") + Int(c, "processing");
+  std::string out = waiting > 0 ? std::to_string(waiting) + " file(s) waiting, " + QueueText(status, false) : "idle";
+  for (const char* key : {"failed", "interrupted", "stalled"}) {
+    if (int64_t n = Int(c, key); n > 0) out += "; " + std::to_string(n) + " " + key;
+  }
+  out += "; " + std::to_string(Int(c, "completed")) + " confirmed since mount";
+  if (auto h = status.FindMember("platform_health"); h != status.MemberEnd() && h->value.IsObject()) {
+    std::string state = Str(h->value, "state");
+    if (state == "unreachable" || state == "token refused") out += "; platform " + Str(h->value, "text");
+  }
+  return out;
+}
+
 std::string StatusTable(const json::Value& status, bool with_files) {
   std::string out;
   if (auto h = status.FindMember("platform_health"); h != status.MemberEnd() && h->value.IsObject()) {

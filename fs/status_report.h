@@ -17,6 +17,10 @@ std::string StatusTable(const json::Value& status, bool with_files = true);
 // The queue's "N MiB to send, R files/s, B/s, about T left" (`always_rate`: the rate even when
 // nothing was confirmed lately, and why there is no estimate), or "" without a queue object.
 std::string QueueText(const json::Value& status, bool always_rate);
+// One line for systemd's STATUS= (`systemctl status`): files waiting with the queue's rate and
+// estimate (or "idle"), failed, interrupted and stalled when any, confirmed since mount, and the
+// platform's health when it is not answering.
+std::string ServiceStatusLine(const json::Value& status);
 // `.ingestfs/status.txt`: a heading with the time and the cache, then StatusTable.
 std::string StatusText(const json::Value& status);
 // `.ingestfs/failed.txt`: one block per failed file with its reason, or a line saying none.

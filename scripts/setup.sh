@@ -15,6 +15,7 @@ packages=(
   samba smbclient
   clang libclang-rt-dev
   libsqlite3-dev
+  libsystemd-dev systemd
 )
 
 missing=()

@@ -6,6 +6,9 @@
 #          mounts included (daemons and servers run sanitized too)
 #   tsan   ThreadSanitizer: the unit tests and the mount tests that race (parallel writers,
 #          renames and unlinks during uploads and confirmations, the model test)
+#   package  the Debian package (scripts/package.sh), installed with apt-get and used from
+#          /usr/bin: a mount by mount(8) from the fstab example's line, a copy confirmed
+#          (tests/package/installed.sh; needs root or sudo; removed again afterwards)
 #   fuzz   every libFuzzer target of tests/fuzz for a short budget (scripts/fuzz.sh)
 #
 #   bash scripts/test.sh                      all stages
@@ -13,9 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages="main asan tsan fuzz"
+stages="main package asan tsan fuzz"
 if [ "${1:-}" = "--only" ]; then
-  stages="${2:?--only takes main, asan, tsan or fuzz}"
+  stages="${2:?--only takes main, package, asan, tsan or fuzz}"
   shift 2
 fi
 
@@ -64,11 +67,16 @@ for s in $stages; do
       (cd build-tsan && INGESTFS_MODEL_SECONDS=60 ctest --output-on-failure -j 1 "$@" -R \
         'CpOfEverySizeAndATree|ReadersSeeWritesOfOtherDescriptors|PlatformFilesCannotBeDeleted|AnUnlinkThatReturnedZero|ARenameRacingItsUpload|AnOpenUnlinkedFile|RsyncTempThenRename|EightConcurrentClients|ModelTest')
       ;;
+    package)
+      stage "the Debian package: build, apt-get install, mount -t fuse.ingestfs"
+      deb="$(INGESTFS_WERROR="$werror" bash scripts/package.sh | tail -1)"
+      bash tests/package/installed.sh "$deb"
+      ;;
     fuzz)
       stage "fuzz targets, a short budget each"
       bash scripts/fuzz.sh --seconds "${INGESTFS_FUZZ_SECONDS:-30}"
       ;;
-    *) echo "test.sh: unknown stage '$s' (main, asan, tsan, fuzz)" >&2; exit 2 ;;
+    *) echo "test.sh: unknown stage '$s' (main, package, asan, tsan, fuzz)" >&2; exit 2 ;;
   esac
 done
 stage "done"

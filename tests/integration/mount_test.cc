@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -801,6 +804,91 @@ TEST_F(MountTest, LogFileWithLevelIsReopenedOnSighup) {
 // platform refuses, a mount point that is not empty or already holds a mount, a cache_min_free the
 // cache's disk can never keep. A platform that does not answer is mounted anyway and said so, at
 // mount and in the status.
+// findmnt and df name the platform (never a credential or a query), and the mount is nosuid,
+// nodev even when given "suid,dev" as mount(8) passes them for every fstab line.
+TEST_F(MountTest, MountTableNamesThePlatformAndIsNosuidNodev) {
+  auto m = Mount({"rw", "suid", "dev"});
+  ASSERT_TRUE(m->ok());
+  auto e = FindMount(m->path());
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->source, server_->api());
+  EXPECT_EQ(e->fstype, "fuse.ingestfs");
+  std::string opts = "," + e->options + ",";
+  EXPECT_NE(opts.find(",nosuid,"), std::string::npos) << e->options;
+  EXPECT_NE(opts.find(",nodev,"), std::string::npos) << e->options;
+  EXPECT_EQ(m->Unmount(), 0);
+
+  // An admin's own fsname= wins.
+  auto m2 = Mount({"fsname=lab-platform"});
+  ASSERT_TRUE(m2->ok());
+  EXPECT_EQ(FindMount(m2->path())->source, "lab-platform");
+  EXPECT_EQ(m2->Unmount(), 0);
+}
+
+// What systemd hears through $NOTIFY_SOCKET (Type=notify): READY=1 once the mount serves, a
+// STATUS= line that follows the queue, STOPPING=1 at the end. A datagram socket of the test's own
+// stands in for systemd; the protocol is systemd's.
+TEST_F(MountTest, SystemdHearsReadyOnceTheMountServesThenTheQueue) {
+  std::string sock_path = tmp_ / "notify.sock";
+  int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock_path.size(), sizeof(addr.sun_path));
+  std::strcpy(addr.sun_path, sock_path.c_str());
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{sock};
+  // The next datagram, waiting at most `seconds`; "" when none came.
+  auto next = [&](int seconds) -> std::string {
+    timeval tv{seconds, 0};
+    ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[4096];
+    ssize_t n = ::recv(sock, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  };
+  // The daemon starts by hand here, so that READY=1 is read before anything else looked.
+  std::string mp = tmp_ / "mnt";
+  std::filesystem::create_directories(mp);
+  Child daemon;
+  ASSERT_TRUE(daemon.Start({BinDir() + "/ingestfs", server_->api(), mp, "-f", "-o",
+                            "settle=3,dialect=" + dialect_ + ",cache_dir=" + tmp_ / "cache" + ",token_file=" + tmp_ / "token"},
+                           tmp_ / "daemon.err", {"NOTIFY_SOCKET=" + sock_path}));
+  std::string ready = next(20);
+  ASSERT_NE(ready.find("READY=1"), std::string::npos) << ready << *ReadFileToString(tmp_ / "daemon.err");
+  // At that moment the mount is there and serves.
+  EXPECT_TRUE(IsMounted(mp));
+  EXPECT_TRUE(std::filesystem::exists(mp + "/.ingestfs/status.txt"));
+  EXPECT_NE(ready.find("STATUS=idle; 0 confirmed since mount"), std::string::npos) << ready;
+
+  ASSERT_TRUE(std::filesystem::create_directory(mp + "/notified"));
+  WriteRandomFile(tmp_ / "a.bin", 300000, 7);
+  std::filesystem::copy_file(tmp_ / "a.bin", mp + "/notified/a.bin");
+  std::vector<std::string> heard;
+  auto hear_until = [&](const std::string& want) {
+    for (int i = 0; i < 30; ++i) {
+      std::string msg = next(2);
+      if (!msg.empty()) heard.push_back(msg);
+      if (msg.find(want) != std::string::npos) return true;
+    }
+    return false;
+  };
+  auto all = [&] {
+    std::string s;
+    for (const std::string& h : heard) s += h + "\n";
+    return s;
+  };
+  EXPECT_TRUE(hear_until("STATUS=1 file(s) waiting, ")) << all();
+  EXPECT_TRUE(hear_until("STATUS=idle; 1 confirmed since mount")) << all();
+  ASSERT_TRUE(WaitArrived("notified", {{"a.bin", FileSha256Hex(tmp_ / "a.bin")}}));
+  EXPECT_EQ(::system(("fusermount3 -u " + Q(mp)).c_str()), 0);
+  EXPECT_TRUE(hear_until("STOPPING=1\nSTATUS=unmounted; nothing left to upload")) << all();
+  EXPECT_EQ(daemon.Wait(std::chrono::seconds(20)), 0);
+  EXPECT_EQ(all().find(ServerProcess::kToken), std::string::npos);
+}
+
 TEST_F(MountTest, MountTimeChecksRefuseWhatWouldGoWrongLater) {
   std::string mp = tmp_ / "mnt";
   std::filesystem::create_directories(mp);

@@ -9,6 +9,9 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
+
+#include "common/strings.h"
 
 namespace ingestfs::testing {
 
@@ -22,18 +25,29 @@ std::string FuseUnavailableReason() {
   return "";
 }
 
-bool IsMounted(const std::string& path) {
+std::optional<MountEntry> FindMount(const std::string& path) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
   while (std::getline(in, line)) {
-    // Field 5 is the mount point.
+    // id parent major:minor root MOUNTPOINT options [optional fields...] - fstype source super
     std::istringstream fields(line);
-    std::string f, mp;
-    for (int i = 0; i < 5 && fields >> f; ++i) mp = f;
-    if (mp == path) return true;
+    std::vector<std::string> f;
+    for (std::string w; fields >> w;) f.push_back(w);
+    if (f.size() < 10 || UnescapeOctal(f[4]) != path) continue;
+    size_t dash = 6;
+    while (dash < f.size() && f[dash] != "-") ++dash;
+    if (dash + 2 >= f.size()) continue;
+    MountEntry e;
+    e.options = f[5];
+    e.fstype = f[dash + 1];
+    e.source = UnescapeOctal(f[dash + 2]);
+    e.super_options = dash + 3 < f.size() ? f[dash + 3] : "";
+    return e;
   }
-  return false;
+  return std::nullopt;
 }
+
+bool IsMounted(const std::string& path) { return FindMount(path).has_value(); }
 
 MountProcess::MountProcess(Options opts) : opts_(std::move(opts)) {
   std::filesystem::create_directories(opts_.mountpoint);
@@ -42,7 +56,7 @@ MountProcess::MountProcess(Options opts) : opts_(std::move(opts)) {
   std::string o = "token_file=" + opts_.token_file + ",cache_dir=" + opts_.cache_dir + ",settle=" + opts_.settle;
   for (const std::string& e : opts_.extra) o += "," + e;
   std::vector<std::string> argv = {BinDir() + "/ingestfs", opts_.api, opts_.mountpoint, "-f", "-o", o};
-  if (!child_.Start(argv, stderr_path_)) return;
+  if (!child_.Start(argv, stderr_path_, opts_.env)) return;
   for (int i = 0; i < 200; ++i) {
     if (IsMounted(opts_.mountpoint)) {
       mounted_ = true;

@@ -3,6 +3,7 @@
 // (fusermount3 -uz) when the daemon was killed.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ class MountProcess {
     std::string token_file;
     std::string settle = "0.2";
     std::vector<std::string> extra;  // more -o options
+    std::vector<std::string> env = {};  // more environment ("NAME=value")
   };
   explicit MountProcess(Options opts);
   ~MountProcess();
@@ -43,5 +45,15 @@ class MountProcess {
 };
 
 bool IsMounted(const std::string& path);
+
+// A line of /proc/self/mountinfo, as mount(8) and findmnt show it.
+struct MountEntry {
+  std::string options;        // per-mount: rw,nosuid,nodev,relatime
+  std::string fstype;         // fuse.ingestfs
+  std::string source;         // what the mount table names as its source
+  std::string super_options;  // the filesystem's: user_id=0,group_id=0,...
+};
+// The entry whose mount point is `path`, or nullopt (mountinfo's octal escapes undone).
+std::optional<MountEntry> FindMount(const std::string& path);
 
 }  // namespace ingestfs::testing

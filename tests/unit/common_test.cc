@@ -176,6 +176,13 @@ TEST(Strings, RedactUrlCutsTheSecretPart) {
   EXPECT_EQ(RedactSecret("abcdefgh"), "abcd…");
 }
 
+TEST(Strings, PlainUrlIsThePlaceOnly) {
+  EXPECT_EQ(PlainUrl("https://lab:pw@platform.example.org:8443/api?token=abc#x"), "https://platform.example.org:8443/api");
+  EXPECT_EQ(PlainUrl("http://127.0.0.1:8080/api"), "http://127.0.0.1:8080/api");
+  EXPECT_EQ(PlainUrl("http://h/a#frag"), "http://h/a");
+  EXPECT_EQ(EscapeFuseOpt("http://h/a,b\\c"), "http://h/a\\,b\\\\c");
+}
+
 TEST(Strings, ParseDuration) {
   EXPECT_EQ(ParseDuration("90"), 90.0);
   EXPECT_EQ(ParseDuration("30s"), 30.0);
