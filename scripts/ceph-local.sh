@@ -127,10 +127,17 @@ monmaptool --create --clobber --fsid "$fsid" --addv a "[v1:127.0.0.1:$mon_port]"
 ceph-mon "${conf[@]}" --mkfs -i a --monmap "$dir/monmap" >"$dir/log/mkfs-mon.log" 2>&1 || { cat "$dir/log/mkfs-mon.log" >&2; die "ceph-mon --mkfs"; }
 ceph-mon "${conf[@]}" -i a 2>>"$dir/log/start.log" || die "ceph-mon did not start (see $dir/log/mon.a.log)"
 osd_uuid="$(python3 -c 'import uuid; print(uuid.uuid4())')"
-osd_id="$(timeout 60 ceph "${conf[@]}" osd create "$osd_uuid")" || die "ceph osd create (is the monitor up? $dir/log/mon.a.log)"
+osd_id="$(timeout 60 ceph "${conf[@]}" osd new "$osd_uuid")" || die "ceph osd new (is the monitor up? $dir/log/mon.a.log)"
 [ "$osd_id" = "0" ] || die "the new OSD got id $osd_id, not 0"
 ceph-osd "${conf[@]}" -i 0 --mkfs --osd-uuid "$osd_uuid" >"$dir/log/mkfs-osd.log" 2>&1 || { cat "$dir/log/mkfs-osd.log" >&2; die "ceph-osd --mkfs"; }
-ceph-osd "${conf[@]}" -i 0 2>>"$dir/log/start.log" || die "ceph-osd did not start (see $dir/log/osd.0.log)"
+# Now and then the OSD asks the monitor something before it has the cluster's map (its command
+# then carries a zero fsid, which the monitor refuses), and exits: started again, it goes on.
+osd_started=""
+for _ in 1 2 3; do
+  if ceph-osd "${conf[@]}" -i 0 2>>"$dir/log/start.log"; then osd_started=yes; break; fi
+  sleep 1
+done
+[ -n "$osd_started" ] || die "ceph-osd did not start (see $dir/log/osd.0.log)"
 for _ in $(seq "$timeout"); do
   ceph "${conf[@]}" osd stat 2>/dev/null | grep -q "1 up" && break
   sleep 1

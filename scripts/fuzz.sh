@@ -26,7 +26,7 @@ case "$seconds$minutes" in
 esac
 
 bash scripts/setup.sh
-targets=(fuzz_answers fuzz_sigv4 fuzz_server_requests fuzz_record_log fuzz_names)
+targets=(fuzz_answers fuzz_sigv4 fuzz_server_requests fuzz_record_log fuzz_names fuzz_s3_answers)
 if [ -n "$only" ]; then targets=("$only"); fi
 if [ -n "$minutes" ]; then seconds=$(( minutes * 60 / ${#targets[@]} )); fi
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency of ingestfs from Debian packages.
+# Installs every build and test dependency of ingestfs from Debian packages; with --test also
+# what only the test suite needs (a single-node Ceph for the tests against RGW).
 # Idempotent and quiet: when everything is present it only checks and returns.
 set -euo pipefail
 
@@ -16,7 +17,11 @@ packages=(
   clang libclang-rt-dev
   libsqlite3-dev
   libsystemd-dev systemd
+  libtinyxml2-dev
 )
+if [ "${1:-}" = "--test" ]; then
+  packages+=(ceph-mon ceph-osd radosgw ceph-common)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

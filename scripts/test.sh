@@ -9,6 +9,8 @@
 #   package  the Debian package (scripts/package.sh), installed with apt-get and used from
 #          /usr/bin: a mount by mount(8) from the fstab example's line, a copy confirmed
 #          (tests/package/installed.sh; needs root or sudo; removed again afterwards)
+#   rgw    the reference server's S3 client against Ceph's RADOS Gateway, a single-node
+#          cluster on loopback (scripts/ceph-local.sh), started and stopped by the stage
 #   fuzz   every libFuzzer target of tests/fuzz for a short budget (scripts/fuzz.sh)
 #
 #   bash scripts/test.sh                      all stages
@@ -16,13 +18,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages="main package asan tsan fuzz"
+stages="main package rgw asan tsan fuzz"
 if [ "${1:-}" = "--only" ]; then
-  stages="${2:?--only takes main, package, asan, tsan or fuzz}"
+  stages="${2:?--only takes main, package, rgw, asan, tsan or fuzz}"
   shift 2
 fi
 
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 
 # Integration tests mount over /dev/fuse. Say so loudly when it is missing; under CI it fails.
 if [ ! -c /dev/fuse ]; then
@@ -51,13 +53,13 @@ for s in $stages; do
       stage "main build and every test"
       cmake -S . -B build -G Ninja -DINGESTFS_WERROR="$werror" >/dev/null
       cmake --build build -j "$jobs"
-      (cd build && ctest --output-on-failure -j 2 "$@")
+      (cd build && ctest --output-on-failure -j 2 -LE rgw "$@")
       ;;
     asan)
       stage "ASan+UBSan build, unit and integration tests"
       cmake -S . -B build-asan "${sanitized[@]}" -DINGESTFS_SANITIZE=address,undefined >/dev/null
       cmake --build build-asan -j "$jobs"
-      (cd build-asan && INGESTFS_MODEL_SECONDS=60 INGESTFS_KILL_TRIALS=10 ctest --output-on-failure -j 2 "$@")
+      (cd build-asan && INGESTFS_MODEL_SECONDS=60 INGESTFS_KILL_TRIALS=10 ctest --output-on-failure -j 2 -LE rgw "$@")
       ;;
     tsan)
       stage "TSan build, unit tests and the racing mount tests"
@@ -72,11 +74,23 @@ for s in $stages; do
       deb="$(INGESTFS_WERROR="$werror" bash scripts/package.sh | tail -1)"
       bash tests/package/installed.sh "$deb"
       ;;
+    rgw)
+      stage "against Ceph's RADOS Gateway (a single-node cluster on loopback)"
+      cmake -S . -B build -G Ninja -DINGESTFS_WERROR="$werror" >/dev/null
+      cmake --build build -j "$jobs" --target s3_store_integration_tests
+      ceph_dir="$(mktemp -d)/ceph"
+      trap 'bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true' EXIT
+      bash scripts/ceph-local.sh start "$ceph_dir"
+      (cd build && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" ctest --output-on-failure -L rgw "$@")
+      bash scripts/ceph-local.sh stop "$ceph_dir"
+      rmdir "$(dirname "$ceph_dir")"
+      trap - EXIT
+      ;;
     fuzz)
       stage "fuzz targets, a short budget each"
       bash scripts/fuzz.sh --seconds "${INGESTFS_FUZZ_SECONDS:-30}"
       ;;
-    *) echo "test.sh: unknown stage '$s' (main, package, asan, tsan, fuzz)" >&2; exit 2 ;;
+    *) echo "test.sh: unknown stage '$s' (main, package, rgw, asan, tsan, fuzz)" >&2; exit 2 ;;
   esac
 done
 stage "done"
