@@ -11,7 +11,7 @@
 #   bash scripts/ceph-local.sh stop DIR    stops the daemons it started there (by pid), waits
 #                                          for them, and removes DIR
 #
-# Environment: CEPH_MEMSTORE_BYTES (the OSD's memory store, default 4 GiB), CEPH_START_TIMEOUT
+# Environment: CEPH_MEMSTORE_BYTES (the OSD's memory store, at most; default 8 GiB), CEPH_START_TIMEOUT
 # (seconds, default 120). Only 127.0.0.1 is used; ports are picked free at start.
 set -euo pipefail
 
@@ -103,7 +103,7 @@ mon data = $dir/\$name
 osd data = $dir/\$name
 keyring = $dir/keyring
 osd objectstore = memstore
-memstore device bytes = ${CEPH_MEMSTORE_BYTES:-4294967296}
+memstore device bytes = ${CEPH_MEMSTORE_BYTES:-8589934592}
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg num = 8
@@ -119,6 +119,10 @@ osd max object namespace len = 64
 [client.rgw.local]
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw dns name = 127.0.0.1
+# Deleted objects and aborted uploads give their memory back within seconds, not hours.
+rgw gc obj min wait = 0
+rgw gc processor period = 10
+rgw gc processor max time = 10
 CONF
 
 conf=(-c "$dir/ceph.conf")

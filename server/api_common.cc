@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "common/crypto.h"
+#include "common/log.h"
 #include "common/names.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -171,8 +172,15 @@ StatusOr<Job> NewJob(ServerContext& ctx, const Dataset& ds, const std::string& f
   job.part_size = part_size > 0 ? part_size : size;
   job.num_parts = part_size > 0 ? static_cast<uint32_t>(std::max<uint64_t>(1, (size + part_size - 1) / part_size)) : 1;
   if (part_size > 0) {
-    job.upload_id = RandomHex(16);
-    Status st = ctx.objects->CreateUploadDir(job.upload_id);
+    Status st;
+    if (ctx.s3 != nullptr) {  // the store names the upload
+      auto id = ctx.s3->CreateMultipart(job.staging_key);
+      if (!id.ok()) return Status(id.status().code(), "could not start the multipart upload: " + id.status().message());
+      job.upload_id = *id;
+    } else {
+      job.upload_id = RandomHex(16);
+      st = ctx.objects->CreateUploadDir(job.upload_id);
+    }
     if (st.ok()) st = ctx.meta->PutUpload({job.upload_id, ctx.opts.bucket, job.staging_key, job.created_at});
     if (!st.ok()) return Status(st.code(), "could not start the multipart upload: " + st.message());
   }
@@ -197,8 +205,14 @@ bool CheckParts(Call& call, ServerContext& ctx, const Job& job, const json::Valu
     ReplyDetail(call.res, 400, "InvalidPart: " + why);
     return false;
   };
+  auto unavailable = [&](const Status& st) {
+    ReplyDetail(call.res, 503, "the object store did not answer: " + st.message());
+    return false;
+  };
   if (job.upload_id.empty()) {
-    auto obj = ctx.objects->StatObject(ctx.opts.bucket, job.staging_key);
+    auto staged = StagedObject(ctx, job);
+    if (!staged.ok()) return unavailable(staged.status());
+    const std::optional<BlobInfo>& obj = *staged;
     if (!obj) return invalid("the file has not been uploaded to its URL");
     if (obj->size != job.size) {
       return invalid("the uploaded object has " + std::to_string(obj->size) + " bytes, the request said " +
@@ -213,6 +227,8 @@ bool CheckParts(Call& call, ServerContext& ctx, const Job& job, const json::Valu
     }
     return true;
   }
+  auto staged_parts = StagedParts(ctx, job);
+  if (!staged_parts.ok()) return unavailable(staged_parts.status());
   for (uint32_t n = 1; n <= job.num_parts; ++n) {
     if (n > parts.Size()) return invalid("part " + std::to_string(n) + " is missing from the list");
     const json::Value& p = parts[n - 1];
@@ -221,7 +237,7 @@ bool CheckParts(Call& call, ServerContext& ctx, const Job& job, const json::Valu
       return invalid("parts must be listed in order 1.." + std::to_string(job.num_parts) + "; entry " +
                      std::to_string(n) + " is not part " + std::to_string(n));
     }
-    auto stored = ctx.objects->StatPart(job.upload_id, static_cast<int>(n));
+    const std::optional<BlobInfo>& stored = (*staged_parts)[n - 1];
     if (!stored) return invalid("part " + std::to_string(n) + " has not been uploaded");
     auto etag = json::GetString(p, "etag");
     if (!etag.ok() || NormalizeEtag(*etag) != NormalizeEtag(stored->etag)) {
@@ -243,7 +259,37 @@ bool CheckParts(Call& call, ServerContext& ctx, const Job& job, const json::Valu
   return true;
 }
 
+StatusOr<std::optional<BlobInfo>> StagedObject(const ServerContext& ctx, const Job& job) {
+  if (ctx.s3 == nullptr) return ctx.objects->StatObject(ctx.opts.bucket, job.staging_key);
+  ASSIGN_OR_RETURN(std::optional<S3Object> head, ctx.s3->Head(job.staging_key));
+  if (!head) return std::optional<BlobInfo>();
+  return std::optional<BlobInfo>(BlobInfo{"", head->size, head->etag});
+}
+
+StatusOr<std::vector<std::optional<BlobInfo>>> StagedParts(const ServerContext& ctx, const Job& job) {
+  std::vector<std::optional<BlobInfo>> out(job.num_parts);
+  if (ctx.s3 == nullptr) {
+    for (uint32_t n = 1; n <= job.num_parts; ++n) out[n - 1] = ctx.objects->StatPart(job.upload_id, static_cast<int>(n));
+    return out;
+  }
+  auto listed = ctx.s3->ListParts(job.staging_key, job.upload_id);
+  if (!listed.ok()) {
+    if (listed.status().code() == Code::kNotFound) return out;  // no such upload (aborted): no parts
+    return listed.status();
+  }
+  for (const S3Part& p : *listed) {
+    if (p.number >= 1 && static_cast<uint32_t>(p.number) <= job.num_parts) out[p.number - 1] = BlobInfo{"", p.size, p.etag};
+  }
+  return out;
+}
+
 void DiscardUploadData(ServerContext& ctx, const Job& job) {
+  if (ctx.s3 != nullptr) {
+    Status st = job.upload_id.empty() ? ctx.s3->Delete(job.staging_key) : ctx.s3->AbortMultipart(job.staging_key, job.upload_id);
+    if (!st.ok()) LOG_WARN("job %s: %s", job.job_id.c_str(), st.message().c_str());
+    if (!job.upload_id.empty()) (void)ctx.meta->DeleteUpload(job.upload_id);
+    return;
+  }
   if (job.upload_id.empty()) {
     (void)ctx.objects->DeleteObject(ctx.opts.bucket, job.staging_key);
   } else {

@@ -75,4 +75,11 @@ bool CheckParts(Call& call, ServerContext& ctx, const Job& job, const json::Valu
 // Frees what an aborted job had stored.
 void DiscardUploadData(ServerContext& ctx, const Job& job);
 
+// What the store holds of a job's upload: over the built-in store, its blobs; over an external
+// S3 store (ctx.s3), HeadObject of the staging key, or one ListParts for every part. A store
+// that does not answer is an error (kUnavailable), never a missing object or part.
+StatusOr<std::optional<BlobInfo>> StagedObject(const ServerContext& ctx, const Job& job);
+// Index n-1 holds part n (1..job.num_parts), nullopt where the store has none.
+StatusOr<std::vector<std::optional<BlobInfo>>> StagedParts(const ServerContext& ctx, const Job& job);
+
 }  // namespace ingestfs::server

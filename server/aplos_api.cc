@@ -10,13 +10,16 @@
 // {"presigned":{"method_type":"get","url","expires_in"}} for reading a file (the mirror of the
 // upload request); `GET /nca-engine/files` takes an optional prefix and is not paged.
 #include <ctime>
+#include <mutex>
 #include <optional>
 
 #include "common/json.h"
+#include "common/log.h"
 #include "common/names.h"
 #include "common/strings.h"
 #include "common/time_util.h"
 #include "server/api_common.h"
+#include "server/processor.h"
 #include "server/routes.h"
 
 namespace ingestfs::server {
@@ -102,7 +105,9 @@ void RegisterAplosApi(Router& r, ServerContext& ctx) {
     in.bucket = ctx.opts.bucket;
     in.key = job->staging_key;
     in.max_size = ctx.opts.post_max_size;
-    in.security_token = ctx.session_token;
+    // Over an external store the platform's own long-term credentials sign the form: a session
+    // token the store never issued would be refused.
+    in.security_token = ctx.s3 != nullptr ? "" : ctx.session_token;
     in.now = now;
     in.expires_seconds = ctx.opts.url_ttl;
     QueryParams fields = PresignPost(ctx.creds, in);
@@ -129,6 +134,7 @@ void RegisterAplosApi(Router& r, ServerContext& ctx) {
   });
 
   r.Route("POST", "/api/nca-engine/generate-download-url", Plane::kControl, [&ctx](Call& c) {
+    ReconcileAplosUploads(ctx);
     auto doc = ParseBody(c);
     if (!doc) return;
     BodyCheck check(*doc);
@@ -151,6 +157,7 @@ void RegisterAplosApi(Router& r, ServerContext& ctx) {
   });
 
   r.Route("GET", "/api/nca-engine/files", Plane::kControl, [&ctx](Call& c) {
+    ReconcileAplosUploads(ctx);
     std::string prefix = c.req.has_param("prefix") ? c.req.get_param_value("prefix") : "";
     auto files = FilesUnder(ctx, prefix);
     ReplyJson(c.res, 200, json::Object([&](json::Writer& w) {
@@ -166,6 +173,31 @@ void RegisterAplosApi(Router& r, ServerContext& ctx) {
                 w.EndArray();
               }));
   });
+}
+
+void ReconcileAplosUploads(ServerContext& ctx) {
+  if (ctx.s3 == nullptr) return;
+  static std::mutex one_at_a_time;
+  std::lock_guard<std::mutex> lock(one_at_a_time);
+  const std::string expired_before = Iso8601Utc(std::time(nullptr) - ctx.opts.url_ttl - 60);
+  for (const Job& job : ctx.meta->JobsIn(JobStatus::kAwaitingUpload)) {
+    if (job.dialect != "aplos") continue;
+    auto head = ctx.s3->Head(job.staging_key);
+    if (!head.ok()) {
+      LOG_WARN("aplos upload %s: %s", job.filename.c_str(), head.status().message().c_str());
+      return;  // the store is away: next time
+    }
+    if (!head->has_value()) {
+      if (job.created_at < expired_before) {
+        (void)ctx.meta->TransitionJob(job.job_id, JobStatus::kAwaitingUpload, JobStatus::kFailed,
+                                      "the upload form expired unused");
+      }
+      continue;
+    }
+    auto accepted = ctx.meta->AcceptUpload(job.job_id, (*head)->size);
+    if (!accepted.ok()) continue;  // taken in meanwhile, or aborted
+    ctx.processor->ProcessNow(job.job_id);
+  }
 }
 
 }  // namespace ingestfs::server

@@ -13,6 +13,12 @@ namespace ingestfs::server {
 App::App(ServerOptions opts) { ctx_.opts = std::move(opts); }
 
 App::~App() {
+  {
+    std::lock_guard<std::mutex> lock(reconcile_mu_);
+    stopping_ = true;
+  }
+  reconcile_cv_.notify_all();
+  if (reconciler_.joinable()) reconciler_.join();
   if (processor_) processor_->Stop();
 }
 
@@ -52,6 +58,18 @@ Status App::Start(std::vector<std::string>* warnings) {
   while (!ctx_.public_url.empty() && ctx_.public_url.back() == '/') ctx_.public_url.pop_back();
   size_t host_start = ctx_.public_url.find("://");
   ctx_.public_host = host_start == std::string::npos ? ctx_.public_url : ctx_.public_url.substr(host_start + 3);
+  if (!o.s3.endpoint.empty()) {
+    // The bytes go to the external store: it must answer, with these credentials and bucket,
+    // before the server takes a request; presigned URLs name it.
+    s3_ = std::make_unique<S3Client>(o.s3);
+    Status reachable = s3_->CheckBucket();
+    if (!reachable.ok()) return Status(reachable.code(), "the S3 store: " + reachable.message());
+    ctx_.s3 = s3_.get();
+    ctx_.public_url = s3_->config().endpoint;
+    ctx_.public_host = s3_->host();
+    ctx_.creds = s3_->credentials();
+    ctx_.opts.bucket = o.s3.bucket;
+  }
 
   access_log_ = std::make_unique<AccessLog>(o.access_log);
   router_ = std::make_unique<Router>(http_, o.auth, o.faults, *access_log_);
@@ -63,6 +81,16 @@ Status App::Start(std::vector<std::string>* warnings) {
   RegisterAplosApi(*router_, ctx_);
   RegisterDataPlane(*router_, ctx_);  // after the API: its catch-all pattern must match last
   processor_->Start(2);
+  if (ctx_.s3 != nullptr) {
+    reconciler_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(reconcile_mu_);
+      while (!reconcile_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+        lock.unlock();
+        ReconcileAplosUploads(ctx_);
+        lock.lock();
+      }
+    });
+  }
   return Status::Ok();
 }
 

@@ -7,8 +7,11 @@
 
 #include <httplib.h>
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/context.h"
@@ -33,12 +36,18 @@ class App {
   ServerContext ctx_;
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<ObjectStore> objects_;
+  std::unique_ptr<S3Client> s3_;
   std::unique_ptr<Processor> processor_;
   std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<Router> router_;
   httplib::Server http_;
   int port_ = 0;
   UniqueFd lock_fd_;  // flock'ed: one server per data dir
+  // Over an external store: takes in aplos uploads that reached it (ReconcileAplosUploads).
+  std::thread reconciler_;
+  std::mutex reconcile_mu_;
+  std::condition_variable reconcile_cv_;
+  bool stopping_ = false;  // GUARDED_BY(reconcile_mu_)
 };
 
 }  // namespace ingestfs::server

@@ -12,6 +12,7 @@
 #include "server/http.h"
 #include "server/meta_store.h"
 #include "server/object_store.h"
+#include "server/s3_client.h"
 #include "server/sigv4.h"
 
 namespace ingestfs::server {
@@ -42,6 +43,8 @@ struct ServerOptions {
   int sbg_part_status = 200;
   // aplos: the largest file one presigned POST may carry (the policy's content-length-range).
   uint64_t post_max_size = 5ULL << 30;
+  // An external S3 store for the bytes; an empty endpoint: the built-in store.
+  S3Config s3;
 };
 
 inline constexpr uint64_t kMinPartSize = 5ULL << 20;
@@ -53,6 +56,9 @@ struct ServerContext {
   ServerOptions opts;
   MetaStore* meta = nullptr;
   ObjectStore* objects = nullptr;
+  // The external store, when the bytes live there (ServerOptions::s3); the presigner below then
+  // signs for it (public_url, public_host, creds and opts.bucket are the store's).
+  const S3Client* s3 = nullptr;
   Processor* processor = nullptr;
   SigV4Credentials creds;
   std::string public_url;   // "http://127.0.0.1:PORT"

@@ -108,6 +108,7 @@ void RegisterIngestApi(Router& r, ServerContext& ctx) {
   });
 
   r.Route("GET", "/api/datasets/([^/]+)/files", Plane::kControl, [&ctx](Call& c) {
+    ReconcileAplosUploads(ctx);  // over an external store: aplos uploads that reached it first
     auto ds = DatasetOr404(c, ctx, c.req.matches[1]);
     if (!ds) return;
     auto page = ParsePage(c);
@@ -118,6 +119,7 @@ void RegisterIngestApi(Router& r, ServerContext& ctx) {
   });
 
   r.Route("GET", "/api/datasets/([^/]+)/files/download", Plane::kControl, [&ctx](Call& c) {
+    ReconcileAplosUploads(ctx);  // over an external store: aplos uploads that reached it first
     auto ds = DatasetOr404(c, ctx, c.req.matches[1]);
     if (!ds) return;
     if (!c.req.has_param("filename")) {

@@ -55,6 +55,17 @@ S3 credentials of the data plane (what a stock S3 SDK would be configured with):
   --region REGION             default us-east-1
   --bucket NAME               default ingest ('api' is reserved)
 
+An external S3 store for the bytes (Ceph RGW, MinIO, AWS S3), instead of the built-in one:
+the presigned URLs then point at it, the server starts, checks and completes multipart
+uploads there, reads each object back for its SHA-256, and keeps only its catalogue and
+jobs in --data. All three dialects (an aplos POST, which reaches only the store, is taken
+in by the next listing, or within a second).
+  --s3-endpoint URL           the store, e.g. http://127.0.0.1:7480 (path-style requests)
+  --s3-bucket NAME            its bucket (must exist)
+  --s3-region REGION          default us-east-1
+  --s3-access-key KEY         the platform's key there
+  --s3-secret-file FILE       its secret key (first line); or $INGESTFS_S3_SECRET_KEY
+
 Observing and fault injection (off by default):
   --access-log FILE           one JSON object per request: time, method, path (no query), status, bytes_in
   --fail-rate R               answer a share R (0..1) of requests with 500 or 503
@@ -140,6 +151,16 @@ int main(int argc, char** argv) {
     else if (arg == "--region") o.region = v;
     else if (arg == "--bucket") o.bucket = v;
     else if (arg == "--public-url") o.public_url = v;
+    else if (arg == "--s3-endpoint") o.s3.endpoint = v;
+    else if (arg == "--s3-bucket") o.s3.bucket = v;
+    else if (arg == "--s3-region") o.s3.region = v;
+    else if (arg == "--s3-access-key") o.s3.access_key = v;
+    else if (arg == "--s3-secret-file") {
+      auto text = ingestfs::ReadFileToString(v);
+      if (!text.ok()) return Fail("--s3-secret-file: " + text.status().message());
+      o.s3.secret_key = std::string(ingestfs::Trim(ingestfs::Split(*text, '\n')[0]));
+      if (o.s3.secret_key.empty()) return Fail("--s3-secret-file: " + v + " is empty");
+    }
     else if (arg == "--access-log") o.access_log = v;
     else if (arg == "--part-size") {
       if (!size_arg(&o.part_size)) return Fail("--part-size: '" + v + "' is not a size");
@@ -211,6 +232,24 @@ int main(int argc, char** argv) {
   if (o.part_size < (5ULL << 20) || o.part_size > (5ULL << 30)) return Fail("--part-size must be 5MiB to 5GiB");
   if (o.bucket == "api" || o.bucket.empty() || o.bucket.find('/') != std::string::npos) {
     return Fail("--bucket: '" + o.bucket + "' is not allowed ('api' is reserved)");
+  }
+
+  if (!o.s3.endpoint.empty()) {
+    if (const char* env = std::getenv("INGESTFS_S3_SECRET_KEY"); o.s3.secret_key.empty() && env != nullptr) {
+      o.s3.secret_key = std::string(ingestfs::Trim(env));
+    }
+    if (!ingestfs::StartsWith(o.s3.endpoint, "http://") && !ingestfs::StartsWith(o.s3.endpoint, "https://")) {
+      return Fail("--s3-endpoint: '" + o.s3.endpoint + "' is not an http:// or https:// URL");
+    }
+    if (o.s3.endpoint.find('/', o.s3.endpoint.find("://") + 3) != std::string::npos &&
+        o.s3.endpoint.find_first_not_of('/', o.s3.endpoint.find('/', o.s3.endpoint.find("://") + 3)) != std::string::npos) {
+      return Fail("--s3-endpoint: '" + o.s3.endpoint + "' has a path; give scheme, host and port only");
+    }
+    if (o.s3.bucket.empty()) return Fail("--s3-endpoint needs --s3-bucket");
+    if (o.s3.access_key.empty()) return Fail("--s3-endpoint needs --s3-access-key");
+    if (o.s3.secret_key.empty()) return Fail("--s3-endpoint needs --s3-secret-file FILE (or $INGESTFS_S3_SECRET_KEY)");
+  } else if (!o.s3.bucket.empty() || !o.s3.access_key.empty() || !o.s3.secret_key.empty()) {
+    return Fail("--s3-bucket, --s3-access-key and --s3-secret-file need --s3-endpoint");
   }
 
   // Signals are taken by one thread with sigwait; every other thread blocks them.

@@ -1,6 +1,7 @@
 #include "server/processor.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/log.h"
 
@@ -105,6 +106,7 @@ void Processor::Process(const std::string& job_id) {
     fail("superseded: a newer upload of this file was accepted first, so this one was not stored");
     return free_upload();
   }
+  if (ctx_.s3 != nullptr) return ProcessInStore(job_id, job);
   std::vector<BlobInfo> sources;
   std::vector<std::string> part_etags;
   if (job.upload_id.empty()) {
@@ -137,6 +139,104 @@ void Processor::Process(const std::string& job_id) {
   auto published = ctx_.meta->PublishJob(job_id, file);
   if (!published.ok()) return fail("recording the file failed: " + published.status().message());
   free_upload();
+}
+
+bool Processor::Pause(int ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return !cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+}
+
+void Processor::ProcessInStore(const std::string& job_id, const Job& job) {
+  auto fail = [&](const std::string& why) {
+    LOG_WARN("job %s (%s): %s", job_id.c_str(), job.filename.c_str(), why.c_str());
+    (void)ctx_.meta->TransitionJob(job_id, JobStatus::kProcessing, JobStatus::kFailed, why);
+  };
+  const S3Client& s3 = *ctx_.s3;
+  // Each step is asked again while the store does not answer (1, 2, 4, 8 s), then the job fails.
+  auto transient = [](const Status& st) { return st.code() == Code::kUnavailable; };
+  std::string etag;
+  std::pair<std::string, uint64_t> sha;
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > 0 && !Pause(1000 << std::min(attempt - 1, 3))) return;  // stopping: requeued at start
+    Status st;
+    if (job.upload_id.empty()) {
+      auto head = s3.Head(job.staging_key);
+      if (!head.ok()) {
+        st = head.status();
+      } else if (!head->has_value()) {
+        return fail("the uploaded object is missing from the store");
+      } else if ((*head)->size != job.size) {
+        return fail("size mismatch: the request said " + std::to_string(job.size) + " bytes, the store holds " +
+                    std::to_string((*head)->size));
+      } else {
+        etag = (*head)->etag;
+      }
+    } else {
+      auto parts = s3.ListParts(job.staging_key, job.upload_id);
+      if (parts.ok()) {
+        uint64_t total = 0;
+        for (const S3Part& p : *parts) total += p.size;
+        if (parts->size() != job.num_parts) {
+          return fail("the store holds " + std::to_string(parts->size()) + " part(s), the upload has " +
+                      std::to_string(job.num_parts));
+        }
+        if (total != job.size) {
+          return fail("size mismatch: the request said " + std::to_string(job.size) + " bytes, the parts hold " +
+                      std::to_string(total));
+        }
+        auto completed = s3.CompleteMultipart(job.staging_key, job.upload_id, *parts);
+        if (completed.ok()) {
+          etag = *completed;
+        } else if (transient(completed.status())) {
+          st = completed.status();
+        } else {
+          return fail("the store refused to assemble the parts: " + completed.status().message());
+        }
+      } else if (parts.status().code() == Code::kNotFound) {
+        // No such upload: completed by an earlier try whose answer was lost (or aborted).
+        auto head = s3.Head(job.staging_key);
+        if (!head.ok()) {
+          st = head.status();
+        } else if (head->has_value() && (*head)->size == job.size) {
+          etag = (*head)->etag;
+        } else {
+          return fail("the multipart upload is gone from the store and no whole object is there");
+        }
+      } else {
+        st = parts.status();
+      }
+    }
+    if (st.ok()) {
+      auto read = s3.Sha256(job.staging_key);
+      if (read.ok()) {
+        sha = *read;
+        break;
+      }
+      st = read.status();
+    }
+    if (!transient(st) || attempt >= 4) return fail("the object store: " + st.message());
+    LOG_WARN("job %s (%s): %s; asking again", job_id.c_str(), job.filename.c_str(), st.message().c_str());
+  }
+  if (sha.second != job.size) {
+    return fail("size mismatch: the request said " + std::to_string(job.size) + " bytes, the store gave back " +
+                std::to_string(sha.second));
+  }
+  FileRecord file;
+  file.dataset_id = job.dataset_id;
+  file.filename = job.filename;
+  file.size = sha.second;
+  file.sha256 = sha.first;
+  file.etag = etag;
+  file.s3_key = job.staging_key;  // the object stays where it was uploaded
+  auto previous = ctx_.meta->GetFile(job.dataset_id, job.filename);
+  auto published = ctx_.meta->PublishJob(job_id, file);
+  if (!published.ok()) return fail("recording the file failed: " + published.status().message());
+  if (!job.upload_id.empty()) (void)ctx_.meta->DeleteUpload(job.upload_id);
+  // The version it replaces: its bytes go (a download URL handed out for it before now fails).
+  if (previous && previous->s3_key != file.s3_key) {
+    Status del = s3.Delete(previous->s3_key);
+    if (!del.ok()) LOG_WARN("the replaced version of %s stays in the store: %s", job.filename.c_str(), del.message().c_str());
+  }
 }
 
 }  // namespace ingestfs::server

@@ -43,6 +43,11 @@ class Processor {
  private:
   void Loop();
   void Process(const std::string& job_id);
+  // Over an external S3 store: completes the upload there, reads the object back for its
+  // SHA-256 and publishes it at its staging key. Store errors are retried a few times.
+  void ProcessInStore(const std::string& job_id, const Job& job);
+  // Sleeps `ms` unless the processor stops meanwhile (then false).
+  bool Pause(int ms);
   // Holds the slot of one file (dataset, name) while its job is processed; false when stopping.
   bool AcquireFile(const std::string& key);
   void ReleaseFile(const std::string& key);

@@ -119,6 +119,7 @@ void RegisterSbgApi(Router& r, ServerContext& ctx) {
   RegisterFolderRoutes(r, ctx, "/api/projects", Plane::kSbg, WriteProject);
 
   r.Route("GET", "/api/files", Plane::kSbg, [&ctx](Call& c) {
+    ReconcileAplosUploads(ctx);  // over an external store: aplos uploads that reached it first
     if (!c.req.has_param("project")) {
       return ReplyValidation(c.res, {{{"query", "project"}, "Field required", "missing", "null"}});
     }
@@ -132,6 +133,7 @@ void RegisterSbgApi(Router& r, ServerContext& ctx) {
   });
 
   r.Route("GET", "/api/files/([^/]+)/download_info", Plane::kSbg, [&ctx](Call& c) {
+    ReconcileAplosUploads(ctx);  // over an external store: aplos uploads that reached it first
     auto raw = HexDecode(c.req.matches[1].str());
     size_t slash = raw.ok() ? raw->find('/') : std::string::npos;
     std::optional<FileRecord> file;
@@ -203,7 +205,9 @@ void RegisterSbgApi(Router& r, ServerContext& ctx) {
       return ReplyValidation(c.res, {{{"body", "response", "headers", "ETag"}, "Field required", "missing",
                                       headers == nullptr ? "null" : json::ToString(*headers)}});
     }
-    auto stored = ctx.objects->StatPart(job->upload_id, static_cast<int>(*n));
+    auto staged = StagedParts(ctx, *job);
+    if (!staged.ok()) return ReplyDetail(c.res, 503, "the object store did not answer: " + staged.status().message());
+    const std::optional<BlobInfo>& stored = (*staged)[*n - 1];
     if (!stored) return ReplyDetail(c.res, 400, "Part " + std::to_string(*n) + " has not been uploaded");
     if (NormalizeEtag(*etag) != NormalizeEtag(stored->etag)) {
       return ReplyDetail(c.res, 400, "Part " + std::to_string(*n) + ": the reported ETag does not match the stored part");

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <thread>
 
 #include "common/crypto.h"
+#include "common/file_util.h"
 #include "server/s3_client.h"
 #include "tests/support/process.h"
 
@@ -82,6 +85,23 @@ TEST_F(S3StoreTest, TheBucketAnswersAndAWrongSecretIsRefusedWithoutBeingShown) {
   nobucket.bucket = "no-such-bucket-ingestfs";
   Status missing = S3Client(nobucket).CheckBucket();
   EXPECT_EQ(missing.code(), Code::kNotFound) << missing.message();
+}
+
+// ingestfs-server over the store: a wrong secret stops it at start with the store's answer.
+TEST_F(S3StoreTest, TheServerRefusesToStartOnAStoreThatRefusesIt) {
+  TempDir tmp;
+  std::ofstream(tmp / "secret") << "wrong-secret-0123456789\n";
+  Child c;
+  c.Start({BinDir() + "/ingestfs-server", "--listen", "127.0.0.1:0", "--data", tmp / "d", "--s3-endpoint", cfg_.endpoint,
+           "--s3-bucket", cfg_.bucket, "--s3-access-key", cfg_.access_key, "--s3-secret-file", tmp / "secret"},
+          tmp / "err", {"INGESTFS_SERVER_TOKEN=t"});
+  int st = c.Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  std::string err = ReadFileToString(tmp / "err").value_or("");
+  EXPECT_NE(err.find("the S3 store: looking at bucket " + cfg_.bucket), std::string::npos) << err;
+  EXPECT_NE(err.find("HTTP 403"), std::string::npos) << err;
+  EXPECT_EQ(err.find("wrong-secret"), std::string::npos) << err;
 }
 
 TEST_F(S3StoreTest, MultipartThroughPresignedPartsListedCompletedReadBack) {

@@ -514,6 +514,36 @@ TEST(ServerAuth, TokenFromTheEnvironmentOrAFileAndNoneIsAClearError) {
   EXPECT_EQ(Api(api, "other").Call("GET", "/datasets").status, 401);
 }
 
+// The external store's options are checked together, before anything starts; a store that
+// does not answer stops the server with the reason (tests against a real one: s3_store_test).
+TEST(ServerExternalStore, IncompleteOrUnreachableStoreIsAClearError) {
+  TempDir tmp;
+  std::ofstream(tmp / "secret") << "s3-secret-never-shown\n";
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {BinDir() + "/ingestfs-server", "--listen", "127.0.0.1:0", "--data", tmp / "d"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    Child c;
+    c.Start(argv, tmp / "err", {"INGESTFS_SERVER_TOKEN=t"});
+    int st = c.Wait(std::chrono::seconds(30));
+    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, ReadFileToString(tmp / "err").value_or(""));
+  };
+  auto [c1, e1] = run({"--s3-bucket", "b"});
+  EXPECT_EQ(c1, 2);
+  EXPECT_NE(e1.find("need --s3-endpoint"), std::string::npos) << e1;
+  auto [c2, e2] = run({"--s3-endpoint", "127.0.0.1:7480", "--s3-bucket", "b"});
+  EXPECT_EQ(c2, 2);
+  EXPECT_NE(e2.find("is not an http:// or https:// URL"), std::string::npos) << e2;
+  auto [c3, e3] = run({"--s3-endpoint", "http://127.0.0.1:9", "--s3-bucket", "b", "--s3-access-key", "k"});
+  EXPECT_EQ(c3, 2);
+  EXPECT_NE(e3.find("--s3-secret-file"), std::string::npos) << e3;
+  // Nothing listens on port 9 of loopback: exit 1, the store named, the secret not.
+  auto [c4, e4] = run({"--s3-endpoint", "http://127.0.0.1:9", "--s3-bucket", "b", "--s3-access-key", "k",
+                       "--s3-secret-file", tmp / "secret"});
+  EXPECT_EQ(c4, 1);
+  EXPECT_NE(e4.find("the S3 store: looking at bucket b at http://127.0.0.1:9"), std::string::npos) << e4;
+  EXPECT_EQ(e4.find("s3-secret-never-shown"), std::string::npos) << e4;
+}
+
 // Two servers on one data dir would each write their own view of the catalogue: the second is
 // refused, by name, until the first has exited.
 TEST(ServerRestart, TwoServersNeverShareADataDir) {

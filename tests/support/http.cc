@@ -4,7 +4,10 @@
 
 #include <cstdio>
 #include <cstring>
+#include <cctype>
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "common/crypto.h"
@@ -120,6 +123,20 @@ ServerProcess::ServerProcess(Options opts) {
                                    "127.0.0.1:" + std::to_string(opts.port), "--data", data_dir_,
                                    "--access-log", access_log_};
   argv.insert(argv.end(), opts.extra_args.begin(), opts.extra_args.end());
+  if (std::string env = ExternalStore(); !env.empty() && !opts.builtin_store) {
+    std::map<std::string, std::string> kv;
+    std::ifstream in(env);
+    for (std::string l; std::getline(in, l);) {
+      size_t eq = l.find('=');
+      if (eq != std::string::npos) kv[l.substr(0, eq)] = l.substr(eq + 1);
+    }
+    for (const char* k : {"S3_ENDPOINT", "S3_BUCKET", "S3_REGION", "S3_ACCESS_KEY", "S3_SECRET_FILE"}) {
+      std::string flag = std::string("--s3-") + (k + 3);
+      for (char& ch : flag) ch = ch == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      argv.push_back(flag);
+      argv.push_back(kv[k]);
+    }
+  }
   // The token as users are told to give it: not in argv, where every local user sees it.
   if (!child_.Start(argv, stderr_path_, {std::string("INGESTFS_SERVER_TOKEN=") + kToken})) return;
   std::string line = child_.ReadLine(std::chrono::seconds(10));
@@ -133,6 +150,11 @@ ServerProcess::ServerProcess(Options opts) {
 }
 
 ServerProcess::~ServerProcess() { child_.Stop(); }
+
+std::string ServerProcess::ExternalStore() {
+  const char* env = std::getenv("INGESTFS_TEST_S3_ENV");
+  return env != nullptr ? env : "";
+}
 
 std::vector<std::tuple<std::string, std::string, long>> ServerProcess::AccessLogEntries() const {
   std::vector<std::tuple<std::string, std::string, long>> out;

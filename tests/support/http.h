@@ -44,6 +44,7 @@ class ServerProcess {
     std::vector<std::string> extra_args;
     std::string data_dir;  // empty: a temp dir owned by this object
     int port = 0;          // 0: a free one
+    bool builtin_store = false;  // the built-in store even when the run has an external one
   };
   ServerProcess() : ServerProcess(Options{}) {}
   explicit ServerProcess(Options opts);
@@ -62,6 +63,10 @@ class ServerProcess {
   pid_t pid() const { return child_.pid(); }
 
   static constexpr const char* kToken = "test-token-0123456789";
+  // The external S3 store the servers of this run keep their bytes in ($INGESTFS_TEST_S3_ENV, a
+  // settings file written by scripts/ceph-local.sh), or "" for the built-in store. Servers get
+  // it unless Options::builtin_store.
+  static std::string ExternalStore();
 
  private:
   std::unique_ptr<TempDir> tmp_;
