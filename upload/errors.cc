@@ -78,6 +78,31 @@ Status StatusFromHttp(const HttpResponse& res, const std::string& step) {
   return st;
 }
 
+bool PresignedUrlExpired(const std::string& url, std::time_t now) {
+  size_t q = url.find('?');
+  if (q == std::string::npos) return false;
+  std::string date, expires;
+  for (const std::string& pair : Split(url.substr(q + 1), '&')) {
+    if (StartsWith(pair, "X-Amz-Date=")) date = pair.substr(11);
+    else if (StartsWith(pair, "X-Amz-Expires=")) expires = pair.substr(14);
+  }
+  auto ttl = ParseInt(expires);
+  if (date.size() != 16 || date[8] != 'T' || date[15] != 'Z' || !ttl || *ttl < 0 || *ttl > 7 * 86400) return false;
+  std::tm tm{};
+  auto field = [&](size_t at, size_t len) { return ParseInt(date.substr(at, len)); };
+  auto y = field(0, 4), mo = field(4, 2), d = field(6, 2), h = field(9, 2), mi = field(11, 2), se = field(13, 2);
+  if (!y || !mo || !d || !h || !mi || !se || *mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23 || *mi > 59 || *se > 60) {
+    return false;
+  }
+  tm.tm_year = static_cast<int>(*y) - 1900;
+  tm.tm_mon = static_cast<int>(*mo) - 1;
+  tm.tm_mday = static_cast<int>(*d);
+  tm.tm_hour = static_cast<int>(*h);
+  tm.tm_min = static_cast<int>(*mi);
+  tm.tm_sec = static_cast<int>(*se);
+  return now >= ::timegm(&tm) + *ttl;
+}
+
 bool IsTransient(const Status& st) {
   return st.code() == Code::kUnavailable || st.code() == Code::kBadAnswer || st.code() == Code::kDataLoss;
 }

@@ -6,6 +6,7 @@
 //   400/422 -> kInvalidArgument; 408/429/5xx -> kUnavailable (with Retry-After when given).
 #pragma once
 
+#include <ctime>
 #include <string>
 
 #include "common/status.h"
@@ -20,5 +21,10 @@ std::string ErrorText(const std::string& body);
 bool IsTransient(const Status& st);
 // A presigned URL that has expired (fresh URLs needed, not a pause).
 inline bool IsExpiredUrl(const Status& st) { return st.code() == Code::kDeadlineExceeded; }
+// True when a SigV4 presigned URL's lifetime (X-Amz-Date + X-Amz-Expires) is over at `now`.
+// Ceph RGW answers an expired URL with a bare 403 AccessDenied, without S3's "Request has
+// expired": a 403 on a URL this says is expired is taken as expiry. False when the URL carries
+// no such parameters or they do not parse.
+bool PresignedUrlExpired(const std::string& url, std::time_t now);
 
 }  // namespace ingestfs::upload

@@ -194,6 +194,9 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag_out) {
       st = Status(Code::kUnavailable, step + ": HTTP " + std::to_string(res->status) +
                                           " is not one of the success codes the platform named");
     }
+    if (st.code() == Code::kPermissionDenied && PresignedUrlExpired(req.url, std::time(nullptr))) {
+      st = Status(Code::kDeadlineExceeded, st.message() + " (the URL's lifetime is over)");
+    }
     if (IsExpiredUrl(st)) {
       if (dialect_.PartsOnDemand()) {
         ForgetTarget(run, n);

@@ -21,6 +21,23 @@ std::string Presign(const std::string& urls, const std::string& upload_id, int64
          R"(,"part_size":)" + std::to_string(part_size) + "}";
 }
 
+// Ceph RGW answers an expired presigned URL with a bare 403 AccessDenied: the URL's own date and
+// lifetime tell expiry from refusal.
+TEST(PresignedUrl, ExpiryIsReadFromTheUrlItself) {
+  const std::string url =
+      "http://127.0.0.1:7480/ingest/staging/j/a.bin?partNumber=3&uploadId=2~x&X-Amz-Algorithm=AWS4-HMAC-SHA256"
+      "&X-Amz-Credential=k%2F20261203%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261203T142910Z&X-Amz-Expires=2"
+      "&X-Amz-SignedHeaders=host&X-Amz-Signature=abc";
+  const std::time_t signed_at = 1796308150;  // 2026-12-03T14:29:10Z
+  EXPECT_FALSE(PresignedUrlExpired(url, signed_at));
+  EXPECT_FALSE(PresignedUrlExpired(url, signed_at + 1));
+  EXPECT_TRUE(PresignedUrlExpired(url, signed_at + 2));
+  EXPECT_FALSE(PresignedUrlExpired("http://h/b/k", signed_at + 99999)) << "no query: never taken as expired";
+  EXPECT_FALSE(PresignedUrlExpired("http://h/b/k?X-Amz-Date=2026&X-Amz-Expires=2", signed_at + 99999));
+  EXPECT_FALSE(PresignedUrlExpired("http://h/b/k?X-Amz-Date=20261303T142910Z&X-Amz-Expires=2", signed_at + 99999));
+  EXPECT_FALSE(PresignedUrlExpired("http://h/b/k?X-Amz-Date=20261203T142910Z&X-Amz-Expires=-5", signed_at + 99999));
+}
+
 TEST(ParsePresign, SingleAndMultipartPlans) {
   auto single = IngestDialect::ParsePresign(Presign(R"(["http://h/b/k?s"])", "null", 8 * kMiB), 1000, false);
   ASSERT_TRUE(single.ok()) << single.status().ToString();
