@@ -7,7 +7,8 @@
 #                                          daemons (pid files in DIR/run), creates an S3 user and
 #                                          a bucket, waits until the gateway answers, and writes
 #                                          DIR/s3.env (S3_ENDPOINT, S3_REGION, S3_BUCKET,
-#                                          S3_ACCESS_KEY, S3_SECRET_FILE)
+#                                          S3_ACCESS_KEY, S3_SECRET_FILE, and S3_ACCESS_LOG: the
+#                                          gateway's log, one "beast:" line per request)
 #   bash scripts/ceph-local.sh stop DIR    stops the daemons it started there (by pid), waits
 #                                          for them, and removes DIR
 #
@@ -163,7 +164,7 @@ done
 grep -q "$access_key" "$dir/log/user.json" 2>/dev/null || { cat "$dir/log/user.err" >&2; die "radosgw-admin user create"; }
 
 endpoint="http://127.0.0.1:$rgw_port"
-bucket="ingestfs"
+bucket="ingest"
 S3_ENDPOINT="$endpoint" S3_ACCESS_KEY="$access_key" S3_SECRET_FILE="$dir/s3.secret" S3_BUCKET="$bucket" \
   TIMEOUT="$timeout" python3 - <<'PY' || die "the gateway did not answer, or the bucket could not be made (see $dir/log/client.rgw.local.log)"
 import os, time, boto3, botocore
@@ -188,6 +189,7 @@ S3_REGION=us-east-1
 S3_BUCKET=$bucket
 S3_ACCESS_KEY=$access_key
 S3_SECRET_FILE=$dir/s3.secret
+S3_ACCESS_LOG=$dir/log/client.rgw.local.log
 ENV
 started=yes
 log "ready in $(( $(date +%s) - t0 )) s: S3 at $endpoint, bucket $bucket (settings in $dir/s3.env)"

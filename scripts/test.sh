@@ -10,8 +10,8 @@
 #          /usr/bin: a mount by mount(8) from the fstab example's line, a copy confirmed
 #          (tests/package/installed.sh; needs root or sudo; removed again afterwards)
 #   rgw    the reference server over Ceph's RADOS Gateway, a single-node cluster on loopback
-#          (scripts/ceph-local.sh), started and stopped by the stage: its S3 client, then the
-#          upload and mount tests of every dialect with the bytes in RGW
+#          (scripts/ceph-local.sh), started and stopped by the stage: its S3 client, then every
+#          upload test and the mount tests of every dialect with the bytes in RGW
 #   fuzz   every libFuzzer target of tests/fuzz for a short budget (scripts/fuzz.sh)
 #
 #   bash scripts/test.sh                      all stages
@@ -82,13 +82,14 @@ for s in $stages; do
       ceph_dir="$(mktemp -d)/ceph"
       trap 'bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true' EXIT
       bash scripts/ceph-local.sh start "$ceph_dir"
-      # The server's S3 client; then servers keeping their bytes in RGW under the upload and mount
-      # tests of every dialect (those whose evidence is the built-in data plane's own log, fault
-      # injection or throttle do not apply to an external store yet).
+      # The server's S3 client; then servers keeping their bytes in RGW under every upload test
+      # (crash/resume, expired URLs and faults included) and the mount tests of every dialect.
+      # One at a time: the store's log stands in for the data plane's access log. Not yet here:
+      # a kill mid-upload, which needs the built-in data plane's throttle.
       (cd build && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" ctest --output-on-failure -L rgw "$@")
+      (cd build && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" ctest --output-on-failure -j 1 -L upload "$@")
       (cd build && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" ctest --output-on-failure -j 1 "$@" \
-        -R 'DialectUploadTest\.(SizesArriveByteExact|HundredSmallFilesFromADirectory|OverwriteGoesThroughReuploadAndBecomesVersion2)|DialectMountTest\.' \
-        -E 'KillNineMidUploadThenRemount')
+        -R 'DialectMountTest\.' -E 'KillNineMidUploadThenRemount')
       bash scripts/ceph-local.sh stop "$ceph_dir"
       rmdir "$(dirname "$ceph_dir")"
       trap - EXIT

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "common/crypto.h"
@@ -130,6 +131,11 @@ ServerProcess::ServerProcess(Options opts) {
       size_t eq = l.find('=');
       if (eq != std::string::npos) kv[l.substr(0, eq)] = l.substr(eq + 1);
     }
+    store_log_ = kv["S3_ACCESS_LOG"];
+    if (!store_log_.empty()) {
+      std::ifstream log(store_log_, std::ios::ate);
+      store_log_from_ = log ? static_cast<std::streamoff>(log.tellg()) : 0;
+    }
     for (const char* k : {"S3_ENDPOINT", "S3_BUCKET", "S3_REGION", "S3_ACCESS_KEY", "S3_SECRET_FILE"}) {
       std::string flag = std::string("--s3-") + (k + 3);
       for (char& ch : flag) ch = ch == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -165,6 +171,22 @@ std::vector<std::tuple<std::string, std::string, long>> ServerProcess::AccessLog
     if (!doc.ok()) continue;
     out.emplace_back(json::GetString(*doc, "method").value(), json::GetString(*doc, "path").value(),
                      static_cast<long>(json::GetInt(*doc, "status").value()));
+  }
+  if (store_log_.empty()) return out;
+  // RGW: ... beast: 0x..: 127.0.0.1 - user [date] "PUT /bucket/key?query HTTP/1.1" 200 0 - "agent" - latency=...
+  std::ifstream store(store_log_);
+  store.seekg(store_log_from_);
+  while (std::getline(store, line)) {
+    if (line.find(" beast: ") == std::string::npos || line.find("\"cpp-httplib/") != std::string::npos) continue;
+    size_t q1 = line.find('"');
+    size_t q2 = q1 == std::string::npos ? q1 : line.find('"', q1 + 1);
+    if (q2 == std::string::npos) continue;
+    std::istringstream request(line.substr(q1 + 1, q2 - q1 - 1));
+    std::string method, target;
+    request >> method >> target;
+    long status = std::strtol(line.c_str() + q2 + 1, nullptr, 10);
+    std::string path = target.substr(0, target.find('?'));
+    out.emplace_back(method, UriDecode(path).value_or(path), status);
   }
   return out;
 }

@@ -56,7 +56,9 @@ class ServerProcess {
   const std::string& data_dir() const { return data_dir_; }
   const std::string& access_log() const { return access_log_; }
   const std::string& stderr_path() const { return stderr_path_; }
-  // Lines of the access log as parsed JSON: (method, path, status).
+  // Lines of the access log as parsed JSON: (method, path, status). Over an external store, the
+  // store's own log lines since this server started follow (its data plane), without the
+  // server's own requests to it (those the built-in data plane never logs either).
   std::vector<std::tuple<std::string, std::string, long>> AccessLogEntries() const;
   int Stop() { return child_.Stop(); }
   void Kill() { child_.Kill(); }
@@ -76,6 +78,8 @@ class ServerProcess {
   std::string base_url_;
   int port_ = 0;
   Child child_;
+  std::string store_log_;        // the external store's log, when there is one
+  std::streamoff store_log_from_ = 0;  // its size when this server started
 };
 
 // The `ingest` control API as tests use it (JSON in, parsed JSON out).
