@@ -3,6 +3,7 @@
 # binaries only (/usr/bin): the reference platform on loopback, a mount made by mount(8) from an
 # fstab line (mount -T: the fstab example's options, through mount.fuse3 as at boot), a copy,
 # the upload confirmed and compared by sha256, the mount table's source, type and nosuid,nodev,
+# a second mount by mount -t fuse.ingestfs reading the platform's copy back,
 # the package's files and dependencies, the systemd unit checked by systemd-analyze. The
 # package is removed again at the end unless it was installed before.
 #
@@ -113,4 +114,12 @@ sys.exit(0 if files.get("sample.bin") == want else 1)
 PY
 /usr/bin/ingestfs unmount "$work/mnt" --wait --timeout 60 || fail "ingestfs unmount"
 findmnt -n "$work/mnt" >/dev/null && fail "still mounted after ingestfs unmount"
+
+# The same by hand: mount -t fuse.ingestfs with an empty cache, the file read from the platform.
+$SUDO mount -t fuse.ingestfs "$api" "$work/mnt" -o "token_file=$work/token,cache_dir=$work/cache2" \
+  || fail "mount -t fuse.ingestfs"
+[ "$(findmnt -n -o FSTYPE "$work/mnt")" = "fuse.ingestfs" ] || fail "mount -t fuse.ingestfs made no such mount"
+cmp -s "$work/sample.bin" "$work/mnt/pkg-run/sample.bin" || fail "the platform's file read through mount -t differs"
+echo "package test: mount -t fuse.ingestfs: the platform's copy reads back byte-exact"
+$SUDO umount "$work/mnt" || fail "umount"
 echo "package test: passed"
