@@ -136,18 +136,35 @@ osd_id="$(timeout 60 ceph "${conf[@]}" osd new "$osd_uuid")" || die "ceph osd ne
 [ "$osd_id" = "0" ] || die "the new OSD got id $osd_id, not 0"
 ceph-osd "${conf[@]}" -i 0 --mkfs --osd-uuid "$osd_uuid" >"$dir/log/mkfs-osd.log" 2>&1 || { cat "$dir/log/mkfs-osd.log" >&2; die "ceph-osd --mkfs"; }
 # Now and then the OSD asks the monitor something before it has the cluster's map (its command
-# then carries a zero fsid, which the monitor refuses), and exits: started again, it goes on.
-osd_started=""
-for _ in 1 2 3; do
-  if ceph-osd "${conf[@]}" -i 0 2>>"$dir/log/start.log"; then osd_started=yes; break; fi
+# then carries a zero fsid, which the monitor refuses) and exits, at start or just after it
+# went to the background; or it stays down. It is started again then, up to 4 times.
+osd_up() { ceph "${conf[@]}" osd stat 2>/dev/null | grep -q "1 up"; }
+osd_pid() { cat "$dir/run/osd.0.pid" 2>/dev/null || true; }
+osd_alive() { local p; p="$(osd_pid)"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+up=""
+for attempt in 1 2 3 4; do
+  if ceph-osd "${conf[@]}" -i 0 2>>"$dir/log/start.log"; then
+    for i in $(seq 45); do
+      if osd_up; then up=yes; break; fi
+      p="$(osd_pid)"
+      if [ -n "$p" ] && ! kill -0 "$p" 2>/dev/null; then break; fi  # it exited
+      if [ -z "$p" ] && [ "$i" -gt 10 ]; then break; fi          # it never wrote its pid
+      sleep 1
+    done
+  fi
+  [ -n "$up" ] && break
+  log "the OSD did not come up (try $attempt): starting it again"
+  if osd_alive; then
+    kill "$(osd_pid)" 2>/dev/null || true
+    for _ in $(seq 50); do osd_alive || break; sleep 0.2; done
+    osd_alive && kill -9 "$(osd_pid)" 2>/dev/null || true
+  fi
   sleep 1
 done
-[ -n "$osd_started" ] || die "ceph-osd did not start (see $dir/log/osd.0.log)"
-for _ in $(seq "$timeout"); do
-  ceph "${conf[@]}" osd stat 2>/dev/null | grep -q "1 up" && break
-  sleep 1
-done
-ceph "${conf[@]}" osd stat 2>/dev/null | grep -q "1 up" || die "the OSD did not come up (see $dir/log/osd.0.log)"
+if [ -z "$up" ]; then
+  grep -v rocksdb "$dir/log/osd.0.log" | tail -15 >&2 || true
+  die "the OSD did not come up (its log: $dir/log/osd.0.log)"
+fi
 radosgw "${conf[@]}" -n client.rgw.local 2>>"$dir/log/start.log" || die "radosgw did not start (see $dir/log/client.rgw.local.log)"
 
 access_key="ingestfs-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"

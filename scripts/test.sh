@@ -81,7 +81,11 @@ for s in $stages; do
       cmake --build build -j "$jobs"
       ceph_dir="$(mktemp -d)/ceph"
       trap 'bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true' EXIT
-      bash scripts/ceph-local.sh start "$ceph_dir"
+      # A cluster that did not come up is started once more from scratch (its log said why).
+      if ! bash scripts/ceph-local.sh start "$ceph_dir"; then
+        bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true
+        bash scripts/ceph-local.sh start "$ceph_dir"
+      fi
       # The server's S3 client; then servers keeping their bytes in RGW under every upload test
       # (crash/resume, expired URLs and faults included) and the mount tests of every dialect.
       # One at a time: the store's log stands in for the data plane's access log. Not yet here:
