@@ -10,6 +10,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "server/http.h"
 
 namespace ingestfs::server {
 
@@ -39,20 +40,6 @@ std::string Quoted(std::string etag) {
   etag = std::string(Trim(etag));
   if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') return etag;
   return "\"" + etag + "\"";
-}
-
-std::string XmlEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
 }
 
 }  // namespace
