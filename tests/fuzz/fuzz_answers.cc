@@ -1,9 +1,11 @@
 // The client's parsers of a platform's answers, all three dialects: presign / init / upload-URL
-// answers, part and job answers, error bodies, and listings (items walked as ListFiles does).
+// answers, part and job answers, error bodies, listings (items walked as ListFiles does), and the
+// expiry a presigned URL carries in its own query (X-Amz-Date + X-Amz-Expires).
 // The first byte picks the parser; the rest is the answer. A crash, a sanitizer report or an
 // answer taken whole that breaks the parser's own rules is a finding.
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <string>
 
 #include "common/json.h"
@@ -34,6 +36,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       res.body = body;
       (void)StatusFromHttp(res, "fuzz");
       (void)ErrorText(body);
+      break;
+    }
+    case 7: {  // a presigned URL's own expiry: once expired, it stays expired
+      const std::time_t now = 1796299200;  // 2026-12-03T12:00:00Z
+      if (PresignedUrlExpired(body, now) && !PresignedUrlExpired(body, now + 86400)) __builtin_trap();
       break;
     }
     default: {  // a listing page, walked as the dialects walk it
