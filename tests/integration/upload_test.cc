@@ -174,7 +174,10 @@ TEST_P(DialectUploadTest, OverwriteGoesThroughReuploadAndBecomesVersion2) {
   EXPECT_EQ(Listing("over")["f.tif"], FileSha256Hex(tmp_ / "f.tif"));
   HttpResult d = api().Call("GET", "/datasets?limit=10");
   auto doc = json::Parse(d.body, "datasets");
+  // Checked before indexing: a missing item fails the test instead of crashing the binary.
+  ASSERT_TRUE(doc.ok() && doc->IsObject() && (*doc)["items"].IsArray() && (*doc)["items"].Size() == 1) << d.body;
   json::Document files = api().Files((*doc)["items"][0]["id"].GetString());
+  ASSERT_TRUE(files.IsObject() && files["items"].IsArray() && files["items"].Size() == 1);
   EXPECT_EQ(files["items"][0]["version"].GetInt(), 2);
 }
 
