@@ -96,7 +96,13 @@ class MountTest : public ::testing::Test {
                                                                   tmp_ / "mnt",
                                                                   cache_dir_.empty() ? tmp_ / "cache" : cache_dir_,
                                                                   tmp_ / "token", settle, extra});
-    EXPECT_TRUE(m->ok()) << "mount failed; see " << m->stderr_path();
+    if (!m->ok()) {  // the temp dir goes with the test: its log goes into the failure
+      std::ifstream in(m->stderr_path());
+      std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (log.size() > 4000) log = "..." + log.substr(log.size() - 4000);
+      ADD_FAILURE() << "mount failed (" << (m->running() ? "not mounted after 10 s" : "the daemon exited")
+                    << "); its log:\n" << log;
+    }
     mount_log_ = m->stderr_path();
     return m;
   }

@@ -341,11 +341,13 @@ TEST_F(PromiseTest, KillNineCampaignWithCpAndRsync) {
     SCOPED_TRACE("trial " + std::to_string(t) + " (seed " + std::to_string(seed) + "): " + (rsync ? "rsync -a" : "cp -r") +
                  ", kill " + kWhen[when]);
     auto m = Mount({}, rng() % 2 ? "0" : "0.3");
+    ASSERT_TRUE(m->ok());  // a copy into the bare mount point would spoil every later trial
     ASSERT_EQ(::mkdir((*m / ds).c_str(), 0755), 0);
     std::string copy_cmd = rsync ? "rsync -a " + Q(tmp_ / "src") + "/ " + Q(*m / ds) + "/"
                                  : "cp -r " + Q(tmp_ / "src") + "/. " + Q(*m / ds) + "/";
     int stored_before = Stored();
     Child copy;
+    copy.InOwnGroup();
     ASSERT_TRUE(copy.Start({"/bin/sh", "-c", copy_cmd}, tmp_ / "copy.err"));
     if (when == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 150));
@@ -355,9 +357,13 @@ TEST_F(PromiseTest, KillNineCampaignWithCpAndRsync) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
     }
-    m->KillNine();
-    copy.Kill();
+    // The copy's processes end before the dead mount is detached: rsync's children outlive a
+    // killed rsync and would otherwise make its folder in the bare mount point.
+    m->KillNine([&] { copy.KillGroup(); });
+    std::error_code ec;
+    ASSERT_TRUE(std::filesystem::is_empty(tmp_ / "mnt", ec)) << "something wrote into the bare mount point";
     m = Mount({}, "0");
+    ASSERT_TRUE(m->ok());
     if (when == 0) {
       CmdResult again = Capture(copy_cmd);
       EXPECT_EQ(again.code, 0) << again.out;

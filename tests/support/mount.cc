@@ -87,8 +87,9 @@ int MountProcess::Unmount() {
   return status;
 }
 
-void MountProcess::KillNine() {
+void MountProcess::KillNine(const std::function<void()>& before_detach) {
   child_.Kill();
+  if (before_detach) before_detach();
   std::system(("fusermount3 -uz '" + opts_.mountpoint + "' 2>/dev/null").c_str());
   mounted_ = false;
 }

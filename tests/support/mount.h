@@ -3,6 +3,7 @@
 // (fusermount3 -uz) when the daemon was killed.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,9 +34,11 @@ class MountProcess {
   const std::string& stderr_path() const { return stderr_path_; }
   // Clean unmount; returns the daemon's exit status (waitpid form) or -1.
   int Unmount();
-  // kill -9 the daemon and detach the dead mount.
-  void KillNine();
+  // kill -9 the daemon and detach the dead mount; `before_detach` runs in between, while every
+  // path under the mount point still leads into the dead mount (ENOTCONN), not the bare folder.
+  void KillNine(const std::function<void()>& before_detach = {});
   pid_t pid() const { return child_.pid(); }
+  bool running() const { return child_.running(); }
 
  private:
   Options opts_;

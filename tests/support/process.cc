@@ -41,6 +41,7 @@ bool Child::Start(const std::vector<std::string>& argv, const std::string& stder
   pid_t pid = fork();
   if (pid < 0) return false;
   if (pid == 0) {
+    if (own_group_) setpgid(0, 0);
     dup2(pipefd[1], 1);
     if (!stderr_path.empty()) {
       int fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -54,6 +55,7 @@ bool Child::Start(const std::vector<std::string>& argv, const std::string& stder
     _exit(127);
   }
   close(pipefd[1]);
+  if (own_group_) setpgid(pid, pid);  // both sides: whichever runs first
   pid_ = pid;
   out_fd_ = pipefd[0];
   return true;
@@ -132,6 +134,18 @@ void Child::Kill() {
   pid_ = -1;
   if (out_fd_ >= 0) close(out_fd_);
   out_fd_ = -1;
+}
+
+void Child::KillGroup() {
+  if (pid_ <= 0) return;
+  if (!own_group_) return Kill();
+  const pid_t group = pid_;
+  ::killpg(group, SIGKILL);
+  Kill();
+  for (int i = 0; i < 1000 && ::killpg(group, 0) == 0; ++i) {
+    ::killpg(group, SIGKILL);  // a member forked meanwhile
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 std::string RandomBytes(size_t n, uint64_t seed) {

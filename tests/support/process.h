@@ -45,6 +45,13 @@ class Child {
   int Stop();
   // SIGKILL now and reap.
   void Kill();
+  // Before Start: the child leads a process group of its own, so that KillGroup ends what it
+  // started too (rsync's receiver and generator outlive a killed rsync otherwise, and go on
+  // writing wherever their paths now lead).
+  void InOwnGroup() { own_group_ = true; }
+  // SIGKILL to the child's whole group (Kill without InOwnGroup), reap the child, and wait until
+  // no process of the group is left (at most 10 s).
+  void KillGroup();
   // Waits for the child to exit by itself; -1 on timeout.
   int Wait(std::chrono::milliseconds timeout);
   pid_t pid() const { return pid_; }
@@ -53,6 +60,7 @@ class Child {
  private:
   pid_t pid_ = -1;
   int out_fd_ = -1;
+  bool own_group_ = false;
   std::string buffered_;
 };
 
