@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "common/json.h"
@@ -184,7 +185,11 @@ TEST_P(DialectUploadTest, OverwriteGoesThroughReuploadAndBecomesVersion2) {
 TEST_P(DialectUploadTest, FaultyServerOnlyDelays) {
   Restart({"--fail-rate", "0.2", "--drop-rate", "0.05"});
   auto args = Base("faults");
-  for (int i = 0; i < 12; ++i) {
+  // Enough requests that some surely meet a fault. Over an external store only the platform's own
+  // API injects them, and aplos asks it little: about 1.25 requests a file (12 files left about 1
+  // run in 30 without a fault; 48 files: 0.8^60, about 1 in 700,000).
+  const int kFiles = ServerProcess::ExternalStore().empty() ? 12 : 48;
+  for (int i = 0; i < kFiles; ++i) {
     std::string name = "f" + std::to_string(i);
     WriteRandomFile(tmp_ / name, i == 0 ? 20 * kMiB : (i * 12345) % 300000, 50 + i);
     args.push_back(tmp_ / name);
@@ -192,13 +197,15 @@ TEST_P(DialectUploadTest, FaultyServerOnlyDelays) {
   RunResult r = RunUpload(tmp_, args);
   ASSERT_TRUE(r.exited_ok()) << r.err << r.out;
   auto listing = Listing("faults");
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < kFiles; ++i) {
     EXPECT_EQ(listing["f" + std::to_string(i)], FileSha256Hex(tmp_ / ("f" + std::to_string(i)))) << i;
   }
-  EXPECT_GT(CountLog("POST", "/api/", 500) + CountLog("POST", "/api/", 503) + CountLog("PUT", "/ingest/", 500) +
-                CountLog("PUT", "/ingest/", 503) + CountLog("POST", "/ingest", 500) + CountLog("POST", "/ingest", 503),
-            0)
-      << "the run should actually have met injected faults";
+  int faults = 0;
+  for (const char* method : {"GET", "POST", "PUT"}) {
+    for (const char* where : {"/api/", "/ingest"}) faults += CountLog(method, where, 500) + CountLog(method, where, 503);
+  }
+  std::cout << "injected faults met: " << faults << "\n";
+  EXPECT_GT(faults, 0) << "the run should actually have met injected faults";
 }
 
 TEST_P(MultipartUploadTest, LargeUploadSurvivesItsUrlsExpiring) {
