@@ -73,4 +73,23 @@ void FirstLookDelay::Observe(bool found_done) {
   } while (!us_.compare_exchange_weak(cur, next, std::memory_order_relaxed));
 }
 
+namespace {
+double Mib(uint64_t bytes) { return std::max(1.0, static_cast<double>(bytes) / (1 << 20)); }
+}  // namespace
+
+std::chrono::microseconds JobPace::Expected(uint64_t bytes) const {
+  double ns = static_cast<double>(ns_per_mib_.load(std::memory_order_relaxed)) * Mib(bytes);
+  return std::chrono::microseconds(static_cast<int64_t>(ns / 1000));
+}
+
+void JobPace::Observe(uint64_t bytes, std::chrono::microseconds elapsed, std::chrono::microseconds gap) {
+  int64_t took_us = std::max<int64_t>(0, elapsed.count() - gap.count() / 2);
+  auto seen = static_cast<int64_t>(static_cast<double>(took_us) * 1000 / Mib(bytes));
+  int64_t cur = ns_per_mib_.load(std::memory_order_relaxed);
+  int64_t next;
+  do {
+    next = cur == 0 ? std::max<int64_t>(seen, 1) : std::max<int64_t>(cur + (seen - cur) / 4, 1);
+  } while (!ns_per_mib_.compare_exchange_weak(cur, next, std::memory_order_relaxed));
+}
+
 }  // namespace ingestfs::upload

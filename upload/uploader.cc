@@ -292,13 +292,30 @@ void Uploader::Phase(const Run& run, const char* phase) {
 }
 
 Status Uploader::Follow(Run& run, JobState* final_state) {
+  using std::chrono::microseconds;
   Phase(run, "processing");
-  // Assembling many parts takes the platform longer than taking one: each kind learns its own.
-  FirstLookDelay& first = run.entry.session->num_parts > 1 ? multipart_look_ : single_look_;
-  if (auto wait = first.Get(); wait.count() > 0) std::this_thread::sleep_for(wait);
+  const auto began = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration_cast<microseconds>(std::chrono::steady_clock::now() - began); };
+  // Assembling many parts takes the platform longer than taking one: each kind learns its own,
+  // and a multipart job's length, which grows with the file, is expected from its size.
+  const bool multipart = run.entry.session->num_parts > 1;
+  FirstLookDelay& first = multipart ? multipart_look_ : single_look_;
+  const microseconds expected = multipart ? pace_.Expected(run.entry.size) : microseconds(0);
+  const microseconds near = std::clamp<microseconds>(expected / 10, opts_.poll_initial, opts_.poll_max);
+  microseconds wait = std::max<microseconds>(first.Get(), expected * 8 / 10);
+  // Long waits are cut into pieces no longer than poll_max, so that an unmount is not held up.
+  auto sleep = [&](microseconds d) {
+    auto until = std::chrono::steady_clock::now() + d;
+    while (!Cancelled(run)) {
+      auto left = until - std::chrono::steady_clock::now();
+      if (left <= std::chrono::steady_clock::duration::zero()) return;
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, opts_.poll_max));
+    }
+  };
+  if (wait.count() > 0) sleep(wait);
   bool first_look = true;
-  auto pause = opts_.poll_initial;
-  auto deadline = std::chrono::steady_clock::now() + opts_.job_timeout;
+  microseconds pause = expected.count() > 0 ? near : microseconds(opts_.poll_initial), gap = wait;
+  auto deadline = began + opts_.job_timeout;
   for (;;) {
     JobState state;
     RETURN_IF_ERROR(Step(run, "following the job", [&] {
@@ -310,6 +327,7 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
     if (first_look) first.Observe(state.phase != JobPhase::kRunning);
     first_look = false;
     if (state.phase != JobPhase::kRunning) {
+      if (multipart && state.phase == JobPhase::kCompleted) pace_.Observe(run.entry.size, elapsed(), gap);
       *final_state = state;
       return Status::Ok();
     }
@@ -319,8 +337,20 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
                          std::to_string(opts_.job_timeout.count() / 1000) + " s of taking " + run.entry.name +
                          " (still " + state.status + ")");
     }
-    std::this_thread::sleep_for(pause);  // small files are usually done by the first or second look
-    pause = std::min(pause * 2, opts_.poll_max);
+    // Small files are usually done by the first or second look, and pauses double; a job expected
+    // to take long is looked at a tenth of its expected time apart until twice that. Past a
+    // quarter second a multipart job's pauses are a quarter of the time it has taken so far, so
+    // that it is found done at most about a quarter late (doubling could be a whole second late).
+    const microseconds so_far = elapsed();
+    if (expected.count() > 0 && so_far < expected * 2) {
+      gap = near;
+    } else if (multipart && so_far >= std::chrono::milliseconds(250)) {
+      gap = std::clamp<microseconds>(so_far / 4, opts_.poll_initial, opts_.poll_max);
+    } else {
+      gap = pause;
+      pause = std::min<microseconds>(pause * 2, opts_.poll_max);
+    }
+    sleep(gap);
   }
 }
 

@@ -104,6 +104,7 @@ class Uploader {
   std::atomic<bool> cancelled_{false};
   FirstLookDelay single_look_{std::chrono::milliseconds(50)};
   FirstLookDelay multipart_look_{std::chrono::milliseconds(50)};
+  JobPace pace_;
 };
 
 }  // namespace ingestfs::upload

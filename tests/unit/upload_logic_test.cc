@@ -229,6 +229,30 @@ TEST(Retry, FirstLookDelaySettlesWhereFewFirstLooksAreEarly) {
   EXPECT_EQ(d.Get(), microseconds(50000));
 }
 
+TEST(Retry, JobPaceExpectsAJobsLengthFromItsSizeAndLeansOnlyAQuarterTowardsAnOutlier) {
+  using std::chrono::microseconds;
+  constexpr uint64_t kGiB = 1ULL << 30;
+  JobPace pace;
+  EXPECT_EQ(pace.Expected(kGiB), microseconds(0)) << "nothing learnt: no wait";
+  // 1 GiB found done 2.0 s after it began, the look before 0.2 s earlier: it took about 1.9 s.
+  pace.Observe(kGiB, microseconds(2000000), microseconds(200000));
+  EXPECT_NEAR(pace.Expected(kGiB).count(), 1900000, 2000);
+  EXPECT_NEAR(pace.Expected(kGiB / 2).count(), 950000, 1000) << "in proportion to the size";
+  EXPECT_EQ(pace.Expected(1000), pace.Expected(1 << 20)) << "less than a MiB counts as one";
+  // One job twenty times slower moves the expectation a quarter of the way...
+  pace.Observe(kGiB, microseconds(38000000), microseconds(0));
+  EXPECT_NEAR(pace.Expected(kGiB).count(), 1900000 + (38000000 - 1900000) / 4, 5000);
+  // ...and ordinary ones bring it back.
+  for (int i = 0; i < 30; ++i) pace.Observe(kGiB, microseconds(1900000), microseconds(0));
+  EXPECT_NEAR(pace.Expected(kGiB).count(), 1900000, 20000);
+  // A job found done at once still leaves a positive pace, never zero ("nothing learnt").
+  JobPace quick;
+  quick.Observe(kGiB, microseconds(0), microseconds(0));
+  EXPECT_GE(quick.Expected(kGiB).count(), 0);
+  quick.Observe(kGiB, microseconds(10), microseconds(100));
+  EXPECT_GE(quick.Expected(kGiB).count(), 0);
+}
+
 TEST(RateLimiter, NeverLetsMoreThroughThanTheRatePlusOneBurst) {
   constexpr uint64_t kRate = 4 << 20;
   RateLimiter limiter(kRate);
