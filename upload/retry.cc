@@ -53,15 +53,20 @@ Status RunWithRetry(const RetryPolicy& policy, const std::function<Status()>& at
     auto pause = policy.Backoff(n, st.retry_after_ms(), jitter());
     if (hooks.sleep) {
       hooks.sleep(pause);
-    } else {
-      // Sleep in slices so a cancellation is noticed.
-      auto until = std::chrono::steady_clock::now() + pause;
-      while (std::chrono::steady_clock::now() < until) {
-        if (hooks.cancelled && hooks.cancelled()) return st;
-        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-            until - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));
-      }
+    } else if (!SleepUnlessCancelled(pause, std::chrono::milliseconds(100), hooks.cancelled)) {
+      return st;
     }
+  }
+}
+
+bool SleepUnlessCancelled(std::chrono::steady_clock::duration d, std::chrono::steady_clock::duration slice,
+                          const std::function<bool()>& cancelled) {
+  auto until = std::chrono::steady_clock::now() + d;
+  for (;;) {
+    auto left = until - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return true;
+    if (cancelled && cancelled()) return false;
+    std::this_thread::sleep_for(std::min(left, slice));
   }
 }
 

@@ -42,6 +42,11 @@ Status RunWithRetry(const RetryPolicy& policy, const std::function<Status()>& at
                     const std::function<void(int, const Status&)>& on_retry, int* attempts = nullptr,
                     const RetryHooks& hooks = {});
 
+// Sleeps `d` in slices no longer than `slice`, so that a cancellation is noticed: false (at once)
+// once `cancelled` (may be empty) says so, true when the whole time has passed.
+bool SleepUnlessCancelled(std::chrono::steady_clock::duration d, std::chrono::steady_clock::duration slice,
+                          const std::function<bool()>& cancelled);
+
 // How long after `complete` the first look at the job goes. A platform takes about the same
 // time for files of one kind, and a look that finds the job still running is a request spent on
 // both sides for nothing. The delay learns: it grows by a quarter (at least 200 us) when the

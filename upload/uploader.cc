@@ -303,15 +303,8 @@ Status Uploader::Follow(Run& run, JobState* final_state) {
   const microseconds expected = multipart ? pace_.Expected(run.entry.size) : microseconds(0);
   const microseconds near = std::clamp<microseconds>(expected / 10, opts_.poll_initial, opts_.poll_max);
   microseconds wait = std::max<microseconds>(first.Get(), expected * 8 / 10);
-  // Long waits are cut into pieces no longer than poll_max, so that an unmount is not held up.
-  auto sleep = [&](microseconds d) {
-    auto until = std::chrono::steady_clock::now() + d;
-    while (!Cancelled(run)) {
-      auto left = until - std::chrono::steady_clock::now();
-      if (left <= std::chrono::steady_clock::duration::zero()) return;
-      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, opts_.poll_max));
-    }
-  };
+  // Long waits are cut into slices no longer than poll_max, so that an unmount is not held up.
+  auto sleep = [&](microseconds d) { SleepUnlessCancelled(d, opts_.poll_max, [&] { return Cancelled(run); }); };
   if (wait.count() > 0) sleep(wait);
   bool first_look = true;
   microseconds pause = expected.count() > 0 ? near : microseconds(opts_.poll_initial), gap = wait;
