@@ -86,7 +86,7 @@ class MountTest : public ::testing::Test {
   }
   void Serve(std::vector<std::string> args) {
     server_.reset();  // one server per data dir: the old one exits before the new one starts
-    server_ = std::make_unique<ServerProcess>(ServerProcess::Options{args, tmp_ / "platform", port_});
+    server_ = std::make_unique<ServerProcess>(ServerProcess::Options{args, tmp_ / "platform", port_, builtin_store_});
     ASSERT_TRUE(server_->ok());
     port_ = server_->port();
   }
@@ -194,6 +194,9 @@ class MountTest : public ::testing::Test {
   std::string mount_log_;  // the latest mount's stderr, shown when files do not arrive
   std::string cache_dir_;  // the mounts' cache dir; empty: a folder of tmp_
   std::string mount_api_;  // the API the mounts talk to; empty: the server's own
+  // The built-in store even in a run over an external one: for what only it can be told to do
+  // (a platform's own success code and headers on its data plane).
+  bool builtin_store_ = false;
   std::unique_ptr<ServerProcess> server_;
 };
 
