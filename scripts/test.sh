@@ -3,7 +3,8 @@
 # build directory:
 #   main   the build CI ships (warnings as errors under CI) and every test (ctest)
 #   asan   AddressSanitizer + UndefinedBehaviorSanitizer: the unit and integration tests,
-#          mounts included (daemons and servers run sanitized too)
+#          mounts included (daemons and servers run sanitized too), then the server's S3 client
+#          and the server and upload tests over RGW (as in the rgw stage)
 #   tsan   ThreadSanitizer: the unit tests and the mount tests that race (parallel writers,
 #          renames and unlinks during uploads and confirmations, the model test)
 #   package  the Debian package (scripts/package.sh), installed with apt-get and used from
@@ -45,6 +46,22 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/sanitizers/tsan.supp"
 
 stage() { echo "=== test.sh: $1 ($(date -u +%H:%M:%S))"; }
+# A single-node Ceph on loopback for a stage: its settings file in $ceph_dir/s3.env; stopped by
+# ceph_stop (and on exit). A cluster that did not come up is started once more from scratch
+# (its log said why).
+ceph_start() {
+  ceph_dir="$(mktemp -d)/ceph"
+  trap 'bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true' EXIT
+  if ! bash scripts/ceph-local.sh start "$ceph_dir"; then
+    bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true
+    bash scripts/ceph-local.sh start "$ceph_dir"
+  fi
+}
+ceph_stop() {
+  bash scripts/ceph-local.sh stop "$ceph_dir"
+  rmdir "$(dirname "$ceph_dir")"
+  trap - EXIT
+}
 # Sanitizer builds: -O1 (as the sanitizers advise) and line tables only, to build fast.
 sanitized=(-G Ninja -DINGESTFS_WERROR="$werror" -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=-O1 -g1")
 
@@ -61,6 +78,11 @@ for s in $stages; do
       cmake -S . -B build-asan "${sanitized[@]}" -DINGESTFS_SANITIZE=address,undefined >/dev/null
       cmake --build build-asan -j "$jobs"
       (cd build-asan && INGESTFS_MODEL_SECONDS=60 INGESTFS_KILL_TRIALS=10 ctest --output-on-failure -j 2 -LE rgw "$@")
+      # The server's S3 mode sanitized too: its S3 client, then the server and upload tests over RGW.
+      ceph_start
+      (cd build-asan && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" ctest --output-on-failure -L rgw "$@")
+      (cd build-asan && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" ctest --output-on-failure -j 1 -L 'integration|upload' "$@")
+      ceph_stop
       ;;
     tsan)
       stage "TSan build, unit tests and the racing mount tests"
@@ -79,13 +101,7 @@ for s in $stages; do
       stage "against Ceph's RADOS Gateway (a single-node cluster on loopback)"
       cmake -S . -B build -G Ninja -DINGESTFS_WERROR="$werror" >/dev/null
       cmake --build build -j "$jobs"
-      ceph_dir="$(mktemp -d)/ceph"
-      trap 'bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true' EXIT
-      # A cluster that did not come up is started once more from scratch (its log said why).
-      if ! bash scripts/ceph-local.sh start "$ceph_dir"; then
-        bash scripts/ceph-local.sh stop "$ceph_dir" >/dev/null 2>&1 || true
-        bash scripts/ceph-local.sh start "$ceph_dir"
-      fi
+      ceph_start
       # The server's S3 client; then every integration test with the servers keeping their bytes
       # in RGW: the server's own, every upload test (crash/resume, expired URLs and faults
       # included), every mount test of every dialect (kills mid-upload, promise, hostile, Samba)
@@ -95,9 +111,7 @@ for s in $stages; do
       (cd build && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" ctest --output-on-failure -L rgw "$@")
       (cd build && INGESTFS_TEST_S3_ENV="$ceph_dir/s3.env" INGESTFS_MODEL_SECONDS=30 \
         ctest --output-on-failure -j 1 -L 'integration|upload|mount|model' "$@")
-      bash scripts/ceph-local.sh stop "$ceph_dir"
-      rmdir "$(dirname "$ceph_dir")"
-      trap - EXIT
+      ceph_stop
       ;;
     fuzz)
       stage "fuzz targets, a short budget each"
