@@ -105,6 +105,8 @@ struct FsConfig {
   // Large aligned writes go into the cache copy with O_DIRECT (cache_writes=direct), where
   // the cache's filesystem offers it.
   bool direct_writes = true;
+  // Shown in the status: where -o metrics= serves (http://HOST:PORT/metrics), or "".
+  std::string metrics_url;
 };
 
 // The default temporary-name patterns.

@@ -30,6 +30,7 @@
 #include "fs/control.h"
 #include "fs/fuse_ops.h"
 #include "fs/ingest_fs.h"
+#include "fs/metrics.h"
 #include "fs/service_notify.h"
 #include "fs/status_report.h"
 #include "upload/aplos_dialect.h"
@@ -107,6 +108,10 @@ ingestfs options (-o):
                        journal's priorities when stderr is systemd's journal); a daemon logs
                        to syslog, or to CACHE_DIR/ingestfs.log where there is no /dev/log
   log_level=LEVEL      debug, info (default), warning or error
+  metrics=[HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off;
+                       HOST 127.0.0.1 unless given, an IP address: only name another
+                       address where the network may read them); refused at mount (exit 1)
+                       when the port cannot be had
   -f                   stay in the foreground (otherwise a daemon); see log_file for the log
   -d                   FUSE debug output (implies -f)
   -h, --help           this text
@@ -152,6 +157,7 @@ struct RawOptions {
   char* cache_writes = nullptr;
   char* log_file = nullptr;
   char* log_level = nullptr;
+  char* metrics = nullptr;
   int sync_upload = 0;
   int nonempty = 0;
   int fsname_given = 0;
@@ -167,7 +173,7 @@ struct RawOptions {
   ~RawOptions() {
     for (char* p : {token_file, cache_dir, dialect, settle, parallel, uid, gid, umask, ignore, listing_ttl,
                     listing_timeout, listing_cache, bwlimit, post_limit, cache_max, cache_min_free, cache_wait,
-                    retry_max, bad_answers, stale_after, job_timeout, cache_writes, log_file, log_level}) {
+                    retry_max, bad_answers, stale_after, job_timeout, cache_writes, log_file, log_level, metrics}) {
       std::free(p);
     }
   }
@@ -201,6 +207,7 @@ const fuse_opt kOptions[] = {
     INGESTFS_OPT("cache_writes=%s", cache_writes),
     INGESTFS_OPT("log_file=%s", log_file),
     INGESTFS_OPT("log_level=%s", log_level),
+    INGESTFS_OPT("metrics=%s", metrics),
     {"sync_upload", offsetof(RawOptions, sync_upload), 1},
     {"nonempty", offsetof(RawOptions, nonempty), 1},
     // mount(8) passes "dev,suid" for every fstab line without nodev/nosuid: a data platform
@@ -487,6 +494,14 @@ int RunMountCommand(int argc, char** argv) {
     if (!d) return 2;
     dialect_opts.limits.listing_timeout = std::chrono::ceil<std::chrono::seconds>(*d);
   }
+  std::optional<MetricsAddress> metrics_at;
+  if (raw.metrics != nullptr) {
+    auto a = ParseMetricsAddress(raw.metrics);
+    if (!a.ok()) return Fail(a.status().message());
+    metrics_at = *a;
+    std::string host = a->host.find(':') != std::string::npos ? "[" + a->host + "]" : a->host;
+    cfg.metrics_url = "http://" + host + ":" + std::to_string(a->port) + "/metrics";
+  }
   uint64_t bwlimit = 0;
   if (raw.bwlimit != nullptr) {
     auto r = ParseSize(raw.bwlimit);
@@ -625,6 +640,19 @@ int RunMountCommand(int argc, char** argv) {
   std::unique_ptr<upload::RateLimiter> limiter;
   if (bwlimit > 0) limiter = std::make_unique<upload::RateLimiter>(bwlimit);
   sched_opts.uploader.limiter = limiter.get();
+  upload::UploadMetrics upload_metrics;
+  sched_opts.uploader.metrics = &upload_metrics;
+  // Bound before the mount, so that a port already taken refuses the mount; served after the
+  // daemon's fork.
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (metrics_at) {
+    auto bound = MetricsServer::Bind(*metrics_at, [&fs] { return fs.StatusJson(); }, &upload_metrics);
+    if (!bound.ok()) {
+      std::cerr << "ingestfs: " << bound.status().message() << ". Not mounted.\n";
+      return 1;
+    }
+    metrics_server = std::move(bound).value();
+  }
   // Memory freed as files are confirmed goes back to the system (RSS flat in files written).
   HeapTrimmer trimmer(std::chrono::seconds(2));
   upload::Scheduler scheduler(dialect, **journal, sched_opts,
@@ -657,6 +685,7 @@ int RunMountCommand(int argc, char** argv) {
         prune.Start();
         trimmer.Start();
         scheduler.Start();
+        if (metrics_server) metrics_server->Serve();
         (*journal)->MakeSparesAhead(kSparesAhead);
         ControlServer control(cfg.control_socket, [&](const std::string& req) {
           return HandleControl(req, fs, scheduler);
@@ -678,6 +707,7 @@ int RunMountCommand(int argc, char** argv) {
         fuse_loop_cfg_set_max_threads(loop, 32);
         rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
         fuse_loop_cfg_destroy(loop);
+        metrics_server.reset();
         scheduler.Stop();
         trimmer.Stop();
         prune.Stop();

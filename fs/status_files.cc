@@ -77,6 +77,7 @@ std::string IngestFs::StatusJson() {
     }
     json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
     json::KeyInt(w, "job_timeout_s", cfg_.job_timeout.count() / 1000);
+    if (!cfg_.metrics_url.empty()) json::KeyString(w, "metrics", cfg_.metrics_url);
     {
       auto [nodes, listed] = MemoryCounts();
       json::Key(w, "memory");

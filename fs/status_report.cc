@@ -116,6 +116,7 @@ std::string StatusTable(const json::Value& status, bool with_files) {
       out += "confirmed since mount: " + std::to_string(Int(c, "completed")) + " file(s), " +
              bytes(static_cast<double>(Int(b->value, "completed"))) + "\n";
     }
+    if (status.HasMember("metrics")) out += "metrics: " + Str(status, "metrics") + " (Prometheus)\n";
   }
   const json::Value& c = status["counts"];
   out += StringPrintf("open %" PRId64 ", pending %" PRId64 ", uploading %" PRId64 ", processing %" PRId64

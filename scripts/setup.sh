@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of ingestfs from Debian packages; with --test also
-# what only the test suite needs (a single-node Ceph for the tests against RGW).
+# what only the test suite needs (a single-node Ceph for the tests against RGW, Prometheus for
+# the metrics test).
 # Idempotent and quiet: when everything is present it only checks and returns.
 set -euo pipefail
 
@@ -20,7 +21,7 @@ packages=(
   libtinyxml2-dev
 )
 if [ "${1:-}" = "--test" ]; then
-  packages+=(ceph-mon ceph-osd radosgw ceph-common)
+  packages+=(ceph-mon ceph-osd radosgw ceph-common prometheus)
 fi
 
 missing=()

@@ -177,6 +177,7 @@ void Scheduler::MarkFailed(const std::string& id, const std::string& error) {
   Unqueue(id, item);
   item.status.error = error;
   SetState(item, FileState::kFailed);
+  if (opts_.uploader.metrics != nullptr) opts_.uploader.metrics->Failed(Code::kInvalidArgument);
 }
 
 void Scheduler::MarkInterrupted(const std::string& id, const std::string& reason) {
@@ -354,6 +355,10 @@ void Scheduler::Loop() {
       item.status.sent = item.status.size;
       SetState(item, FileState::kCompleted);
       NoteConfirmedLocked(item.status.size);
+      if (opts_.uploader.metrics != nullptr) {
+        opts_.uploader.metrics->Confirmed(
+            item.status.size, item.status.queued_ms > 0 ? (NowUnixMillis() - item.status.queued_ms) / 1000.0 : -1);
+      }
       completed_.push_back(pick_id);
       PruneCompletedLocked();
     } else if (out.status.code() == Code::kCancelled) {
@@ -365,6 +370,7 @@ void Scheduler::Loop() {
     } else if (entry_after && entry_after->failed) {
       item.status.error = out.status.message();
       SetState(item, FileState::kFailed);
+      if (opts_.uploader.metrics != nullptr) opts_.uploader.metrics->Failed(out.status.code());
       LOG_ERROR("upload of %s/%s failed: %s", item.status.dataset.c_str(), item.status.name.c_str(),
                 out.status.message().c_str());
     } else {
@@ -440,6 +446,7 @@ void Scheduler::OnPhase(const std::string& id, const std::string& phase) {
 }
 
 void Scheduler::OnRetry(const std::string& id, int attempt, const Status& why) {
+  if (opts_.uploader.metrics != nullptr) opts_.uploader.metrics->Retried();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = items_.find(id);
   if (it == items_.end()) return;

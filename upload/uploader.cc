@@ -183,7 +183,9 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag_out) {
   std::string step = "part " + std::to_string(n) + "/" + std::to_string(s.num_parts) + " of " + run.entry.name;
   thread_local std::unique_ptr<HttpClient> client;  // one connection per worker thread
   if (!client) client = std::make_unique<HttpClient>();
+  auto began = std::chrono::steady_clock::now();
   auto res = client->Do(req);
+  double request_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
   if (!res.ok()) return res.status().Annotate(step);
   bool accepted = std::find(target.success_codes.begin(), target.success_codes.end(), res->status) !=
                   target.success_codes.end();
@@ -230,6 +232,7 @@ Status Uploader::SendOnePart(Run& run, uint32_t n, std::string* etag_out) {
     return dialect_.ReportPart(s, n, target, res->headers);
   });
   if (!reported.ok()) return reported.Annotate(step);
+  if (opts_.metrics != nullptr) opts_.metrics->PartSent(length, request_seconds);
   *etag_out = etag;
   return Status::Ok();
 }

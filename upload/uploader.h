@@ -22,6 +22,7 @@
 
 #include "cache/journal.h"
 #include "upload/dialect.h"
+#include "upload/metrics.h"
 #include "upload/retry.h"
 
 namespace ingestfs::upload {
@@ -56,6 +57,7 @@ struct UploaderOptions {
   std::chrono::milliseconds job_timeout{std::chrono::minutes(5)};
   bool keep_confirmed = false;  // move confirmed copies to the read cache instead of removing them
   RateLimiter* limiter = nullptr;  // shared upload speed cap for part bodies (not owned)
+  UploadMetrics* metrics = nullptr;  // counts and latencies for -o metrics= (not owned)
 };
 
 struct UploadOutcome {

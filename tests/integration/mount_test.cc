@@ -569,6 +569,99 @@ TEST_F(MountTest, UnmountCommandRefusesDrainsOrForces) {
   EXPECT_EQ(Ingestfs("unmount " + Q(tmp_.path())).code, 1) << "not a mount";
 }
 
+// -o metrics=: the Prometheus text format as promtool checks it, a real prometheus server on
+// loopback scraping the mount and answering a query, and a failure counted by its reason.
+TEST_F(MountTest, MetricsArePrometheusTextThatAPrometheusServerScrapes) {
+  for (const char* tool : {"/usr/bin/promtool", "/usr/bin/prometheus"}) {
+    if (::access(tool, X_OK) == 0) continue;
+    const char* ci = std::getenv("CI");
+    if (ci != nullptr && std::string(ci) == "true") FAIL() << tool << " is missing (scripts/setup.sh --test installs it)";
+    GTEST_SKIP() << "########## " << tool << " IS MISSING: THE METRICS TEST DID NOT RUN (bash scripts/setup.sh --test)";
+  }
+  Serve({"--readonly-token", "viewer"});  // for the refusal at the end
+  auto Get = [](const std::string& url) {
+    HttpRequest q;
+    q.url = url;
+    return Http(q);
+  };
+  int port = FreeLoopbackPort();
+  std::string at = "127.0.0.1:" + std::to_string(port);
+  auto m = Mount({"metrics=" + at});
+  ASSERT_TRUE(m->ok());
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "prom")), 0);
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 3; ++i) {
+    std::string name = "m" + std::to_string(i);
+    WriteRandomFile(tmp_ / name, 100000 * (i + 1), 80 + i);
+    ASSERT_EQ(Sh("cp " + Q(tmp_ / name) + " " + Q(*m / ("prom/" + name))), 0);
+    want[name] = FileSha256Hex(tmp_ / name);
+  }
+  ASSERT_TRUE(WaitArrived("prom", want));
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 30").code, 0);
+  HttpResult r = Get("http://" + at + "/metrics");
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_NE(r.headers["content-type"].find("text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(r.body.find("\ningestfs_uploads_confirmed_total 3\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\ningestfs_confirmed_bytes_total 600000\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\ningestfs_close_to_confirm_seconds_count 3\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\ningestfs_files{state=\"pending\"} 0\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\ningestfs_platform_up 1\n"), std::string::npos) << r.body;
+  {
+    std::ofstream(tmp_ / "metrics.txt") << r.body;
+    CmdResult check = Capture("/usr/bin/promtool check metrics < " + Q(tmp_ / "metrics.txt"));
+    EXPECT_EQ(check.code, 0) << check.out;
+    EXPECT_EQ(check.out, "") << "promtool's lint found something";
+  }
+  EXPECT_EQ(Get("http://" + at + "/other").status, 404);
+  CmdResult st = Ingestfs("status " + Q(m->path()));
+  EXPECT_NE(st.out.find("metrics: http://" + at + "/metrics (Prometheus)"), std::string::npos) << st.out;
+
+  // A prometheus server of the test's own, scraping the mount every second.
+  int prom_port = FreeLoopbackPort();
+  std::ofstream(tmp_ / "prometheus.yml") << "global:\n  scrape_interval: 1s\n"
+                                         << "scrape_configs:\n  - job_name: ingestfs\n"
+                                         << "    static_configs:\n      - targets: ['" << at << "']\n";
+  Child prom;
+  ASSERT_TRUE(prom.Start({"/usr/bin/prometheus", "--config.file=" + tmp_ / "prometheus.yml",
+                          "--storage.tsdb.path=" + tmp_ / "tsdb",
+                          "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+                         tmp_ / "prometheus.log"));
+  std::string answer;
+  auto query = [&](const std::string& q) {
+    HttpResult a = Get("http://127.0.0.1:" + std::to_string(prom_port) + "/api/v1/query?query=" + q);
+    auto doc = json::Parse(a.body, "query");
+    if (a.status != 200 || !doc.ok() || !(*doc)["data"]["result"].IsArray() || (*doc)["data"]["result"].Empty()) {
+      return std::string();
+    }
+    return std::string((*doc)["data"]["result"][0]["value"][1].GetString());
+  };
+  for (int i = 0; i < 300 && answer != "3"; ++i) {
+    answer = query("sum(ingestfs_uploads_confirmed_total%7Bjob%3D%22ingestfs%22%7D)");
+    if (answer != "3") std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(answer, "3") << ReadFileToString(tmp_ / "prometheus.log").value_or("");
+  EXPECT_EQ(query("up%7Bjob%3D%22ingestfs%22%7D"), "1");
+  EXPECT_EQ(query("histogram_quantile(1%2C%20ingestfs_close_to_confirm_seconds_bucket)").empty(), false);
+  prom.Stop();
+  m->Unmount();
+
+  // Another mount cannot take the port while one holds it; a refusal is counted by its reason.
+  std::ofstream(tmp_ / "token") << "viewer\n";
+  m = Mount({"metrics=" + at});
+  ASSERT_TRUE(m->ok());
+  std::filesystem::create_directory(tmp_ / "mnt2");
+  auto [rc, err] = RunIngestfs({server_->api(), tmp_ / "mnt2", "-o",
+                                "token_file=" + tmp_ / "token" + ",cache_dir=" + tmp_ / "cache2,metrics=" + at});
+  EXPECT_EQ(rc, 1) << err;
+  if (rc == 0) Sh("fusermount3 -u " + Q(tmp_ / "mnt2"));
+  EXPECT_NE(err.find("metrics=" + at + ": cannot listen there"), std::string::npos) << err;
+  ASSERT_EQ(Sh("echo no > " + Q(*m / "prom/denied.txt")), 0);
+  EXPECT_EQ(WaitXattr(*m / "prom/denied.txt", "user.ingestfs.state", "failed"), "failed");
+  r = Get("http://" + at + "/metrics");
+  EXPECT_NE(r.body.find("\ningestfs_uploads_failed_total{reason=\"refused\"} 1\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\ningestfs_files{state=\"failed\"} 1\n"), std::string::npos) << r.body;
+}
+
 // The platform away for a while: files keep arriving in the cache, are flagged stalled, and
 // drain oldest first, once each, when it is back.
 TEST_F(MountTest, OfflineForAWhileThenEverythingDrainsOldestFirstOnce) {

@@ -64,6 +64,11 @@ class Child {
   std::string buffered_;
 };
 
+// A TCP port of 127.0.0.1 free a moment ago (for a server that needs its port named up front).
+int FreeLoopbackPort();
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool AcceptsOnLoopback(int port);
+
 std::string RandomBytes(size_t n, uint64_t seed);
 std::string Sha256Hex(const std::string& data);
 std::string FileSha256Hex(const std::string& path);

@@ -14,32 +14,6 @@ namespace ingestfs::testing {
 
 namespace {
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-bool Accepts(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  ::close(fd);
-  return ok;
-}
-
 std::string UserName() {
   passwd* pw = ::getpwuid(::geteuid());
   return pw != nullptr ? pw->pw_name : "root";
@@ -75,7 +49,7 @@ SambaServer::SambaServer(const std::string& path) {
   std::string d = tmp_.path();
   for (const char* sub : {"pid", "lock", "state", "cache", "private", "log"}) std::filesystem::create_directories(d + "/" + sub);
   log_dir_ = d + "/log";
-  port_ = FreePort();
+  port_ = FreeLoopbackPort();
   std::string share = ExampleShareOptions();
   if (share.empty()) return;
   std::ofstream(d + "/smb.conf") << "[global]\n"
@@ -100,7 +74,7 @@ SambaServer::SambaServer(const std::string& path) {
     return;
   }
   for (int i = 0; i < 200 && !ok_; ++i) {
-    ok_ = Accepts(port_);
+    ok_ = AcceptsOnLoopback(port_);
     if (!ok_) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
