@@ -75,6 +75,7 @@
 #include "cache/mtime_store.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "upload/bw_timetable.h"
 #include "upload/dialect.h"
 #include "upload/health.h"
 #include "upload/scheduler.h"
@@ -107,6 +108,8 @@ struct FsConfig {
   bool direct_writes = true;
   // Shown in the status: where -o metrics= serves (http://HOST:PORT/metrics), or "".
   std::string metrics_url;
+  // Shown in the status: the upload cap's timetable (-o bwlimit=), if any.
+  std::optional<upload::BwTimetable> bwlimit;
 };
 
 // The default temporary-name patterns.

@@ -80,7 +80,9 @@ ingestfs options (-o):
   cache_wait=DURATION  how long a writer waits for room before its write fails with ENOSPC
                        (default 60s)
   bwlimit=RATE         cap on upload speed in bytes/s for the whole mount, e.g. 10M, 500K
-                       (default: none)
+                       (default: none); or a timetable by local time, each entry in force
+                       until the next, every day: 08:00@512K/18:00@off (TIME is HH:MM or
+                       HH:MM:SS, RATE a size or off; the last runs on past midnight)
   retry_max=DURATION   longest pause between retries while the platform is unreachable
                        (default 60s; 90, 30s, 5m...)
   bad_answers=DURATION a file whose upload meets only garbage answers (malformed, not
@@ -502,11 +504,10 @@ int RunMountCommand(int argc, char** argv) {
     std::string host = a->host.find(':') != std::string::npos ? "[" + a->host + "]" : a->host;
     cfg.metrics_url = "http://" + host + ":" + std::to_string(a->port) + "/metrics";
   }
-  uint64_t bwlimit = 0;
   if (raw.bwlimit != nullptr) {
-    auto r = ParseSize(raw.bwlimit);
-    if (!r.ok() || *r < 1024) return Fail(std::string("bwlimit=") + raw.bwlimit + " must be bytes per second, at least 1K (e.g. 10M, 500K)");
-    bwlimit = *r;
+    auto t = upload::BwTimetable::Parse(raw.bwlimit);
+    if (!t.ok()) return Fail(t.status().message());
+    cfg.bwlimit = *t;
   }
   if (raw.listing_cache != nullptr) {
     auto n = ParseInt(raw.listing_cache);
@@ -638,7 +639,11 @@ int RunMountCommand(int argc, char** argv) {
   // Temporary names never reach the platform, whatever path queues them (the resume too).
   sched_opts.keep_local = [&fs](const std::string& name) { return fs.IsTemporaryName(name.substr(name.rfind('/') + 1)); };
   std::unique_ptr<upload::RateLimiter> limiter;
-  if (bwlimit > 0) limiter = std::make_unique<upload::RateLimiter>(bwlimit);
+  std::unique_ptr<upload::BwScheduler> bw_scheduler;  // a timetable's changes, from after the fork
+  if (cfg.bwlimit) {
+    limiter = std::make_unique<upload::RateLimiter>(cfg.bwlimit->RateAt(static_cast<int>(upload::LocalSecondOfDay())));
+    if (!cfg.bwlimit->constant()) bw_scheduler = std::make_unique<upload::BwScheduler>(*cfg.bwlimit, limiter.get());
+  }
   sched_opts.uploader.limiter = limiter.get();
   upload::UploadMetrics upload_metrics;
   sched_opts.uploader.metrics = &upload_metrics;
@@ -684,6 +689,7 @@ int RunMountCommand(int argc, char** argv) {
         (*journal)->RecordPid();  // the daemon's pid, not its parent's: unmount waits for it
         prune.Start();
         trimmer.Start();
+        if (bw_scheduler) bw_scheduler->Start();
         scheduler.Start();
         if (metrics_server) metrics_server->Serve();
         (*journal)->MakeSparesAhead(kSparesAhead);
@@ -709,6 +715,7 @@ int RunMountCommand(int argc, char** argv) {
         fuse_loop_cfg_destroy(loop);
         metrics_server.reset();
         scheduler.Stop();
+        if (bw_scheduler) bw_scheduler->Stop();
         trimmer.Stop();
         prune.Stop();
         fs.SetPruneHint(nullptr, nullptr);

@@ -78,6 +78,20 @@ std::string IngestFs::StatusJson() {
     json::KeyInt(w, "stale_after_s", cfg_.stale_after.count() / 1000);
     json::KeyInt(w, "job_timeout_s", cfg_.job_timeout.count() / 1000);
     if (!cfg_.metrics_url.empty()) json::KeyString(w, "metrics", cfg_.metrics_url);
+    if (cfg_.bwlimit) {  // the cap in force now and, for a timetable, when it changes to what
+      int sec = static_cast<int>(upload::LocalSecondOfDay());
+      uint64_t rate = cfg_.bwlimit->RateAt(sec);
+      json::Key(w, "bwlimit");
+      w.StartObject();
+      json::KeyInt(w, "bytes_per_s", static_cast<int64_t>(rate));
+      json::KeyString(w, "text", upload::BwTimetable::RateText(rate));
+      if (int to = cfg_.bwlimit->SecondsToChange(sec); to > 0) {
+        int at = (sec + to) % 86400;
+        json::KeyString(w, "next_change", upload::BwTimetable::TimeText(at));
+        json::KeyString(w, "next_text", upload::BwTimetable::RateText(cfg_.bwlimit->RateAt(at)));
+      }
+      w.EndObject();
+    }
     {
       auto [nodes, listed] = MemoryCounts();
       json::Key(w, "memory");

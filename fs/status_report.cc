@@ -117,6 +117,13 @@ std::string StatusTable(const json::Value& status, bool with_files) {
              bytes(static_cast<double>(Int(b->value, "completed"))) + "\n";
     }
     if (status.HasMember("metrics")) out += "metrics: " + Str(status, "metrics") + " (Prometheus)\n";
+    if (auto b = status.FindMember("bwlimit"); b != status.MemberEnd() && b->value.IsObject()) {
+      out += "upload cap (bwlimit): " + Str(b->value, "text");
+      if (b->value.HasMember("next_change")) {
+        out += " until " + Str(b->value, "next_change") + ", then " + Str(b->value, "next_text");
+      }
+      out += "\n";
+    }
   }
   const json::Value& c = status["counts"];
   out += StringPrintf("open %" PRId64 ", pending %" PRId64 ", uploading %" PRId64 ", processing %" PRId64

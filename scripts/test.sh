@@ -90,7 +90,7 @@ for s in $stages; do
       cmake --build build-tsan -j "$jobs"
       (cd build-tsan && INGESTFS_MODEL_SECONDS=60 ctest --output-on-failure -j 2 -L unit "$@")
       (cd build-tsan && INGESTFS_MODEL_SECONDS=60 ctest --output-on-failure -j 1 "$@" -R \
-        'CpOfEverySizeAndATree|ReadersSeeWritesOfOtherDescriptors|PlatformFilesCannotBeDeleted|AnUnlinkThatReturnedZero|ARenameRacingItsUpload|AnOpenUnlinkedFile|RsyncTempThenRename|EightConcurrentClients|MetricsArePrometheus|ModelTest')
+        'CpOfEverySizeAndATree|ReadersSeeWritesOfOtherDescriptors|PlatformFilesCannotBeDeleted|AnUnlinkThatReturnedZero|ARenameRacingItsUpload|AnOpenUnlinkedFile|RsyncTempThenRename|EightConcurrentClients|MetricsArePrometheus|BwlimitTimetable|ModelTest')
       ;;
     package)
       stage "the Debian package: build, apt-get install, mount -t fuse.ingestfs"

@@ -15,15 +15,21 @@ namespace ingestfs::upload {
 
 class RateLimiter {
  public:
+  // 0: no cap (until SetRate).
   explicit RateLimiter(uint64_t bytes_per_sec);
   // Blocks as long as the cap requires; returns how many of `want` bytes to send now (> 0).
   size_t Take(size_t want);
-  uint64_t rate() const { return rate_; }
+  // A new cap (0: none) for what is taken from now on (a timetable's change, -o bwlimit=).
+  void SetRate(uint64_t bytes_per_sec);
+  uint64_t rate() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rate_;
+  }
 
  private:
-  const uint64_t rate_;
-  const double burst_;  // bytes; a quarter second's worth, at least 16 KiB
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  uint64_t rate_;         // GUARDED_BY(mu_); 0: no cap
+  double burst_;          // GUARDED_BY(mu_): bytes; a quarter second's worth, at least 16 KiB
   double tokens_;                                 // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point last_;    // GUARDED_BY(mu_)
 };

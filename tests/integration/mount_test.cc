@@ -726,6 +726,47 @@ TEST_F(MountTest, BwlimitCapsTheUploadSpeedOfTheWholeMount) {
             std::string::npos);
 }
 
+// A bwlimit timetable with one real short window: off now, 1 MiB/s from a few seconds on (the
+// status says so, and when it changes), and an upload after the change is held to it.
+TEST_F(MountTest, BwlimitTimetableChangesTheCapAtItsTime) {
+  auto hhmmss = [](std::time_t t) {
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof(buf), "%H:%M:%S", &tm);
+    return std::string(buf);
+  };
+  std::time_t now = std::time(nullptr);
+  std::string change = hhmmss(now + 4), back = hhmmss(now - 3600);
+  auto m = Mount({"bwlimit=" + back + "@off/" + change + "@1M"});
+  ASSERT_TRUE(m->ok());
+  CmdResult st = Ingestfs("status " + Q(m->path()));
+  EXPECT_NE(st.out.find("upload cap (bwlimit): off until " + change + ", then 1 MiB/s"), std::string::npos) << st.out;
+  ASSERT_EQ(Sh("mkdir " + Q(*m / "tt")), 0);
+  while (std::time(nullptr) < now + 5) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  st = Ingestfs("status " + Q(m->path()));
+  EXPECT_NE(st.out.find("upload cap (bwlimit): 1 MiB/s until " + back + ", then off"), std::string::npos)
+      << st.out;
+  WriteRandomFile(tmp_ / "t.bin", 3 * kMiB, 91);
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Sh("cp " + Q(tmp_ / "t.bin") + " " + Q(*m / "tt/t.bin")), 0);
+  ASSERT_EQ(Ingestfs("wait " + Q(m->path()) + " --timeout 60").code, 0);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(WaitArrived("tt", {{"t.bin", FileSha256Hex(tmp_ / "t.bin")}}, std::chrono::seconds(5)));
+  // 3 MiB at 1 MiB/s, one burst of a quarter MiB aside (a functional check, not a target).
+  EXPECT_GE(seconds, 2.5) << "the window's cap holds";
+  // A remount within the window starts with the cap in force.
+  m->Unmount();
+  m = Mount({"bwlimit=" + back + "@off/" + change + "@1M"});
+  st = Ingestfs("status " + Q(m->path()));
+  EXPECT_NE(st.out.find("upload cap (bwlimit): 1 MiB/s until " + back + ", then off"), std::string::npos) << st.out;
+  for (const char* bad : {"08:00@1M/08:00@2M", "25:00@1M", "08:00@fast"}) {
+    CmdResult r = Capture(BinDir() + "/ingestfs http://127.0.0.1:1/api " + Q(tmp_.path()) + " -o bwlimit=" + bad);
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_NE(r.out.find(std::string("bwlimit=") + bad + ": "), std::string::npos) << r.out;
+  }
+}
+
 // An instrument appending to its file every few tenths of a second, closing it each time: one
 // upload once it settled, with every line.
 TEST_F(MountTest, SlowAppendsAcrossReopensUploadOnceWhenSettled) {
